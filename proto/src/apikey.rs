@@ -1,0 +1,1 @@
+//! Line apikeys: validation and constant-time lookup.

@@ -1,0 +1,1 @@
+//! VoRS v4: netstrings, control messages, Noise handshake, media packets, sessions.
