@@ -1,0 +1,211 @@
+//! Message boundaries of one connection's data stream (§5.4).
+//!
+//! The relay forwards whole messages, so it must know where each starts and ends when a
+//! client fragments. [`Fragments`] only tracks that and the running size; the payload bytes
+//! stay in the relay's own buffer, so reassembly costs no copy here.
+
+use super::error::FrameError;
+use super::frame::{FrameHeader, Opcode};
+
+/// Where a data frame sits in its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessagePart {
+    /// An unfragmented message (FIN set, not a continuation). Control frames are reported as
+    /// `Whole` too: they are complete messages and do not touch the data stream's state.
+    Whole(Opcode),
+    /// The first frame of a fragmented message (FIN clear): `Text` or `Binary`.
+    First(Opcode),
+    /// A continuation that does not end the message.
+    Middle,
+    /// The continuation that ends the message; carries the message's opcode.
+    Last(Opcode),
+}
+
+/// Fragmentation state of one connection's incoming data frames.
+#[derive(Debug, Clone)]
+pub struct Fragments {
+    max_message: usize,
+    /// Opcode of the message being received, while one is open.
+    open: Option<Opcode>,
+    /// Payload bytes of the open message so far.
+    len: usize,
+}
+
+impl Fragments {
+    /// A connection whose messages may hold at most `max_message` payload bytes in total.
+    pub fn new(max_message: usize) -> Self {
+        Fragments {
+            max_message,
+            open: None,
+            len: 0,
+        }
+    }
+
+    /// Classifies the next frame header of the connection, in arrival order.
+    ///
+    /// Errors: `UnexpectedContinuation` outside a message, `ExpectedContinuation` for a new
+    /// text/binary frame inside one, `TooLarge` as soon as the message's total goes over
+    /// `max_message` (on the header, before its payload is read). After an error the
+    /// connection is to be closed; the state is then unspecified.
+    pub fn on_data_frame(&mut self, h: &FrameHeader) -> Result<MessagePart, FrameError> {
+        if h.opcode.is_control() {
+            return Ok(MessagePart::Whole(h.opcode));
+        }
+        match (h.opcode, self.open) {
+            (Opcode::Continuation, None) => Err(FrameError::UnexpectedContinuation),
+            (Opcode::Continuation, Some(op)) => {
+                self.len = self
+                    .len
+                    .checked_add(h.payload_len)
+                    .filter(|&n| n <= self.max_message)
+                    .ok_or(FrameError::TooLarge)?;
+                if h.fin {
+                    self.open = None;
+                    self.len = 0;
+                    Ok(MessagePart::Last(op))
+                } else {
+                    Ok(MessagePart::Middle)
+                }
+            }
+            (_, Some(_)) => Err(FrameError::ExpectedContinuation),
+            (op, None) => {
+                if h.payload_len > self.max_message {
+                    return Err(FrameError::TooLarge);
+                }
+                if h.fin {
+                    Ok(MessagePart::Whole(op))
+                } else {
+                    self.open = Some(op);
+                    self.len = h.payload_len;
+                    Ok(MessagePart::First(op))
+                }
+            }
+        }
+    }
+
+    /// True between the first and the last frame of a fragmented message.
+    pub fn in_message(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Payload bytes received so far of the open message (0 when none is open).
+    pub fn message_len(&self) -> usize {
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(fin: bool, opcode: Opcode, payload_len: usize) -> FrameHeader {
+        FrameHeader {
+            fin,
+            opcode,
+            mask: Some([0; 4]),
+            payload_len,
+            header_len: 6,
+        }
+    }
+
+    #[test]
+    fn whole_and_fragmented_with_interleaved_control() {
+        let mut f = Fragments::new(100);
+        assert_eq!(
+            f.on_data_frame(&frame(true, Opcode::Binary, 100)),
+            Ok(MessagePart::Whole(Opcode::Binary))
+        );
+        assert!(!f.in_message());
+        assert_eq!(
+            f.on_data_frame(&frame(false, Opcode::Text, 10)),
+            Ok(MessagePart::First(Opcode::Text))
+        );
+        assert_eq!(
+            f.on_data_frame(&frame(true, Opcode::Ping, 5)),
+            Ok(MessagePart::Whole(Opcode::Ping))
+        );
+        assert_eq!(
+            f.on_data_frame(&frame(false, Opcode::Continuation, 0)),
+            Ok(MessagePart::Middle)
+        );
+        assert_eq!(
+            f.on_data_frame(&frame(false, Opcode::Continuation, 20)),
+            Ok(MessagePart::Middle)
+        );
+        assert_eq!((f.in_message(), f.message_len()), (true, 30));
+        assert_eq!(
+            f.on_data_frame(&frame(true, Opcode::Continuation, 70)),
+            Ok(MessagePart::Last(Opcode::Text))
+        );
+        assert_eq!((f.in_message(), f.message_len()), (false, 0));
+        // The limit applies per message, so a new one may use all of it again.
+        assert_eq!(
+            f.on_data_frame(&frame(false, Opcode::Binary, 60)),
+            Ok(MessagePart::First(Opcode::Binary))
+        );
+        assert_eq!(
+            f.on_data_frame(&frame(true, Opcode::Continuation, 40)),
+            Ok(MessagePart::Last(Opcode::Binary))
+        );
+    }
+
+    #[test]
+    fn sequence_errors() {
+        let mut f = Fragments::new(100);
+        assert_eq!(
+            f.on_data_frame(&frame(true, Opcode::Continuation, 1)),
+            Err(FrameError::UnexpectedContinuation)
+        );
+        let mut f = Fragments::new(100);
+        assert_eq!(
+            f.on_data_frame(&frame(false, Opcode::Continuation, 1)),
+            Err(FrameError::UnexpectedContinuation)
+        );
+        let mut f = Fragments::new(100);
+        assert!(f.on_data_frame(&frame(false, Opcode::Binary, 1)).is_ok());
+        assert_eq!(
+            f.on_data_frame(&frame(true, Opcode::Binary, 1)),
+            Err(FrameError::ExpectedContinuation)
+        );
+        let mut f = Fragments::new(100);
+        assert!(f.on_data_frame(&frame(false, Opcode::Text, 1)).is_ok());
+        assert_eq!(
+            f.on_data_frame(&frame(false, Opcode::Text, 1)),
+            Err(FrameError::ExpectedContinuation)
+        );
+    }
+
+    #[test]
+    fn too_large_on_the_frame_that_crosses_the_limit() {
+        let mut f = Fragments::new(100);
+        assert_eq!(
+            f.on_data_frame(&frame(true, Opcode::Binary, 101)),
+            Err(FrameError::TooLarge)
+        );
+        let mut f = Fragments::new(100);
+        assert_eq!(
+            f.on_data_frame(&frame(false, Opcode::Binary, 101)),
+            Err(FrameError::TooLarge)
+        );
+        let mut f = Fragments::new(100);
+        assert!(f.on_data_frame(&frame(false, Opcode::Binary, 60)).is_ok());
+        assert!(
+            f.on_data_frame(&frame(false, Opcode::Continuation, 40))
+                .is_ok()
+        );
+        assert_eq!(
+            f.on_data_frame(&frame(true, Opcode::Continuation, 1)),
+            Err(FrameError::TooLarge)
+        );
+        let mut f = Fragments::new(usize::MAX);
+        assert!(
+            f.on_data_frame(&frame(false, Opcode::Binary, usize::MAX))
+                .is_ok()
+        );
+        assert_eq!(
+            f.on_data_frame(&frame(true, Opcode::Continuation, 1)),
+            Err(FrameError::TooLarge),
+            "overflow"
+        );
+    }
+}
