@@ -1,0 +1,402 @@
+//! The Noise handshake and transport: `Noise_NKhfs_25519+Kyber1024_ChaChaPoly_BLAKE2b`,
+//! empty prologue, through `snow`.
+//!
+//! ```text
+//! <- s                                  (the client knows the server's X25519 key)
+//! -> e, es, e1     payload [USERNAME, ROOM, PWHASH or ""]
+//! <- e, ee, ekem1  payload ["COOKIE", 16 bytes] or ["ERR", text]
+//! ```
+//!
+//! Messages here are raw Noise messages; the sessions put each in a netstring on TCP. After
+//! message 2 both sides hold a [`Transport`] for the control messages.
+//! Both sides then derive the member's media keys from the handshake hash
+//! ([`SessionKeys::from_handshake_hash`]). `snow` draws its own ephemeral keys (X25519 and
+//! Kyber) from the operating system; nothing else here is random.
+
+use std::fmt;
+
+use snow::params::{DHChoice, NoiseParams};
+use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::{Builder, HandshakeState};
+
+use super::control::{Control, ControlError};
+use super::hello::{Hello, HelloOwned};
+use super::keys::SessionKeys;
+use super::packet::COOKIE_LEN;
+pub use super::transport::{MAX_TRANSPORT_LEN, Transport, TransportError};
+
+/// The Noise protocol name.
+pub const NOISE_PARAMS: &str = "Noise_NKhfs_25519+Kyber1024_ChaChaPoly_BLAKE2b";
+/// Bytes of an X25519 private or public key.
+pub const KEY_LEN: usize = 32;
+/// Largest handshake message we send or accept. Each holds a 32-byte ephemeral key, a
+/// 1568-byte Kyber1024 public key or ciphertext with its 16-byte tag, and a payload of at most
+/// ~200 bytes with its tag: about 1.85 KiB.
+pub const MAX_HANDSHAKE_LEN: usize = 4096;
+
+/// Why a handshake step failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// `snow` could not set up (protocol name, crypto resolver or the OS random source).
+    Setup,
+    /// The message did not decrypt or authenticate: forged, corrupted, meant for another
+    /// server key, or a failed Kyber decapsulation.
+    Crypto,
+    /// The message is longer than [`MAX_HANDSHAKE_LEN`].
+    TooLong,
+    /// The decrypted payload is not an acceptable hello, cookie or error.
+    Payload(ControlError),
+    /// Message 2's payload decoded, but as neither COOKIE nor ERR.
+    UnexpectedReply,
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::Setup => f.write_str("Noise setup failed"),
+            HandshakeError::Crypto => f.write_str("Noise handshake message failed to decrypt"),
+            HandshakeError::TooLong => f.write_str("Noise handshake message too long"),
+            HandshakeError::Payload(e) => write!(f, "handshake payload: {e}"),
+            HandshakeError::UnexpectedReply => f.write_str("message 2 is neither COOKIE nor ERR"),
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
+fn builder() -> Result<Builder<'static>, HandshakeError> {
+    let params: NoiseParams = NOISE_PARAMS.parse().map_err(|_| HandshakeError::Setup)?;
+    Builder::new(params)
+        .prologue(&[])
+        .map_err(|_| HandshakeError::Setup)
+}
+
+/// Makes a new X25519 static key pair `(private, public)` from the OS random source, for
+/// `moose-relay keygen`.
+pub fn generate_keypair() -> Result<([u8; KEY_LEN], [u8; KEY_LEN]), HandshakeError> {
+    let pair = builder()?
+        .generate_keypair()
+        .map_err(|_| HandshakeError::Setup)?;
+    let private = pair
+        .private
+        .as_slice()
+        .try_into()
+        .map_err(|_| HandshakeError::Setup)?;
+    let public = pair
+        .public
+        .as_slice()
+        .try_into()
+        .map_err(|_| HandshakeError::Setup)?;
+    Ok((private, public))
+}
+
+/// The X25519 public key of `private`, for `moose-relay pubkey`.
+pub fn public_from_private(private: &[u8; KEY_LEN]) -> Result<[u8; KEY_LEN], HandshakeError> {
+    let mut dh = DefaultResolver
+        .resolve_dh(&DHChoice::Curve25519)
+        .ok_or(HandshakeError::Setup)?;
+    dh.set(private);
+    dh.pubkey().try_into().map_err(|_| HandshakeError::Setup)
+}
+
+/// What the server answered in message 2.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ServerReply {
+    /// Accepted: send this cookie over UDP every second until SID arrives.
+    Cookie([u8; COOKIE_LEN]),
+    /// Refused, with the server's reason ("room is full", "name is taken", ...).
+    Err(String),
+}
+
+impl fmt::Debug for ServerReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerReply::Cookie(_) => f.write_str("Cookie(..)"),
+            ServerReply::Err(reason) => f.debug_tuple("Err").field(reason).finish(),
+        }
+    }
+}
+
+/// The client's side, between message 1 and message 2.
+pub struct ClientHandshake {
+    /// Boxed: snow's state is ~5 KB, and sessions are moved between cores and states.
+    state: Box<HandshakeState>,
+}
+
+impl fmt::Debug for ClientHandshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientHandshake").finish_non_exhaustive()
+    }
+}
+
+impl ClientHandshake {
+    /// Starts a handshake with the server whose static key is `server_public`; returns the
+    /// state and message 1 (to be sent in a netstring after the `VoRS v4` magic).
+    pub fn start(
+        server_public: &[u8; KEY_LEN],
+        hello: &Hello<'_>,
+    ) -> Result<(Self, Vec<u8>), HandshakeError> {
+        let mut payload = Vec::new();
+        hello
+            .encode(&mut payload)
+            .map_err(HandshakeError::Payload)?;
+        let mut state = builder()?
+            .remote_public_key(server_public)
+            .map_err(|_| HandshakeError::Setup)?
+            .build_initiator()
+            .map_err(|_| HandshakeError::Setup)?;
+        let mut msg = vec![0u8; MAX_HANDSHAKE_LEN];
+        let len = state
+            .write_message(&payload, &mut msg)
+            .map_err(|_| HandshakeError::Setup)?;
+        msg.truncate(len);
+        Ok((
+            ClientHandshake {
+                state: Box::new(state),
+            },
+            msg,
+        ))
+    }
+
+    /// Reads message 2: the server's reply, the transport for control messages, and this
+    /// member's media keys. A refusal still completes the handshake (the ERR is encrypted).
+    pub fn finish(
+        mut self,
+        msg2: &[u8],
+    ) -> Result<(ServerReply, Transport, SessionKeys), HandshakeError> {
+        if msg2.len() > MAX_HANDSHAKE_LEN {
+            return Err(HandshakeError::TooLong);
+        }
+        let mut payload = vec![0u8; MAX_HANDSHAKE_LEN];
+        let len = self
+            .state
+            .read_message(msg2, &mut payload)
+            .map_err(|_| HandshakeError::Crypto)?;
+        let reply = match Control::decode(&payload[..len]).map_err(HandshakeError::Payload)? {
+            Control::Cookie(cookie) => ServerReply::Cookie(*cookie),
+            Control::Err(reason) => ServerReply::Err(reason.to_owned()),
+            _ => return Err(HandshakeError::UnexpectedReply),
+        };
+        let (transport, keys) = complete(*self.state)?;
+        Ok((reply, transport, keys))
+    }
+}
+
+fn complete(state: HandshakeState) -> Result<(Transport, SessionKeys), HandshakeError> {
+    let keys = SessionKeys::from_handshake_hash(state.get_handshake_hash());
+    let state = state
+        .into_transport_mode()
+        .map_err(|_| HandshakeError::Setup)?;
+    Ok((Transport::new(state), keys))
+}
+
+/// The server's side, between reading message 1 and writing message 2. `Send`: the relay
+/// reads message 1 on the core that accepted the connection and answers from the room's.
+pub struct ServerHandshake {
+    /// Boxed: snow's state is ~5 KB, and sessions are moved between cores and states.
+    state: Box<HandshakeState>,
+}
+
+impl fmt::Debug for ServerHandshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandshake").finish_non_exhaustive()
+    }
+}
+
+impl ServerHandshake {
+    /// Reads message 1 with the server's static key; returns the state and the hello.
+    pub fn respond_to(
+        static_private: &[u8; KEY_LEN],
+        msg1: &[u8],
+    ) -> Result<(Self, HelloOwned), HandshakeError> {
+        if msg1.len() > MAX_HANDSHAKE_LEN {
+            return Err(HandshakeError::TooLong);
+        }
+        let mut state = builder()?
+            .local_private_key(static_private)
+            .map_err(|_| HandshakeError::Setup)?
+            .build_responder()
+            .map_err(|_| HandshakeError::Setup)?;
+        let mut payload = vec![0u8; MAX_HANDSHAKE_LEN];
+        let len = state
+            .read_message(msg1, &mut payload)
+            .map_err(|_| HandshakeError::Crypto)?;
+        let hello = Hello::decode(&payload[..len]).map_err(HandshakeError::Payload)?;
+        Ok((
+            ServerHandshake {
+                state: Box::new(state),
+            },
+            hello.to_owned(),
+        ))
+    }
+
+    /// Accepts: message 2 with `["COOKIE", cookie]`, the transport and the member's keys.
+    pub fn accept(
+        self,
+        cookie: &[u8; COOKIE_LEN],
+    ) -> Result<(Vec<u8>, Transport, SessionKeys), HandshakeError> {
+        let (msg, state) = self.reply(&Control::Cookie(cookie))?;
+        let (transport, keys) = complete(state)?;
+        Ok((msg, transport, keys))
+    }
+
+    /// Refuses: message 2 with `["ERR", reason]`. The session ends after it is sent.
+    pub fn reject(self, reason: &str) -> Result<Vec<u8>, HandshakeError> {
+        Ok(self.reply(&Control::Err(reason))?.0)
+    }
+
+    fn reply(mut self, reply: &Control<'_>) -> Result<(Vec<u8>, HandshakeState), HandshakeError> {
+        let mut payload = Vec::new();
+        reply
+            .encode(&mut payload)
+            .map_err(HandshakeError::Payload)?;
+        let mut msg = vec![0u8; MAX_HANDSHAKE_LEN];
+        let len = self
+            .state
+            .write_message(&payload, &mut msg)
+            .map_err(|_| HandshakeError::Setup)?;
+        msg.truncate(len);
+        Ok((msg, *self.state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vors::control::ControlOwned;
+    use crate::vors::netstring;
+    use crate::vors::sid::Sid;
+
+    fn unhex32(s: &str) -> [u8; 32] {
+        core::array::from_fn(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
+    }
+
+    const HELLO: Hello<'static> = Hello {
+        username: "alice",
+        room: "lobby",
+        password_hash: None,
+    };
+
+    #[test]
+    fn the_protocol_name_parses_with_kyber() {
+        let params: NoiseParams = NOISE_PARAMS
+            .parse()
+            .expect("snow supports NKhfs + Kyber1024");
+        assert_eq!(params.name, NOISE_PARAMS);
+    }
+
+    #[test]
+    fn accepted_handshake_agrees_on_keys_and_carries_control_both_ways() {
+        let (server_private, server_public) = generate_keypair().expect("keypair");
+        let (client, msg1) = ClientHandshake::start(&server_public, &HELLO).expect("start");
+        assert!(
+            msg1.len() < MAX_HANDSHAKE_LEN,
+            "message 1 is {} bytes",
+            msg1.len()
+        );
+        let (server, hello) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
+        assert_eq!(hello.as_hello(), HELLO);
+        let (msg2, mut server_tx, server_keys) = server.accept(&[7; COOKIE_LEN]).expect("accept");
+        assert!(
+            msg2.len() < MAX_HANDSHAKE_LEN,
+            "message 2 is {} bytes",
+            msg2.len()
+        );
+        let (reply, mut client_tx, client_keys) = client.finish(&msg2).expect("msg2");
+        assert_eq!(reply, ServerReply::Cookie([7; COOKIE_LEN]));
+        assert_eq!(client_keys, server_keys);
+
+        let mut frame = Vec::new();
+        server_tx
+            .encrypt_control(&Control::Sid(Sid(4)), &mut frame)
+            .expect("encrypt");
+        let (ciphertext, used) = netstring::decode(&frame, MAX_TRANSPORT_LEN)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(used, frame.len());
+        assert_eq!(
+            client_tx.decrypt_control(ciphertext),
+            Ok(ControlOwned::Sid(Sid(4)))
+        );
+
+        frame.clear();
+        client_tx
+            .encrypt_control(&Control::Ping, &mut frame)
+            .expect("encrypt");
+        let (ciphertext, _) = netstring::decode(&frame, MAX_TRANSPORT_LEN)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(
+            server_tx.decrypt_control(ciphertext),
+            Ok(ControlOwned::Ping)
+        );
+    }
+
+    #[test]
+    fn every_handshake_gives_fresh_keys() {
+        let (server_private, server_public) = generate_keypair().expect("keypair");
+        let mut keys = Vec::new();
+        for _ in 0..2 {
+            let (_, msg1) = ClientHandshake::start(&server_public, &HELLO).expect("start");
+            let (server, _) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
+            keys.push(server.accept(&[0; COOKIE_LEN]).expect("accept").2);
+        }
+        assert_ne!(keys[0], keys[1]);
+    }
+
+    #[test]
+    fn rejection_reaches_the_client() {
+        let (server_private, server_public) = generate_keypair().expect("keypair");
+        let (client, msg1) = ClientHandshake::start(&server_public, &HELLO).expect("start");
+        let (server, _) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
+        let msg2 = server.reject("room is full").expect("reject");
+        let (reply, _, _) = client.finish(&msg2).expect("msg2");
+        assert_eq!(reply, ServerReply::Err("room is full".to_owned()));
+    }
+
+    #[test]
+    fn wrong_server_key_and_tampering_fail_as_crypto_errors() {
+        let (server_private, server_public) = generate_keypair().expect("keypair");
+        let (_, other_public) = generate_keypair().expect("keypair");
+        let (_, msg1) = ClientHandshake::start(&other_public, &HELLO).expect("start");
+        let err = ServerHandshake::respond_to(&server_private, &msg1).map(|_| ());
+        assert_eq!(err, Err(HandshakeError::Crypto));
+
+        let (client, msg1) = ClientHandshake::start(&server_public, &HELLO).expect("start");
+        let (server, _) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
+        let (mut msg2, _, _) = server.accept(&[1; COOKIE_LEN]).expect("accept");
+        let last = msg2.len() - 1;
+        msg2[last] ^= 1;
+        assert_eq!(
+            client.finish(&msg2).map(|_| ()),
+            Err(HandshakeError::Crypto)
+        );
+
+        let garbage = vec![0u8; MAX_HANDSHAKE_LEN + 1];
+        let err = ServerHandshake::respond_to(&server_private, &garbage).map(|_| ());
+        assert_eq!(err, Err(HandshakeError::TooLong));
+        assert_eq!(
+            ServerHandshake::respond_to(&server_private, &[0; 10]).map(|_| ()),
+            Err(HandshakeError::Crypto)
+        );
+    }
+
+    #[test]
+    fn public_key_matches_rfc7748() {
+        // RFC 7748 §6.1, Alice.
+        let private = unhex32("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+        let public = unhex32("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+        assert_eq!(public_from_private(&private), Ok(public));
+        let (private, public) = generate_keypair().expect("keypair");
+        assert_eq!(public_from_private(&private), Ok(public));
+    }
+
+    #[test]
+    fn handshake_states_can_move_between_cores() {
+        fn assert_send<T: Send>() {}
+        assert_send::<ServerHandshake>();
+        assert_send::<ClientHandshake>();
+        assert_send::<Transport>();
+    }
+}

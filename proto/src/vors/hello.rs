@@ -1,0 +1,149 @@
+//! The payload of handshake message 1: `[USERNAME, ROOM, BLAKE2b-256(password) or ""]`.
+
+use std::fmt;
+
+use super::control::{ControlError, check_name, fixed, items, name};
+use super::keys::PASSWORD_HASH_LEN;
+use super::netstring;
+
+/// Longest username, in bytes of UTF-8.
+pub const MAX_USERNAME_LEN: usize = 64;
+/// Longest room name, in bytes of UTF-8.
+pub const MAX_ROOM_LEN: usize = 64;
+
+/// The payload of handshake message 1, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello<'a> {
+    /// The member's name, unique in the room.
+    pub username: &'a str,
+    /// The room to join.
+    pub room: &'a str,
+    /// `BLAKE2b-256(password)`, or `None` (an empty field) for no password.
+    pub password_hash: Option<&'a [u8; PASSWORD_HASH_LEN]>,
+}
+
+impl<'a> Hello<'a> {
+    /// Appends the list `[USERNAME, ROOM, PWHASH or ""]` to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ControlError> {
+        check_name(self.username, MAX_USERNAME_LEN)?;
+        check_name(self.room, MAX_ROOM_LEN)?;
+        let hash: &[u8] = self.password_hash.map_or(&[], |h| &h[..]);
+        netstring::encode_list(&[self.username.as_bytes(), self.room.as_bytes(), hash], out);
+        Ok(())
+    }
+
+    /// Parses a message 1 payload.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, ControlError> {
+        let (items, count) = items(bytes)?;
+        if count != 3 {
+            return Err(ControlError::Arity);
+        }
+        let password_hash = match items[2] {
+            [] => None,
+            hash => Some(fixed::<PASSWORD_HASH_LEN>(hash)?),
+        };
+        Ok(Hello {
+            username: name(items[0], MAX_USERNAME_LEN)?,
+            room: name(items[1], MAX_ROOM_LEN)?,
+            password_hash,
+        })
+    }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> HelloOwned {
+        HelloOwned {
+            username: self.username.to_owned(),
+            room: self.room.to_owned(),
+            password_hash: self.password_hash.copied(),
+        }
+    }
+}
+
+/// The payload of handshake message 1, owned. `Debug` omits the password hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HelloOwned {
+    /// The member's name, unique in the room.
+    pub username: String,
+    /// The room to join.
+    pub room: String,
+    /// `BLAKE2b-256(password)`, or `None` for no password.
+    pub password_hash: Option<[u8; PASSWORD_HASH_LEN]>,
+}
+
+impl HelloOwned {
+    /// A borrowed view.
+    pub fn as_hello(&self) -> Hello<'_> {
+        Hello {
+            username: &self.username,
+            room: &self.room,
+            password_hash: self.password_hash.as_ref(),
+        }
+    }
+}
+
+impl fmt::Debug for HelloOwned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HelloOwned")
+            .field("username", &self.username)
+            .field("room", &self.room)
+            .field("has_password", &self.password_hash.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trips_with_and_without_password() {
+        let hash = [9u8; PASSWORD_HASH_LEN];
+        for password_hash in [None, Some(&hash)] {
+            let hello = Hello {
+                username: "bob",
+                room: "studio 4",
+                password_hash,
+            };
+            let mut out = Vec::new();
+            hello.encode(&mut out).expect("ok");
+            assert_eq!(Hello::decode(&out), Ok(hello));
+            assert_eq!(hello.to_owned().as_hello(), hello);
+        }
+        let mut out = Vec::new();
+        Hello {
+            username: "bob",
+            room: "r",
+            password_hash: None,
+        }
+        .encode(&mut out)
+        .expect("ok");
+        assert_eq!(out, b"13:3:bob,1:r,0:,,");
+    }
+
+    #[test]
+    fn hello_refuses_bad_names_and_hashes() {
+        let too_long = "n".repeat(MAX_USERNAME_LEN + 1);
+        for (username, room) in [
+            ("", "r"),
+            ("a\nb", "r"),
+            (too_long.as_str(), "r"),
+            ("a", ""),
+        ] {
+            let hello = Hello {
+                username,
+                room,
+                password_hash: None,
+            };
+            assert_eq!(hello.encode(&mut Vec::new()), Err(ControlError::BadName));
+            let mut bytes = Vec::new();
+            netstring::encode_list(&[username.as_bytes(), room.as_bytes(), b""], &mut bytes);
+            assert_eq!(Hello::decode(&bytes), Err(ControlError::BadName));
+        }
+        let mut bytes = Vec::new();
+        netstring::encode_list(&[b"a", b"r", b"short"], &mut bytes);
+        assert_eq!(Hello::decode(&bytes), Err(ControlError::FieldLength));
+        let mut bytes = Vec::new();
+        netstring::encode_list(&[b"a", b"r"], &mut bytes);
+        assert_eq!(Hello::decode(&bytes), Err(ControlError::Arity));
+    }
+}

@@ -1,0 +1,459 @@
+//! A VoRS room as the relay runs it on the room's owner core: who is in, who hears whom,
+//! and the edge check for every UDP datagram.
+//!
+//! Sans-IO: [`Room::join`], [`Room::leave`], [`Room::set_muted`], [`Room::chat`] and
+//! [`Room::verify_datagram`] change state and queue control messages for members;
+//! **after each call, drain [`Room::poll_message`] until `None`** and hand each message to
+//! the recipient's `ServerSession::send_control`, in order. The room never encrypts (each
+//! member's session does) and never touches a socket.
+//!
+//! A member's life: `join` reserves its name and SID and checks the password (message 2
+//! not sent yet) → the session's `accept` yields its keys → [`Room::set_keys`] → its cookie
+//! arrives over UDP ([`EdgeVerdict::Registered`]): the room queues `SID` to it, `ADD` (and
+//! `MUTED` for muted members) for everyone present to it, and `ADD` for it to everyone else →
+//! its media is forwarded → [`Room::leave`] queues `DEL` to the others.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use subtle::ConstantTimeEq;
+
+use super::control::ControlOwned;
+use super::keys::{PASSWORD_HASH_LEN, SessionKeys};
+use super::packet::COOKIE_LEN;
+use super::sid::{Sid, SidSet};
+
+mod edge;
+
+pub use edge::{DropReason, EdgeVerdict, RoomStats};
+
+/// SID 255 is never assigned, so the relay may use it as "no member" (in a steering table,
+/// for example); a room therefore holds at most 255 members.
+pub const RESERVED_SID: Sid = Sid(255);
+/// The most members any room can hold.
+pub const MAX_MEMBERS: usize = 255;
+
+/// Room limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomConfig {
+    /// Members (joined or joining) at most; 1..=[`MAX_MEMBERS`]. Default 64.
+    pub max_members: usize,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig { max_members: 64 }
+    }
+}
+
+/// Why the room refused a member. [`Reject::reason`] is the text message 2 carries.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// The room holds `max_members` already.
+    RoomFull,
+    /// Another member (joined or joining) has this username.
+    NameTaken,
+    /// The password hash differs from the one the first member set (a room without a
+    /// password refuses a hash, and a room with one refuses an empty field).
+    WrongPassword,
+}
+
+impl Reject {
+    /// The short, stable ERR text.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Reject::RoomFull => "room is full",
+            Reject::NameTaken => "name is taken",
+            Reject::WrongPassword => "wrong password",
+        }
+    }
+}
+
+struct Member {
+    username: String,
+    cookie: [u8; COOKIE_LEN],
+    keys: Option<SessionKeys>,
+    udp: Option<SocketAddr>,
+    last_pkt: Option<u32>,
+    muted: bool,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No cookie bytes in logs: a cookie is a bearer secret until it is used.
+        f.debug_struct("Member")
+            .field("username", &self.username)
+            .field("udp", &self.udp)
+            .field("last_pkt", &self.last_pkt)
+            .field("muted", &self.muted)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One room. Empty rooms should be dropped by the relay (a room is gone when empty: the next
+/// first member sets a new password).
+#[derive(Debug)]
+pub struct Room {
+    name: String,
+    config: RoomConfig,
+    password_hash: Option<[u8; PASSWORD_HASH_LEN]>,
+    /// Indexed by SID; slot 255 ([`RESERVED_SID`]) stays empty.
+    members: Vec<Option<Member>>,
+    count: usize,
+    next_sid: u8,
+    /// Members with a registered address: the recipients of media.
+    registered: SidSet,
+    by_addr: HashMap<SocketAddr, Sid>,
+    outbox: VecDeque<(Sid, ControlOwned)>,
+    stats: RoomStats,
+}
+
+impl Room {
+    /// An empty room called `name`.
+    pub fn new(name: &str, config: RoomConfig) -> Self {
+        let config = RoomConfig {
+            max_members: config.max_members.clamp(1, MAX_MEMBERS),
+        };
+        Room {
+            name: name.to_owned(),
+            config,
+            password_hash: None,
+            members: (0..=MAX_MEMBERS).map(|_| None).collect(),
+            count: 0,
+            next_sid: 0,
+            registered: SidSet::new(),
+            by_addr: HashMap::new(),
+            outbox: VecDeque::new(),
+            stats: RoomStats::default(),
+        }
+    }
+
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Members, joined or joining.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether nobody is in (or joining) the room.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The room's counters.
+    pub fn stats(&self) -> &RoomStats {
+        &self.stats
+    }
+
+    /// The registered UDP address of `sid`.
+    pub fn udp_addr(&self, sid: Sid) -> Option<SocketAddr> {
+        self.member(sid)?.udp
+    }
+
+    /// The username of `sid`.
+    pub fn username(&self, sid: Sid) -> Option<&str> {
+        Some(&self.member(sid)?.username)
+    }
+
+    fn member(&self, sid: Sid) -> Option<&Member> {
+        self.members.get(usize::from(sid.0))?.as_ref()
+    }
+
+    fn member_mut(&mut self, sid: Sid) -> Option<&mut Member> {
+        self.members.get_mut(usize::from(sid.0))?.as_mut()
+    }
+
+    /// Admits a member (not yet announced): checks the password (the first member sets it),
+    /// then the name, then the size; reserves a SID. `cookie` is what message 2 will carry.
+    pub fn join(
+        &mut self,
+        username: &str,
+        password_hash: Option<&[u8; PASSWORD_HASH_LEN]>,
+        cookie: [u8; COOKIE_LEN],
+    ) -> Result<Sid, Reject> {
+        if self.count == 0 {
+            self.password_hash = password_hash.copied();
+        } else {
+            // Password first, so that a stranger learns nothing about who is inside.
+            let matches = match (&self.password_hash, password_hash) {
+                (None, None) => true,
+                (Some(set), Some(given)) => set.ct_eq(given).into(),
+                _ => false,
+            };
+            if !matches {
+                return Err(Reject::WrongPassword);
+            }
+        }
+        if self
+            .members
+            .iter()
+            .flatten()
+            .any(|m| m.username == username)
+        {
+            return Err(Reject::NameTaken);
+        }
+        if self.count >= self.config.max_members {
+            return Err(Reject::RoomFull);
+        }
+        // Round robin, so that a SID is not handed out again right after its member left
+        // (late packets under the old keys then meet an unknown SID, not a wrong tag).
+        let sid = (0..MAX_MEMBERS)
+            .map(|i| Sid(((usize::from(self.next_sid) + i) % MAX_MEMBERS) as u8))
+            .find(|sid| self.member(*sid).is_none())
+            .ok_or(Reject::RoomFull)?;
+        self.next_sid = ((usize::from(sid.0) + 1) % MAX_MEMBERS) as u8;
+        self.members[usize::from(sid.0)] = Some(Member {
+            username: username.to_owned(),
+            cookie,
+            keys: None,
+            udp: None,
+            last_pkt: None,
+            muted: false,
+        });
+        self.count += 1;
+        Ok(sid)
+    }
+
+    /// Records the member's media keys (from `ServerSession::accept`). Until then its cookie
+    /// is not accepted. Returns false if `sid` is not a member.
+    pub fn set_keys(&mut self, sid: Sid, keys: SessionKeys) -> bool {
+        self.member_mut(sid).map(|m| m.keys = Some(keys)).is_some()
+    }
+
+    /// Removes a member; if it had registered, the others get `DEL`. Returns false if `sid`
+    /// was not a member.
+    pub fn leave(&mut self, sid: Sid) -> bool {
+        let Some(member) = self
+            .members
+            .get_mut(usize::from(sid.0))
+            .and_then(Option::take)
+        else {
+            return false;
+        };
+        self.count -= 1;
+        if let Some(addr) = member.udp {
+            self.by_addr.remove(&addr);
+            self.registered.remove(sid);
+            self.broadcast(sid, ControlOwned::Del(sid));
+        }
+        true
+    }
+
+    /// A member muted or unmuted itself; on a change, the others get `MUTED`/`UNMUTED` with
+    /// its SID.
+    pub fn set_muted(&mut self, sid: Sid, muted: bool) {
+        let Some(member) = self.member_mut(sid) else {
+            return;
+        };
+        if member.muted == muted {
+            return;
+        }
+        member.muted = muted;
+        if self.registered.contains(sid) {
+            let msg = if muted {
+                ControlOwned::Muted(Some(sid))
+            } else {
+                ControlOwned::Unmuted(Some(sid))
+            };
+            self.broadcast(sid, msg);
+        }
+    }
+
+    /// A member said `msg`; every other registered member gets `CHAT` with its SID (the
+    /// author does not get an echo).
+    pub fn chat(&mut self, sid: Sid, msg: &str) {
+        if self.registered.contains(sid) {
+            self.broadcast(
+                sid,
+                ControlOwned::Chat {
+                    sid: Some(sid),
+                    msg: msg.to_owned(),
+                },
+            );
+        }
+    }
+
+    /// The next control message to send: `(recipient, message)`.
+    pub fn poll_message(&mut self) -> Option<(Sid, ControlOwned)> {
+        self.outbox.pop_front()
+    }
+
+    fn broadcast(&mut self, from: Sid, msg: ControlOwned) {
+        for to in self.registered {
+            if to != from {
+                self.outbox.push_back((to, msg.clone()));
+            }
+        }
+    }
+
+    fn add_message(&self, sid: Sid) -> Option<ControlOwned> {
+        let member = self.member(sid)?;
+        let key = member.keys.as_ref()?.to_wire();
+        Some(ControlOwned::Add {
+            sid,
+            username: member.username.clone(),
+            key,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(n: u8) -> SessionKeys {
+        SessionKeys::from_wire(&[n; 48])
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 1], port))
+    }
+
+    /// Joins and registers `name`; returns its SID and drains nothing.
+    fn enter(room: &mut Room, name: &str, n: u8) -> Sid {
+        let sid = room.join(name, None, [n; COOKIE_LEN]).expect("join");
+        assert!(room.set_keys(sid, keys(n)));
+        assert_eq!(
+            room.verify_datagram(addr(u16::from(n)), &[n; COOKIE_LEN]),
+            EdgeVerdict::Registered(sid)
+        );
+        sid
+    }
+
+    fn drain(room: &mut Room) -> Vec<(Sid, ControlOwned)> {
+        std::iter::from_fn(|| room.poll_message()).collect()
+    }
+
+    #[test]
+    fn first_member_sets_the_password_and_others_must_match() {
+        let pw = [1u8; PASSWORD_HASH_LEN];
+        let mut room = Room::new("r", RoomConfig::default());
+        let a = room.join("a", Some(&pw), [0; 16]).expect("first");
+        assert_eq!(room.join("b", None, [0; 16]), Err(Reject::WrongPassword));
+        assert_eq!(
+            room.join("b", Some(&[2; 32]), [0; 16]),
+            Err(Reject::WrongPassword)
+        );
+        assert!(room.join("b", Some(&pw), [0; 16]).is_ok());
+        // The password is checked before the name: a stranger cannot probe who is inside.
+        assert_eq!(room.join("a", None, [0; 16]), Err(Reject::WrongPassword));
+        assert_eq!(room.join("a", Some(&pw), [0; 16]), Err(Reject::NameTaken));
+        assert!(room.leave(a));
+        assert_eq!(room.len(), 1, "b is still in, so the password stays");
+        assert_eq!(room.join("c", None, [0; 16]), Err(Reject::WrongPassword));
+        let mut open = Room::new("o", RoomConfig::default());
+        open.join("a", None, [0; 16]).expect("first");
+        assert_eq!(
+            open.join("b", Some(&pw), [0; 16]),
+            Err(Reject::WrongPassword)
+        );
+    }
+
+    #[test]
+    fn an_emptied_room_takes_a_new_password() {
+        let mut room = Room::new("r", RoomConfig::default());
+        let a = room.join("a", Some(&[1; 32]), [0; 16]).expect("join");
+        assert!(room.leave(a));
+        assert!(room.is_empty());
+        assert!(room.join("b", None, [0; 16]).is_ok());
+        assert_eq!(
+            room.join("c", Some(&[1; 32]), [0; 16]),
+            Err(Reject::WrongPassword)
+        );
+    }
+
+    #[test]
+    fn full_room_refuses_and_sids_are_unique_and_skip_255() {
+        let mut room = Room::new(
+            "r",
+            RoomConfig {
+                max_members: MAX_MEMBERS,
+            },
+        );
+        let mut seen = SidSet::new();
+        for i in 0..MAX_MEMBERS {
+            let sid = room
+                .join(&format!("m{i}"), None, [0; 16])
+                .expect("room has space");
+            assert!(!seen.contains(sid) && sid != RESERVED_SID);
+            seen.insert(sid);
+        }
+        assert_eq!(room.join("late", None, [0; 16]), Err(Reject::RoomFull));
+        let mut small = Room::new("s", RoomConfig { max_members: 2 });
+        small.join("a", None, [0; 16]).expect("1");
+        small.join("b", None, [0; 16]).expect("2");
+        assert_eq!(small.join("c", None, [0; 16]), Err(Reject::RoomFull));
+        assert_eq!(Reject::RoomFull.reason(), "room is full");
+        assert_eq!(Reject::NameTaken.reason(), "name is taken");
+        assert_eq!(Reject::WrongPassword.reason(), "wrong password");
+    }
+
+    #[test]
+    fn sids_are_not_reused_right_away() {
+        let mut room = Room::new("r", RoomConfig::default());
+        let a = room.join("a", None, [0; 16]).expect("join");
+        room.leave(a);
+        let b = room.join("b", None, [0; 16]).expect("join");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn registration_announces_both_ways_and_leave_sends_del() {
+        let mut room = Room::new("r", RoomConfig::default());
+        let a = enter(&mut room, "alice", 1);
+        assert_eq!(drain(&mut room), vec![(a, ControlOwned::Sid(a))]);
+        room.set_muted(a, true);
+        assert!(drain(&mut room).is_empty(), "nobody to tell yet");
+        let b = enter(&mut room, "bob", 2);
+        let add = |sid: Sid, name: &str, n: u8| ControlOwned::Add {
+            sid,
+            username: name.to_owned(),
+            key: [n; 48],
+        };
+        assert_eq!(
+            drain(&mut room),
+            vec![
+                (b, ControlOwned::Sid(b)),
+                (b, add(a, "alice", 1)),
+                (b, ControlOwned::Muted(Some(a))),
+                (a, add(b, "bob", 2)),
+            ]
+        );
+        room.chat(b, "hello");
+        room.set_muted(a, false);
+        room.set_muted(a, false);
+        assert_eq!(
+            drain(&mut room),
+            vec![
+                (
+                    a,
+                    ControlOwned::Chat {
+                        sid: Some(b),
+                        msg: "hello".to_owned()
+                    }
+                ),
+                (b, ControlOwned::Unmuted(Some(a))),
+            ]
+        );
+        assert!(room.leave(b));
+        assert!(!room.leave(b));
+        assert_eq!(drain(&mut room), vec![(a, ControlOwned::Del(b))]);
+        assert_eq!(room.udp_addr(b), None);
+    }
+
+    #[test]
+    fn a_member_that_never_registered_leaves_silently() {
+        let mut room = Room::new("r", RoomConfig::default());
+        let a = enter(&mut room, "alice", 1);
+        drain(&mut room);
+        let b = room.join("bob", None, [2; 16]).expect("join");
+        assert!(room.leave(b));
+        assert!(drain(&mut room).is_empty());
+        assert_eq!(room.len(), 1);
+        assert_eq!(room.username(a), Some("alice"));
+    }
+}
