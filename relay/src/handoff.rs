@@ -1,0 +1,26 @@
+//! What one core hands to another: a connection whose room turned out to live there.
+//!
+//! The accepting core has read the request and checked the key; the owner core decides the
+//! rest (is the line full?) and runs the connection from then on. The socket travels as an
+//! owned descriptor, the bytes read so far travel with it.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+
+/// A WebSocket upgrade for a line owned by the receiving core.
+#[derive(Debug)]
+pub struct LineRequest {
+    /// The validated apikey (never logged).
+    pub key: Box<[u8]>,
+    /// The client's Sec-WebSocket-Key, for the 101 response.
+    pub ws_key: String,
+    pub addr: SocketAddr,
+    /// Bytes the client sent after its request head.
+    pub early: Vec<u8>,
+}
+
+/// A message on the core-to-core mesh.
+#[derive(Debug)]
+pub enum Handoff {
+    Line { fd: OwnedFd, request: LineRequest },
+}

@@ -1,0 +1,162 @@
+//! The admin endpoint (`--admin-listen`, loopback by default): `/metrics` in Prometheus text
+//! format, `/healthz` (the process is alive) and `/readyz` (it serves). It runs on core 0 and
+//! reads every core's single-writer counters.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use futures_lite::io::AsyncWriteExt;
+use glommio::net::{TcpListener, TcpStream};
+use moose_proto::http::{self, Parse, Status};
+use tracing::debug;
+
+use crate::shard::Shard;
+use crate::stats::{CoreStats, Drop};
+
+/// Accepts admin connections until the listener fails.
+pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let addr = stream.peer_addr().ok();
+                glommio::spawn_local(handle(shard.clone(), stream, addr)).detach();
+            }
+            Err(e) => {
+                debug!(error = %e, "admin accept failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(shard: Rc<Shard>, mut stream: TcpStream, _addr: Option<SocketAddr>) {
+    let Some((head, head_len)) = super::read_head(&mut stream).await else {
+        return;
+    };
+    let Ok(Parse::Complete { value: request, .. }) = http::parse_request(&head[..head_len]) else {
+        return;
+    };
+    let (status, content_type, body) = match request.path {
+        "/metrics" => (
+            Status::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            render_metrics(&shard.all_stats),
+        ),
+        "/healthz" => (Status::OK, "text/plain; charset=utf-8", "ok\n".to_owned()),
+        "/readyz" => (
+            Status::OK,
+            "text/plain; charset=utf-8",
+            "ready\n".to_owned(),
+        ),
+        _ => (
+            Status::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n".to_owned(),
+        ),
+    };
+    let mut out = Vec::with_capacity(body.len() + 200);
+    http::write_response(status, content_type, &[], body.as_bytes(), &mut out);
+    let _ = stream.write_all(&out).await;
+}
+
+/// Prometheus text exposition of every core's counters (base units, `_total` on counters).
+pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>]) -> String {
+    let mut out = String::with_capacity(4096);
+    let sum = |f: &dyn Fn(&CoreStats) -> u64| -> u64 { cores.iter().map(|c| f(c)).sum() };
+    let mut counter = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    };
+    counter(
+        "moose_ws_messages_in_total",
+        "Binary messages received from line peers.",
+        sum(&|c| c.ws_messages_in.get()),
+    );
+    counter(
+        "moose_ws_bytes_in_total",
+        "Payload bytes of binary messages received from line peers.",
+        sum(&|c| c.ws_bytes_in.get()),
+    );
+    counter(
+        "moose_ws_frames_out_total",
+        "WebSocket frames written to line peers.",
+        sum(&|c| c.ws_messages_out.get()),
+    );
+    counter(
+        "moose_ws_bytes_out_total",
+        "Bytes written to line peers, framing included.",
+        sum(&|c| c.ws_bytes_out.get()),
+    );
+    counter(
+        "moose_ws_upgrades_total",
+        "Peers admitted to lines.",
+        sum(&|c| c.ws_upgrades.get()),
+    );
+    counter(
+        "moose_ws_handoffs_total",
+        "Connections moved to their line's owner core.",
+        sum(&|c| c.ws_handoffs.get()),
+    );
+    counter(
+        "moose_http_requests_total",
+        "HTTP requests read.",
+        sum(&|c| c.http_requests.get()),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP moose_ws_dropped_total Messages and connections dropped or refused, by reason.\n\
+         # TYPE moose_ws_dropped_total counter"
+    );
+    for reason in Drop::ALL {
+        let value = sum(&|c| c.drops(reason));
+        let _ = writeln!(
+            out,
+            "moose_ws_dropped_total{{reason=\"{}\"}} {value}",
+            reason.label()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP moose_lines Moose lines open, per core.\n# TYPE moose_lines gauge"
+    );
+    for (core, c) in cores.iter().enumerate() {
+        let _ = writeln!(out, "moose_lines{{core=\"{core}\"}} {}", c.lines.get());
+    }
+    let _ = writeln!(
+        out,
+        "# HELP moose_line_peers Peers on Moose lines, per core.\n# TYPE moose_line_peers gauge"
+    );
+    for (core, c) in cores.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "moose_line_peers{{core=\"{core}\"}} {}",
+            c.line_peers.get()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn metrics_sum_cores_and_label_reasons() {
+        let cores: Vec<Arc<CoreStats>> = (0..2).map(|_| Arc::new(CoreStats::default())).collect();
+        cores[0].ws_messages_in.add(3);
+        cores[1].ws_messages_in.add(4);
+        cores[1].dropped(Drop::SlowReceiver);
+        cores[1].lines.set(5);
+        let text = render_metrics(&cores);
+        assert!(text.contains("\nmoose_ws_messages_in_total 7\n"), "{text}");
+        assert!(text.contains("moose_ws_dropped_total{reason=\"slow_receiver\"} 1\n"));
+        assert!(text.contains("moose_lines{core=\"1\"} 5\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("moose_"), "{line}");
+        }
+    }
+}

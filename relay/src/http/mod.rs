@@ -1,0 +1,146 @@
+//! The HTTP front door on every core: the web client's files, and `/ws` upgrades that join a
+//! line (refused with a status before the upgrade when they may not).
+
+pub mod admin;
+pub mod files;
+pub mod upgrade;
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use moose_proto::http::{self, Parse, Request, Status};
+use tracing::debug;
+
+use crate::shard::Shard;
+
+/// A client gets this long to send its whole request head (slowloris protection).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads one request head. Returns the head's bytes (and any bytes after it) and its length,
+/// or `None` when the client went away, stalled or sent something unusable (answered already).
+pub async fn read_head(stream: &mut TcpStream) -> Option<(Vec<u8>, usize)> {
+    let mut buf = vec![0u8; http::MAX_HEAD_BYTES];
+    let mut filled = 0;
+    let read = glommio::timer::timeout(HEAD_TIMEOUT, async {
+        loop {
+            let n = stream.read(&mut buf[filled..]).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            filled += n;
+            match http::parse_request(&buf[..filled]) {
+                Ok(Parse::Partial) => continue,
+                Ok(Parse::Complete { head_len, .. }) => return Ok(Some(Ok(head_len))),
+                Err(e) => return Ok(Some(Err(e))),
+            }
+        }
+    })
+    .await;
+    match read {
+        Ok(Some(Ok(head_len))) => {
+            buf.truncate(filled);
+            Some((buf, head_len))
+        }
+        Ok(Some(Err(e))) => {
+            let _ = respond(stream, e.status(), &format!("{e}\n"), &[]).await;
+            None
+        }
+        Ok(None) => None,
+        Err(e) => {
+            debug!(error = %e, "request head not received");
+            None
+        }
+    }
+}
+
+/// Serves one connection accepted on this core.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let Some((head, head_len)) = read_head(&mut stream).await else {
+        return;
+    };
+    shard.stats.http_requests.inc();
+    let request = match http::parse_request(&head[..head_len]) {
+        Ok(Parse::Complete { value, .. }) => value,
+        _ => return,
+    };
+    let result = route(&shard, &mut stream, addr, &request).await;
+    match result {
+        Ok(Route::Done) => {}
+        Ok(Route::Upgrade(line_request)) => {
+            let early = head[head_len..].to_vec();
+            upgrade::hand_to_owner(shard, stream, line_request, early).await;
+        }
+        Err(e) => debug!(error = %e, "http response not sent"),
+    }
+}
+
+enum Route {
+    Done,
+    Upgrade(upgrade::Accepted),
+}
+
+async fn route(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+    request: &Request<'_>,
+) -> io::Result<Route> {
+    if request.path == "/ws" {
+        return match upgrade::check(shard, addr, request) {
+            Ok(accepted) => Ok(Route::Upgrade(accepted)),
+            Err(refusal) => {
+                respond(stream, refusal.status, refusal.body, refusal.extra_headers).await?;
+                Ok(Route::Done)
+            }
+        };
+    }
+    if request.method != "GET" {
+        respond(
+            stream,
+            Status::METHOD_NOT_ALLOWED,
+            "GET only\n",
+            &[("Allow", "GET")],
+        )
+        .await?;
+        return Ok(Route::Done);
+    }
+    match files::lookup(request.path) {
+        Some((_, content_type, body)) => {
+            let mut out = Vec::with_capacity(body.len() + 256);
+            http::write_response(
+                Status::OK,
+                content_type,
+                &[("Content-Security-Policy", files::CONTENT_SECURITY_POLICY)],
+                body,
+                &mut out,
+            );
+            stream.write_all(&out).await?;
+        }
+        None => respond(stream, Status::NOT_FOUND, "not found\n", &[]).await?,
+    }
+    Ok(Route::Done)
+}
+
+/// Sends a small plain-text response (the connection closes after it).
+pub async fn respond(
+    stream: &mut TcpStream,
+    status: Status,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity(256 + body.len());
+    http::write_response(
+        status,
+        "text/plain; charset=utf-8",
+        extra,
+        body.as_bytes(),
+        &mut out,
+    );
+    stream.write_all(&out).await?;
+    stream.flush().await
+}

@@ -1,0 +1,178 @@
+//! `/ws?apikey=KEY`: decide on the accepting core whether a request may join a line, then hand
+//! the connection to the line's owner core, which admits it (or finds the line full).
+//!
+//! Every refusal is an HTTP status before the upgrade, never `101` and then a close:
+//! 429 rate limited, 426 not a valid WebSocket upgrade, 403 origin not allowed or key unknown,
+//! 401 key missing or malformed, 503 line full.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_lite::io::AsyncWriteExt;
+use glommio::net::TcpStream;
+use moose_proto::apikey;
+use moose_proto::http::{self, Request, Status, Upgrade};
+use tracing::{debug, info, warn};
+
+use crate::handoff::{Handoff, LineRequest};
+use crate::line::{JoinError, peer};
+use crate::shard::Shard;
+use crate::stats::Drop;
+use crate::sys;
+
+/// A request that may join the line of its key.
+#[derive(Debug)]
+pub struct Accepted {
+    pub key: Box<[u8]>,
+    pub ws_key: String,
+    pub addr: SocketAddr,
+}
+
+/// A request refused before the upgrade.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: Status,
+    pub body: &'static str,
+    pub extra_headers: &'static [(&'static str, &'static str)],
+}
+
+impl Refusal {
+    fn new(status: Status, body: &'static str) -> Self {
+        Refusal {
+            status,
+            body,
+            extra_headers: &[],
+        }
+    }
+}
+
+/// Checks an upgrade request on the core that accepted it.
+pub fn check(shard: &Shard, addr: SocketAddr, request: &Request<'_>) -> Result<Accepted, Refusal> {
+    let now = Instant::now();
+    if !shard.limiter.borrow().allows(addr.ip(), now) {
+        shard.stats.dropped(Drop::RateLimited);
+        return Err(Refusal::new(
+            Status::TOO_MANY_REQUESTS,
+            "too many failed attempts\n",
+        ));
+    }
+    let ws_key = match request.upgrade {
+        Upgrade::WebSocket { key } => key,
+        Upgrade::None => {
+            return Err(Refusal {
+                extra_headers: &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
+                ..Refusal::new(Status::UPGRADE_REQUIRED, "WebSocket upgrade required\n")
+            });
+        }
+        Upgrade::Invalid(e) => {
+            return Err(Refusal {
+                extra_headers: e.extra_headers(),
+                ..Refusal::new(e.status(), "invalid WebSocket upgrade\n")
+            });
+        }
+    };
+    if let Some(origin) = request.origin {
+        let allowed = &shard.config.allowed_origins;
+        if !allowed.is_empty() && !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+            return Err(Refusal::new(Status::FORBIDDEN, "origin not allowed\n"));
+        }
+    }
+    let refuse_key = |status, body| {
+        shard.limiter.borrow_mut().failed(addr.ip(), now);
+        shard.stats.dropped(Drop::RefusedKey);
+        Err(Refusal::new(status, body))
+    };
+    let key = match http::query_param(request.query, "apikey") {
+        Ok(Some(key)) => key,
+        Ok(None) => return refuse_key(Status::UNAUTHORIZED, "apikey required\n"),
+        Err(_) => return refuse_key(Status::UNAUTHORIZED, "malformed apikey\n"),
+    };
+    if apikey::validate(key.as_bytes()).is_err() {
+        return refuse_key(Status::UNAUTHORIZED, "malformed apikey\n");
+    }
+    // Constant time against every configured key, even when the relay is open.
+    let known = shard.config.keys.contains(key.as_bytes());
+    if !known && !shard.config.open {
+        return refuse_key(Status::FORBIDDEN, "unknown apikey\n");
+    }
+    Ok(Accepted {
+        key: key.as_bytes().into(),
+        ws_key: ws_key.to_owned(),
+        addr,
+    })
+}
+
+/// Runs the accepted upgrade here if this core owns the line, or moves it to the owner core.
+pub async fn hand_to_owner(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    accepted: Accepted,
+    early: Vec<u8>,
+) {
+    let owner = shard.owners.core_of(&accepted.key);
+    let request = LineRequest {
+        key: accepted.key,
+        ws_key: accepted.ws_key,
+        addr: accepted.addr,
+        early,
+    };
+    let mesh = match &shard.mesh {
+        Some(mesh) if owner != shard.core => mesh,
+        _ => return admit(shard, stream, request).await,
+    };
+    // The glommio stream belongs to this core; a duplicate descriptor travels instead, and this
+    // core's copy closes when `stream` drops.
+    let fd = match sys::dup_fd(stream.as_raw_fd()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!(error = %e, "cannot hand a connection to its owner core");
+            return;
+        }
+    };
+    drop(stream);
+    shard.stats.ws_handoffs.inc();
+    if mesh
+        .send_to(owner, Handoff::Line { fd, request })
+        .await
+        .is_err()
+    {
+        warn!(owner, "owner core is gone; connection dropped");
+    }
+}
+
+/// On the owner core: joins the line (or answers 503) and runs the peer.
+pub async fn admit(shard: Rc<Shard>, mut stream: TcpStream, request: LineRequest) {
+    let tag = shard.owners.log_tag(&request.key);
+    let (line, member) = match shard.lines.join(&request.key, tag) {
+        Ok(joined) => joined,
+        Err(JoinError::Full) => {
+            info!(line = tag, "line full; peer refused");
+            let _ = super::respond(
+                &mut stream,
+                Status::SERVICE_UNAVAILABLE,
+                "line is full\n",
+                &[],
+            )
+            .await;
+            return;
+        }
+    };
+    let mut response = Vec::with_capacity(160);
+    http::write_switching_protocols(&request.ws_key, &mut response);
+    if let Err(e) = stream.write_all(&response).await {
+        debug!(error = %e, "101 not sent");
+        shard.lines.leave(&request.key, &member);
+        return;
+    }
+    shard.stats.ws_upgrades.inc();
+    info!(line = tag, peers = line.len(), "peer joined line");
+    let peer = peer::Peer {
+        key: request.key,
+        addr: request.addr,
+        line,
+        member,
+    };
+    peer::run(shard, stream, peer, request.early).await;
+}

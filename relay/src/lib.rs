@@ -1,0 +1,17 @@
+//! Moose Relay: the thread-per-core daemon. See `docs/architecture.md`.
+//!
+//! `proto` holds the wire formats; this crate owns every socket, executor and timer.
+
+pub mod cli;
+pub mod config;
+pub mod handoff;
+pub mod http;
+pub mod line;
+pub mod owner;
+pub mod preflight;
+pub mod ratelimit;
+pub mod runtime;
+pub mod shard;
+pub mod sockets;
+pub mod stats;
+pub mod sys;

@@ -1,0 +1,167 @@
+//! Moose lines: the peers that share one apikey, all on the line's owner core.
+//!
+//! A line exists while it has peers. Every binary message of a peer goes, as one shared buffer,
+//! into the queue of every *other* peer (see [`queue`]); each peer's writer task drains its own
+//! queue. No locks: a line and its peers live and die on one core.
+
+pub mod peer;
+pub mod queue;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::stats::{CoreStats, Drop};
+use queue::{Kind, OutQueue};
+
+/// One connection on a line.
+#[derive(Debug)]
+pub struct Member {
+    pub id: u64,
+    pub out: OutQueue,
+}
+
+/// The peers of one apikey.
+#[derive(Debug)]
+pub struct Line {
+    /// Non-reversible tag for logs.
+    pub tag: u32,
+    members: RefCell<Vec<Rc<Member>>>,
+}
+
+impl Line {
+    /// Queues `frame` for every member but `from`; returns how many old frames slow receivers
+    /// dropped to take it.
+    pub fn broadcast(&self, from: u64, frame: &Bytes) -> usize {
+        self.members
+            .borrow()
+            .iter()
+            .filter(|m| m.id != from)
+            .map(|m| m.out.push(frame.clone(), Kind::Audio))
+            .sum()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.borrow().is_empty()
+    }
+}
+
+/// Why a peer could not join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinError {
+    /// The line already holds `--max-peers` peers.
+    Full,
+}
+
+/// All lines owned by this core.
+#[derive(Debug)]
+pub struct Lines {
+    by_key: RefCell<HashMap<Box<[u8]>, Rc<Line>>>,
+    max_peers: usize,
+    queue_bytes: usize,
+    next_member: Cell<u64>,
+    stats: Arc<CoreStats>,
+}
+
+impl Lines {
+    pub fn new(max_peers: usize, queue_bytes: usize, stats: Arc<CoreStats>) -> Self {
+        Lines {
+            by_key: RefCell::new(HashMap::new()),
+            max_peers,
+            queue_bytes,
+            next_member: Cell::new(1),
+            stats,
+        }
+    }
+
+    /// Adds a member to the line of `key`, creating the line if needed.
+    pub fn join(&self, key: &[u8], tag: u32) -> Result<(Rc<Line>, Rc<Member>), JoinError> {
+        let mut by_key = self.by_key.borrow_mut();
+        let line = by_key
+            .entry(key.into())
+            .or_insert_with(|| {
+                Rc::new(Line {
+                    tag,
+                    members: RefCell::new(Vec::new()),
+                })
+            })
+            .clone();
+        if line.len() >= self.max_peers {
+            self.stats.dropped(Drop::LineFull);
+            return Err(JoinError::Full);
+        }
+        let id = self.next_member.get();
+        self.next_member.set(id + 1);
+        let member = Rc::new(Member {
+            id,
+            out: OutQueue::new(self.queue_bytes),
+        });
+        line.members.borrow_mut().push(member.clone());
+        self.publish(&by_key);
+        Ok((line, member))
+    }
+
+    /// Removes a member; the line goes when its last member leaves.
+    pub fn leave(&self, key: &[u8], member: &Member) {
+        let mut by_key = self.by_key.borrow_mut();
+        if let Some(line) = by_key.get(key) {
+            line.members.borrow_mut().retain(|m| m.id != member.id);
+            if line.is_empty() {
+                by_key.remove(key);
+            }
+        }
+        self.publish(&by_key);
+    }
+
+    fn publish(&self, by_key: &HashMap<Box<[u8]>, Rc<Line>>) {
+        self.stats.lines.set(by_key.len() as u64);
+        let peers: usize = by_key.values().map(|l| l.len()).sum();
+        self.stats.line_peers.set(peers as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(max_peers: usize) -> Lines {
+        Lines::new(max_peers, 10_000, Arc::new(CoreStats::default()))
+    }
+
+    #[test]
+    fn messages_go_to_every_other_member_never_back() {
+        let lines = lines(3);
+        let (line, a) = lines.join(b"key-one-0123456789", 1).expect("room");
+        let (_, b) = lines.join(b"key-one-0123456789", 1).expect("room");
+        let (_, c) = lines.join(b"key-one-0123456789", 1).expect("room");
+        line.broadcast(a.id, &Bytes::from_static(b"hello"));
+        assert_eq!(a.out.queued_bytes(), 0);
+        assert_eq!(b.out.queued_bytes(), 5);
+        assert_eq!(c.out.queued_bytes(), 5);
+    }
+
+    #[test]
+    fn full_line_refuses_and_empty_line_goes() {
+        let lines = lines(2);
+        let (_, a) = lines.join(b"key-two-0123456789", 1).expect("room");
+        let (_, b) = lines.join(b"key-two-0123456789", 1).expect("room");
+        assert_eq!(
+            lines.join(b"key-two-0123456789", 1).err(),
+            Some(JoinError::Full)
+        );
+        assert_eq!(lines.stats.drops(Drop::LineFull), 1);
+        // Other lines are unaffected.
+        assert!(lines.join(b"key-three-012345678", 2).is_ok());
+        lines.leave(b"key-two-0123456789", &a);
+        assert_eq!(lines.stats.line_peers.get(), 2);
+        lines.leave(b"key-two-0123456789", &b);
+        assert_eq!(lines.stats.lines.get(), 1);
+    }
+}

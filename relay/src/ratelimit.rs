@@ -1,0 +1,107 @@
+//! Limits failed apikey attempts per client address ("moosebombing").
+//!
+//! A token bucket per address: `per_minute` failures are allowed in a burst, refilled evenly over
+//! a minute. An address with an empty bucket is refused with 429 before its key is even looked
+//! at, so the limit cannot be used to probe keys. Each core keeps its own table (no shared
+//! state); the kernel spreads one address's connections over cores by port, so the effective
+//! limit is at most `cores × per_minute`, which docs/security.md states.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Most addresses remembered per core; beyond it, the fullest buckets are forgotten first.
+const MAX_TRACKED: usize = 65_536;
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Failed-attempt buckets for one core.
+#[derive(Debug)]
+pub struct AuthLimiter {
+    per_minute: f64,
+    buckets: HashMap<IpAddr, Bucket>,
+}
+
+impl AuthLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        AuthLimiter {
+            per_minute: f64::from(per_minute),
+            buckets: HashMap::new(),
+        }
+    }
+
+    fn refilled(&self, bucket: Bucket, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        (bucket.tokens + elapsed * self.per_minute / 60.0).min(self.per_minute)
+    }
+
+    /// False when `addr` has used up its failures and must be refused.
+    pub fn allows(&self, addr: IpAddr, now: Instant) -> bool {
+        self.buckets
+            .get(&addr)
+            .is_none_or(|b| self.refilled(*b, now) >= 1.0)
+    }
+
+    /// Records one failed attempt from `addr`.
+    pub fn failed(&mut self, addr: IpAddr, now: Instant) {
+        if self.buckets.len() >= MAX_TRACKED && !self.buckets.contains_key(&addr) {
+            self.forget_full(now);
+        }
+        let tokens = match self.buckets.get(&addr) {
+            Some(b) => self.refilled(*b, now),
+            None => self.per_minute,
+        };
+        self.buckets.insert(
+            addr,
+            Bucket {
+                tokens: (tokens - 1.0).max(0.0),
+                updated: now,
+            },
+        );
+    }
+
+    /// Drops buckets that have refilled completely: they hold no information any more.
+    fn forget_full(&mut self, now: Instant) {
+        let per_minute = self.per_minute;
+        let full_after = Duration::from_secs(60);
+        self.buckets.retain(|_, b| {
+            b.tokens < per_minute && now.saturating_duration_since(b.updated) < full_after
+        });
+        if self.buckets.len() >= MAX_TRACKED {
+            // Still full of active attackers: start over rather than grow without bound.
+            self.buckets.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_refused_then_refilled() {
+        let mut limiter = AuthLimiter::new(3);
+        let addr: IpAddr = [192, 0, 2, 1].into();
+        let other: IpAddr = [192, 0, 2, 2].into();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(limiter.allows(addr, t0));
+            limiter.failed(addr, t0);
+        }
+        assert!(
+            !limiter.allows(addr, t0),
+            "fourth attempt in a burst is refused"
+        );
+        assert!(
+            limiter.allows(other, t0),
+            "other addresses are not affected"
+        );
+        // One failure is refilled every 20 s at 3 per minute.
+        assert!(!limiter.allows(addr, t0 + Duration::from_secs(19)));
+        assert!(limiter.allows(addr, t0 + Duration::from_secs(21)));
+    }
+}

@@ -1,0 +1,171 @@
+//! Starts one pinned glommio executor per core and wires them together.
+
+use std::rc::Rc;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::channels::shared_channel::ConnectedReceiver;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::handoff::Handoff;
+use crate::http::{self, admin, upgrade};
+use crate::owner::Owners;
+use crate::preflight;
+use crate::shard::Shard;
+use crate::sockets::{self, CoreSockets};
+use crate::stats::CoreStats;
+use crate::sys;
+
+/// Hand-offs one core may have in flight to another before the sender waits.
+const HANDOFF_QUEUE: usize = 1024;
+
+/// Where the relay listens, known once every socket is bound.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    pub http: std::net::SocketAddr,
+    pub vors: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+}
+
+/// Runs the relay until the process is stopped. `on_ready` is called once every core serves.
+pub fn run(config: Config, on_ready: impl FnOnce(Listening)) -> anyhow::Result<()> {
+    let cores = config.cores();
+    let bound = sockets::bind_all(
+        cores,
+        config.listen,
+        config.vors_listen,
+        config.admin_listen,
+    )?;
+    let listening = Listening {
+        http: bound.http_addr,
+        vors: bound.vors_addr,
+        admin: bound.admin_addr,
+    };
+    let config = Arc::new(config);
+    let all_stats: Arc<[Arc<CoreStats>]> =
+        (0..cores).map(|_| Arc::new(CoreStats::default())).collect();
+    let owners = Owners::new(cores, rand::random());
+    let mesh = (cores > 1).then(|| MeshBuilder::<Handoff, _>::full(cores, HANDOFF_QUEUE));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut admin = Some(bound.admin);
+    let mut executors = Vec::with_capacity(cores);
+    for (core, sockets) in bound.cores.into_iter().enumerate() {
+        let start = CoreStart {
+            core,
+            config: config.clone(),
+            all_stats: all_stats.clone(),
+            owners,
+            mesh: mesh.clone(),
+            sockets,
+            admin: admin.take(),
+            ready: ready_tx.clone(),
+        };
+        let executor = LocalExecutorBuilder::new(Placement::Fixed(config.cpus[core]))
+            .name(&format!("moose-core-{core}"))
+            .io_memory(preflight::IO_MEMORY)
+            .spawn(move || core_main(start))
+            .map_err(|e| anyhow::anyhow!("starting the executor of core {core}: {e}"))?;
+        executors.push(executor);
+    }
+    drop(ready_tx);
+    for _ in 0..cores {
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .context("a core did not start")?;
+    }
+    info!(
+        cores,
+        http = %listening.http,
+        vors = %listening.vors,
+        admin = %listening.admin,
+        "serving"
+    );
+    on_ready(listening);
+    for executor in executors {
+        executor
+            .join()
+            .map_err(|e| anyhow::anyhow!("executor failed: {e}"))?;
+    }
+    Ok(())
+}
+
+/// What one executor starts with.
+struct CoreStart {
+    core: usize,
+    config: Arc<Config>,
+    all_stats: Arc<[Arc<CoreStats>]>,
+    owners: Owners,
+    mesh: Option<MeshBuilder<Handoff, glommio::channels::channel_mesh::Full>>,
+    sockets: CoreSockets,
+    admin: Option<std::os::fd::OwnedFd>,
+    ready: mpsc::Sender<usize>,
+}
+
+async fn core_main(start: CoreStart) {
+    let (senders, receivers) = match start.mesh {
+        Some(mesh) => match mesh.join().await {
+            Ok((senders, receivers)) => (Some(senders), Some(receivers)),
+            Err(e) => {
+                warn!(core = start.core, error = %e, "joining the core mesh failed");
+                return;
+            }
+        },
+        None => (None, None),
+    };
+    let shard = Rc::new(Shard::new(
+        start.core,
+        start.config,
+        start.all_stats,
+        start.owners,
+        senders,
+    ));
+    if let Some(mut receivers) = receivers {
+        for (_, receiver) in receivers.streams() {
+            glommio::spawn_local(receive_handoffs(shard.clone(), receiver)).detach();
+        }
+    }
+    let http_listener = sys::glommio_listener(start.sockets.http);
+    glommio::spawn_local(accept_http(shard.clone(), http_listener)).detach();
+    if let Some(admin_fd) = start.admin {
+        glommio::spawn_local(admin::serve(shard.clone(), sys::glommio_listener(admin_fd))).detach();
+    }
+    // The VoRS sockets stay bound (and the port reserved) for the VoRS listener.
+    let _vors = (start.sockets.vors_tcp, start.sockets.vors_udp);
+    let _ = start.ready.send(start.core);
+    futures_lite::future::pending::<()>().await;
+}
+
+async fn accept_http(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let Ok(addr) = stream.peer_addr() else {
+                    continue;
+                };
+                glommio::spawn_local(http::serve(shard.clone(), stream, addr)).detach();
+            }
+            Err(e) => {
+                // Typically EMFILE/ENFILE: out of descriptors. Back off instead of spinning;
+                // connections wait in the backlog until descriptors free up.
+                warn!(error = %e, core = shard.core, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn receive_handoffs(shard: Rc<Shard>, receiver: ConnectedReceiver<Handoff>) {
+    while let Some(handoff) = receiver.recv().await {
+        match handoff {
+            Handoff::Line { fd, request } => {
+                let stream = sys::glommio_stream(fd);
+                glommio::spawn_local(upgrade::admit(shard.clone(), stream, request)).detach();
+            }
+        }
+    }
+}

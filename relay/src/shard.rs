@@ -1,0 +1,51 @@
+//! The state of one core: its lines, its limiter, its counters and its links to the others.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use glommio::channels::channel_mesh::Senders;
+
+use crate::config::Config;
+use crate::handoff::Handoff;
+use crate::line::Lines;
+use crate::owner::Owners;
+use crate::ratelimit::AuthLimiter;
+use crate::stats::CoreStats;
+
+/// Everything one executor owns. Lives in an `Rc` on its core; nothing in it is shared with
+/// other cores except the read-only configuration and the single-writer counters.
+#[derive(Debug)]
+pub struct Shard {
+    pub core: usize,
+    pub config: Arc<Config>,
+    pub stats: Arc<CoreStats>,
+    /// Every core's counters, read by the admin endpoint.
+    pub all_stats: Arc<[Arc<CoreStats>]>,
+    pub owners: Owners,
+    pub lines: Lines,
+    pub limiter: RefCell<AuthLimiter>,
+    /// Senders to every core's hand-off receiver (`None` with a single core).
+    pub mesh: Option<Senders<Handoff>>,
+}
+
+impl Shard {
+    pub fn new(
+        core: usize,
+        config: Arc<Config>,
+        all_stats: Arc<[Arc<CoreStats>]>,
+        owners: Owners,
+        mesh: Option<Senders<Handoff>>,
+    ) -> Self {
+        let stats = all_stats[core].clone();
+        Shard {
+            core,
+            lines: Lines::new(config.max_peers, config.queue_bytes, stats.clone()),
+            limiter: RefCell::new(AuthLimiter::new(config.auth_failures_per_minute)),
+            config,
+            stats,
+            all_stats,
+            owners,
+            mesh,
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Shared test support: start a real `moose-relay` process and learn where it listens.
+//!
+//! The relay prints one line on stdout once every core has bound its sockets:
+//! `listening http=ADDR vors=ADDR admin=ADDR`. Tests pass `127.0.0.1:0` and read the real ports
+//! from that line, so they never race for a port.
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod ws;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// A running relay, killed on drop.
+#[derive(Debug)]
+pub struct Relay {
+    pub http: SocketAddr,
+    pub vors: SocketAddr,
+    pub admin: SocketAddr,
+    child: Child,
+    /// Lines the relay printed on stdout after the ready line.
+    pub stdout: mpsc::Receiver<String>,
+}
+
+impl Relay {
+    /// Starts the relay with `args` (loopback, port 0 listeners are added unless given) and
+    /// `envs`, and waits up to 30 s for the ready line.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Relay {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_moose-relay"));
+        for (flag, default) in [
+            ("--listen", "127.0.0.1:0"),
+            ("--vors-listen", "127.0.0.1:0"),
+            ("--admin-listen", "127.0.0.1:0"),
+        ] {
+            if !args.contains(&flag) {
+                cmd.args([flag, default]);
+            }
+        }
+        if !args.contains(&"--cores") {
+            cmd.args(["--cores", "2"]);
+        }
+        cmd.args(args)
+            .env_remove("APIKEY")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn moose-relay");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        forward_lines(stdout, tx);
+        let deadline = Duration::from_secs(30);
+        loop {
+            let line = match rx.recv_timeout(deadline) {
+                Ok(line) => line,
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("relay printed no ready line: {e}");
+                }
+            };
+            if let Some(rest) = line.strip_prefix("listening ") {
+                let addr = |name: &str| -> SocketAddr {
+                    rest.split_whitespace()
+                        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+                        .parse()
+                        .unwrap()
+                };
+                return Relay {
+                    http: addr("http"),
+                    vors: addr("vors"),
+                    admin: addr("admin"),
+                    child,
+                    stdout: rx,
+                };
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (e.g. `libc::SIGTERM`) to the relay.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The relay's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        http_get(self.admin, "/metrics").1
+    }
+
+    /// The value of one sample in `/metrics` (`name` includes labels, e.g.
+    /// `moose_ws_dropped_total{reason="slow_receiver"}`); 0 when absent.
+    pub fn metric(&self, name: &str) -> u64 {
+        let text = self.metrics();
+        text.lines()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+            .sum()
+    }
+
+    /// Resident memory of the relay process in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+/// A plain `GET path` over HTTP/1.1; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn forward_lines(stdout: ChildStdout, tx: mpsc::Sender<String>) {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            let _ = tx.send(line.trim_end().to_string());
+            line.clear();
+        }
+        // Drain anything left so the child never blocks on a full pipe.
+        let _ = reader.read_to_end(&mut Vec::new());
+    });
+}
