@@ -1,0 +1,189 @@
+//! `moose-call`: the command-line VoRS call client. See `docs/moose-call.md`.
+//!
+//! Room events go to stdout, one line each (`joined alice`, `left alice`, `muted alice`,
+//! `unmuted alice`, `chat alice: hello`); everything else goes to stderr. Exit codes: 0 after
+//! a clean leave, 3 when the server refused us (`moose-call: refused: <reason>`), 1 for any
+//! other failure.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use clap::Parser;
+use moose_bench::vors_client::{
+    Call, CallConfig, CallError, CallEvent, CallSummary, Command, CommandSender, parse_public_key,
+};
+
+/// Join a VoRS room: send a WAV file, record the other members, chat from stdin.
+#[derive(Debug, Parser)]
+#[command(name = "moose-call", version)]
+struct Args {
+    /// The relay's VoRS address (TCP and UDP share the port).
+    #[arg(long, env = "MOOSE_CALL_SERVER", value_name = "HOST:PORT")]
+    server: String,
+    /// The relay's static public key, 64 hex digits (`moose-relay pubkey`).
+    #[arg(long, env = "MOOSE_CALL_PUBKEY", value_name = "HEX")]
+    pubkey: String,
+    /// Our username in the room.
+    #[arg(long, env = "MOOSE_CALL_NAME")]
+    name: String,
+    /// The room to join (made on first join, gone when empty).
+    #[arg(long, env = "MOOSE_CALL_ROOM")]
+    room: String,
+    /// Room password; the first member sets it. Prefer the environment variable, which
+    /// other users cannot see in the process list.
+    #[arg(
+        long,
+        env = "MOOSE_CALL_PASSWORD",
+        value_name = "PW",
+        hide_env_values = true
+    )]
+    password: Option<String>,
+    /// 48 kHz mono 16-bit WAV to send once, from the moment we join. Without it, nothing is
+    /// sent (the frame counter still runs).
+    #[arg(long, env = "MOOSE_CALL_INPUT", value_name = "FILE.wav")]
+    input: Option<PathBuf>,
+    /// Directory for the recordings: one `<username>.wav` per other member.
+    #[arg(long, env = "MOOSE_CALL_RECORD", value_name = "DIR")]
+    record: Option<PathBuf>,
+    /// Leave this many seconds after joining. Without it, stay until stdin ends, `/quit`,
+    /// or Ctrl-C.
+    #[arg(long, env = "MOOSE_CALL_SECONDS", value_name = "N", value_parser = parse_seconds)]
+    seconds: Option<Duration>,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err("must be more than 0".to_owned());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        // --help and --version print to stdout and succeed; a usage error is a failure
+        // like any other (exit 1, not clap's 2: moose-call promises 0, 1 and 3 only).
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(args) {
+        Ok(summary) => {
+            report(&summary);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moose-call: {e}");
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
+        }
+    }
+}
+
+fn run(args: Args) -> Result<CallSummary, CallError> {
+    let mut config = CallConfig::new(
+        &args.server,
+        parse_public_key(&args.pubkey)?,
+        &args.name,
+        &args.room,
+    );
+    config.password = args.password;
+    config.input = args.input;
+    config.record_dir = args.record;
+    config.duration = args.seconds;
+    let stop = install_signal_handlers()?;
+    let call = Call::connect(config)?;
+    spawn_stdin_reader(call.commands(), args.seconds.is_none());
+    let mut stdout = std::io::stdout();
+    call.run(&stop, |event| match event.stdout_line() {
+        Some(line) => {
+            // Flushed per line: tests and pipes read these as they happen.
+            let _ = writeln!(stdout, "{line}");
+            let _ = stdout.flush();
+        }
+        None => {
+            if let CallEvent::Notice(text) = event {
+                eprintln!("moose-call: {text}");
+            }
+        }
+    })
+}
+
+/// First Ctrl-C (or SIGTERM) asks the call to leave cleanly; a second one exits at once.
+fn install_signal_handlers() -> Result<Arc<AtomicBool>, CallError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Order matters: the conditional exit is checked before the flag is set, so it
+        // fires only when the flag was already set by an earlier signal.
+        flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
+            .and_then(|_| flag::register(signal, Arc::clone(&stop)))
+            .map_err(|source| CallError::Io {
+                what: "install signal handler",
+                source,
+            })?;
+    }
+    Ok(stop)
+}
+
+/// Turns stdin lines into commands. At EOF the call leaves only when it has no `--seconds`
+/// (so `moose-call ... --seconds 5 </dev/null` still runs for 5 s).
+fn spawn_stdin_reader(commands: CommandSender, leave_at_eof: bool) {
+    let spawned = std::thread::Builder::new()
+        .name("moose-call-stdin".to_owned())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match stdin.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                match Command::parse_line(&String::from_utf8_lossy(&line)) {
+                    Ok(Some(command)) => {
+                        if !commands.send(command) {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(unknown) => eprintln!("moose-call: {unknown}"),
+                }
+            }
+            if leave_at_eof {
+                commands.send(Command::Leave);
+            }
+        });
+    // Without the thread the call still runs; only typing is lost.
+    if let Err(e) = spawned {
+        eprintln!("moose-call: no stdin reader: {e}");
+    }
+}
+
+fn report(summary: &CallSummary) {
+    let s = &summary.stats;
+    eprintln!(
+        "moose-call: left: {} frames, {} packets sent, {} received, {} lost",
+        s.frames, s.packets_sent, s.packets_received, s.packets_lost
+    );
+    for r in &summary.recordings {
+        eprintln!(
+            "moose-call: recorded {} to {} ({} frames decoded, {} concealed, {} silent)",
+            r.username,
+            r.path.display(),
+            r.stats.decoded,
+            r.stats.concealed,
+            r.stats.silent
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! A VoRS call over real sockets: the I/O around `moose_proto::vors::client::ClientSession`.
+//!
+//! Threads and one channel: a TCP reader and a UDP reader ([`net`]) and whoever sends
+//! [`Command`]s (moose-call's stdin thread, or a test) all feed the call's loop ([`Call::run`]),
+//! which waits on the channel with a timeout no later than the next of: the next 20 ms audio
+//! frame, the session's own timer (cookie, keepalive, PING, deadlines), and the end of
+//! `--seconds`. After each step it drains the session as its drain rule says: transmits
+//! (TCP bytes written in order, UDP datagrams sent), then events.
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! use moose_bench::vors_client::{Call, CallConfig, parse_public_key};
+//!
+//! let key = parse_public_key("…64 hex digits…")?;
+//! let mut config = CallConfig::new("127.0.0.1:12978", key, "alice", "lobby");
+//! config.duration = Some(std::time::Duration::from_secs(5));
+//! let call = Call::connect(config)?;
+//! let summary = call.run(&AtomicBool::new(false), |event| {
+//!     if let Some(line) = event.stdout_line() {
+//!         println!("{line}");
+//!     }
+//! })?;
+//! # Ok::<(), moose_bench::vors_client::CallError>(())
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use moose_proto::vors::handshake::KEY_LEN;
+use moose_proto::vors::hello::{MAX_ROOM_LEN, MAX_USERNAME_LEN};
+
+mod call;
+mod command;
+mod error;
+mod net;
+mod recorder;
+mod source;
+
+pub use call::{Call, CallSummary, CommandSender};
+pub use command::{CallEvent, Command, UnknownCommand};
+pub use error::{CallError, EXIT_FAILURE, EXIT_REFUSED, describe_close};
+pub use recorder::{Recording, file_stem};
+
+/// How long to wait for the TCP connection by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything a call needs to know before it starts.
+#[derive(Debug, Clone)]
+pub struct CallConfig {
+    /// `HOST:PORT` of the server (TCP and UDP on the same port).
+    pub server: String,
+    /// The server's static X25519 public key.
+    pub server_public: [u8; KEY_LEN],
+    /// Our name in the room.
+    pub username: String,
+    /// The room to join.
+    pub room: String,
+    /// The room password, if any (an empty one means none).
+    pub password: Option<String>,
+    /// A 48 kHz mono 16-bit WAV to send, once, from the moment we join.
+    pub input: Option<PathBuf>,
+    /// Where to write one WAV per other member.
+    pub record_dir: Option<PathBuf>,
+    /// How long to stay once joined; `None` stays until [`Command::Leave`] or the stop flag.
+    pub duration: Option<Duration>,
+    /// How long to wait for the TCP connection.
+    pub connect_timeout: Duration,
+}
+
+impl CallConfig {
+    /// A call with no password, no audio in or out, and no time limit.
+    pub fn new(server: &str, server_public: [u8; KEY_LEN], username: &str, room: &str) -> Self {
+        CallConfig {
+            server: server.to_owned(),
+            server_public,
+            username: username.to_owned(),
+            room: room.to_owned(),
+            password: None,
+            input: None,
+            record_dir: None,
+            duration: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+
+    /// Checks the names against the protocol's limits, so a bad one fails with a clear
+    /// message instead of a handshake error.
+    pub fn check(&self) -> Result<(), CallError> {
+        check_name("username", &self.username, MAX_USERNAME_LEN)?;
+        check_name("room", &self.room, MAX_ROOM_LEN)
+    }
+}
+
+fn check_name(what: &'static str, name: &str, max: usize) -> Result<(), CallError> {
+    if name.is_empty() || name.len() > max || name.chars().any(char::is_control) {
+        return Err(CallError::BadName { what, max });
+    }
+    Ok(())
+}
+
+/// Parses the server's public key as `--pubkey` gives it: 64 hex digits.
+pub fn parse_public_key(text: &str) -> Result<[u8; KEY_LEN], CallError> {
+    let mut key = [0u8; KEY_LEN];
+    hex::decode_to_slice(text.trim(), &mut key).map_err(|_| CallError::BadPublicKey)?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_keys_are_64_hex_digits() {
+        let hex = "0f".repeat(32);
+        assert_eq!(parse_public_key(&hex).expect("valid"), [0x0f; 32]);
+        assert_eq!(
+            parse_public_key(&format!(" {hex}\n")).expect("trimmed"),
+            [0x0f; 32]
+        );
+        assert!(matches!(
+            parse_public_key(&hex[..62]),
+            Err(CallError::BadPublicKey)
+        ));
+        assert!(matches!(
+            parse_public_key(&"zz".repeat(32)),
+            Err(CallError::BadPublicKey)
+        ));
+    }
+
+    #[test]
+    fn names_are_checked_before_connecting() {
+        let ok = CallConfig::new("h:1", [0; 32], "alice", "lobby");
+        assert!(ok.check().is_ok());
+        let bad = CallConfig::new("h:1", [0; 32], "al\nice", "lobby");
+        assert!(matches!(
+            bad.check(),
+            Err(CallError::BadName {
+                what: "username",
+                ..
+            })
+        ));
+        let long = CallConfig::new("h:1", [0; 32], "a", &"r".repeat(65));
+        assert!(matches!(
+            long.check(),
+            Err(CallError::BadName { what: "room", .. })
+        ));
+    }
+}

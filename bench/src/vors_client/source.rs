@@ -1,0 +1,75 @@
+//! What moose-call "hears": the `--input` WAV played once from the moment we join, 20 ms
+//! per frame, Opus-coded; nothing at all without `--input` or once the file has ended.
+
+use std::path::Path;
+
+use crate::audio::{AudioError, Encoded, FRAME_SAMPLES, MAX_OPUS_PACKET, VoiceEncoder, WavFrames};
+
+/// The microphone stand-in: one call to [`AudioSource::next_frame`] per 20 ms.
+#[derive(Debug)]
+pub(crate) struct AudioSource {
+    frames: Option<WavFrames>,
+    encoder: VoiceEncoder,
+    pcm: [i16; FRAME_SAMPLES],
+    packet: [u8; MAX_OPUS_PACKET],
+}
+
+impl AudioSource {
+    /// Reads the whole input file now, so a bad file fails the call before it connects.
+    pub(crate) fn new(input: Option<&Path>) -> Result<Self, AudioError> {
+        Ok(AudioSource {
+            frames: input.map(WavFrames::open).transpose()?,
+            encoder: VoiceEncoder::new()?,
+            pcm: [0; FRAME_SAMPLES],
+            packet: [0; MAX_OPUS_PACKET],
+        })
+    }
+
+    /// The next 20 ms: the Opus packet to send, or `None` (DTX, muted, no input, or input
+    /// over). While muted the file keeps playing unheard, as a muted microphone does.
+    pub(crate) fn next_frame(&mut self, muted: bool) -> Result<Option<&[u8]>, AudioError> {
+        let Some(frames) = self.frames.as_mut() else {
+            return Ok(None);
+        };
+        if !frames.next_frame(&mut self.pcm) {
+            self.frames = None;
+            return Ok(None);
+        }
+        if muted {
+            return Ok(None);
+        }
+        match self.encoder.encode(&self.pcm, &mut self.packet)? {
+            Encoded::Packet(n) => Ok(self.packet.get(..n)),
+            Encoded::Dtx => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::{sine, write_wav};
+
+    #[test]
+    fn input_plays_once_and_mute_skips_but_advances() {
+        let path = std::env::temp_dir().join(format!("moose-src-{}.wav", std::process::id()));
+        write_wav(&path, &sine(440.0, 8_000.0, 10 * FRAME_SAMPLES)).expect("write");
+        let mut src = AudioSource::new(Some(&path)).expect("source");
+        let mut sent = 0;
+        for i in 0..15 {
+            let muted = (3..6).contains(&i);
+            if src.next_frame(muted).expect("frame").is_some() {
+                sent += 1;
+            }
+        }
+        // 10 frames of file, 3 of them muted; frames 10..15 are past the end.
+        assert_eq!(sent, 7);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn no_input_sends_nothing() {
+        let mut src = AudioSource::new(None).expect("source");
+        assert_eq!(src.next_frame(false).expect("frame"), None);
+    }
+}
