@@ -140,7 +140,7 @@ fn no_cookie_within_10_seconds_ends_the_session() {
 
 #[test]
 fn each_refusal_reaches_the_client_with_its_reason() {
-    let mut sim = Sim::new(5, RoomConfig { max_members: 2 });
+    let mut sim = Sim::new(5, RoomConfig::with_max_members(2));
     let a = sim.connect("alice", "s3cret");
     assert!(sim.run_until(secs(1), |s| joined(s, a)));
     let wrong = sim.connect("mallory", "guess");

@@ -38,11 +38,32 @@ pub const MAX_MEMBERS: usize = 255;
 pub struct RoomConfig {
     /// Members (joined or joining) at most; 1..=[`MAX_MEMBERS`]. Default 64.
     pub max_members: usize,
+    /// Only SIDs with `sid % lanes == lane` are handed out. A relay with several cores steers
+    /// each datagram to the core named by its first byte modulo the number of cores (the SID,
+    /// for media and keepalives), so a room owned by core `lane` of `lanes` takes SIDs from
+    /// its lane. Default: one lane, every SID.
+    pub sid_lanes: u8,
+    /// This room's lane, below `sid_lanes`.
+    pub sid_lane: u8,
 }
 
 impl Default for RoomConfig {
     fn default() -> Self {
-        RoomConfig { max_members: 64 }
+        RoomConfig {
+            max_members: 64,
+            sid_lanes: 1,
+            sid_lane: 0,
+        }
+    }
+}
+
+impl RoomConfig {
+    /// `max_members` members with default lanes.
+    pub fn with_max_members(max_members: usize) -> Self {
+        RoomConfig {
+            max_members,
+            ..RoomConfig::default()
+        }
     }
 }
 
@@ -112,8 +133,11 @@ pub struct Room {
 impl Room {
     /// An empty room called `name`.
     pub fn new(name: &str, config: RoomConfig) -> Self {
+        let sid_lanes = config.sid_lanes.max(1);
         let config = RoomConfig {
             max_members: config.max_members.clamp(1, MAX_MEMBERS),
+            sid_lanes,
+            sid_lane: config.sid_lane % sid_lanes,
         };
         Room {
             name: name.to_owned(),
@@ -201,9 +225,10 @@ impl Room {
         }
         // Round robin, so that a SID is not handed out again right after its member left
         // (late packets under the old keys then meet an unknown SID, not a wrong tag).
+        let (lanes, lane) = (self.config.sid_lanes, self.config.sid_lane);
         let sid = (0..MAX_MEMBERS)
             .map(|i| Sid(((usize::from(self.next_sid) + i) % MAX_MEMBERS) as u8))
-            .find(|sid| self.member(*sid).is_none())
+            .find(|sid| sid.0 % lanes == lane && self.member(*sid).is_none())
             .ok_or(Reject::RoomFull)?;
         self.next_sid = ((usize::from(sid.0) + 1) % MAX_MEMBERS) as u8;
         self.members[usize::from(sid.0)] = Some(Member {
@@ -367,13 +392,25 @@ mod tests {
     }
 
     #[test]
+    fn sids_stay_in_the_rooms_lane() {
+        let config = RoomConfig {
+            max_members: MAX_MEMBERS,
+            sid_lanes: 3,
+            sid_lane: 2,
+        };
+        let mut room = Room::new("lane", config);
+        let mut joined = 0;
+        while let Ok(sid) = room.join(&format!("m{joined}"), None, [0; 16]) {
+            assert_eq!(sid.0 % 3, 2, "{sid:?} is outside lane 2 of 3");
+            joined += 1;
+        }
+        // 2, 5, ..., 254: 85 SIDs in lane 2 (255 itself is reserved and in lane 0).
+        assert_eq!(joined, 85);
+    }
+
+    #[test]
     fn full_room_refuses_and_sids_are_unique_and_skip_255() {
-        let mut room = Room::new(
-            "r",
-            RoomConfig {
-                max_members: MAX_MEMBERS,
-            },
-        );
+        let mut room = Room::new("r", RoomConfig::with_max_members(MAX_MEMBERS));
         let mut seen = SidSet::new();
         for i in 0..MAX_MEMBERS {
             let sid = room
@@ -383,7 +420,7 @@ mod tests {
             seen.insert(sid);
         }
         assert_eq!(room.join("late", None, [0; 16]), Err(Reject::RoomFull));
-        let mut small = Room::new("s", RoomConfig { max_members: 2 });
+        let mut small = Room::new("s", RoomConfig::with_max_members(2));
         small.join("a", None, [0; 16]).expect("1");
         small.join("b", None, [0; 16]).expect("2");
         assert_eq!(small.join("c", None, [0; 16]), Err(Reject::RoomFull));
