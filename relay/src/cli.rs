@@ -72,6 +72,10 @@ pub struct RunArgs {
     #[arg(long, env = "MOOSE_VORS_KEY", default_value = "moose-vors.key")]
     pub vors_key: PathBuf,
 
+    /// Most members in one VoRS room (each core's rooms can hold up to 255 / cores).
+    #[arg(long, env = "MOOSE_MAX_MEMBERS", default_value_t = 64)]
+    pub max_members: usize,
+
     /// Largest WebSocket message accepted, in bytes; larger ones close the peer with 1009.
     #[arg(long, env = "MOOSE_MAX_MESSAGE", default_value_t = 64 * 1024)]
     pub max_message: usize,

@@ -23,6 +23,8 @@ pub struct Config {
     /// The CPU each executor is pinned to; its length is the number of cores.
     pub cpus: Vec<usize>,
     pub max_peers: usize,
+    /// Most members of a VoRS room.
+    pub max_members: usize,
     pub keys: KeySet,
     pub open: bool,
     pub allowed_origins: Vec<String>,
@@ -41,6 +43,7 @@ impl Default for Config {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9477)),
             cpus: vec![0],
             max_peers: 4,
+            max_members: 64,
             keys: KeySet::default(),
             open: false,
             allowed_origins: Vec::new(),
@@ -96,6 +99,9 @@ impl Config {
         if args.max_peers < 2 || args.max_peers > 256 {
             return Err(invalid("--max-peers", "must be between 2 and 256"));
         }
+        if args.max_members < 2 || args.max_members > 255 {
+            return Err(invalid("--max-members", "must be between 2 and 255"));
+        }
         if args.max_message < 1024 || args.max_message > 16 << 20 {
             return Err(invalid(
                 "--max-message",
@@ -135,6 +141,7 @@ impl Config {
             admin_listen: args.admin_listen,
             cpus,
             max_peers: args.max_peers,
+            max_members: args.max_members,
             keys,
             open: args.open,
             allowed_origins: args.allowed_origins.clone(),

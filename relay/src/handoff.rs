@@ -7,6 +7,9 @@
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
+use moose_proto::vors::hello::HelloOwned;
+use moose_proto::vors::server::ServerSession;
+
 /// A WebSocket upgrade for a line owned by the receiving core.
 #[derive(Debug)]
 pub struct LineRequest {
@@ -22,5 +25,15 @@ pub struct LineRequest {
 /// A message on the core-to-core mesh.
 #[derive(Debug)]
 pub enum Handoff {
-    Line { fd: OwnedFd, request: LineRequest },
+    Line {
+        fd: OwnedFd,
+        request: LineRequest,
+    },
+    /// A VoRS connection whose message 1 named a room owned by the receiving core. The
+    /// session carries the handshake state (message 2 is not written yet).
+    Vors {
+        fd: OwnedFd,
+        session: Box<ServerSession>,
+        hello: HelloOwned,
+    },
 }

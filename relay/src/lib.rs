@@ -15,3 +15,5 @@ pub mod shard;
 pub mod sockets;
 pub mod stats;
 pub mod sys;
+pub mod vors;
+pub mod writer;

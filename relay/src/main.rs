@@ -1,11 +1,12 @@
 //! `moose-relay`: the daemon.
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 
 use clap::Parser;
 use moose_relay::cli::{Cli, Command};
 use moose_relay::config::{Config, EXIT_CONFIG};
+use moose_relay::vors::keyfile;
 use moose_relay::{preflight, runtime, sys};
 
 #[global_allocator]
@@ -22,10 +23,8 @@ fn main() -> ExitCode {
         .init();
     if let Some(command) = cli.command {
         return match command {
-            Command::Keygen | Command::Pubkey => {
-                eprintln!("moose-relay: VoRS keys are not available in this build yet");
-                ExitCode::from(2)
-            }
+            Command::Keygen => keygen(),
+            Command::Pubkey => pubkey(),
         };
     }
     let allowed = sys::allowed_cpus().unwrap_or_else(|_| vec![0]);
@@ -36,8 +35,19 @@ fn main() -> ExitCode {
     if let Err(e) = preflight::check(config.cores()) {
         return config_error(&e);
     }
+    let (vors_key, vors_key_made) = match keyfile::load_or_create(&config.vors_key) {
+        Ok(loaded) => loaded,
+        Err(e) => return config_error(&e),
+    };
+    let public = hex::encode(vors_key.public);
+    if vors_key_made {
+        eprintln!(
+            "moose-relay: made a new VoRS server key in {}",
+            config.vors_key.display()
+        );
+    }
     let generated = config.ensure_key(rand::random());
-    let result = runtime::run(config, |listening| {
+    let result = runtime::run(config, vors_key, |listening| {
         let mut out = std::io::stdout().lock();
         if let Some(key) = &generated {
             let host = if listening.http.ip().is_unspecified() {
@@ -54,7 +64,7 @@ fn main() -> ExitCode {
         }
         let _ = writeln!(
             out,
-            "listening http={} vors={} admin={}",
+            "listening http={} vors={} admin={} vors_pubkey={public}",
             listening.http, listening.vors, listening.admin
         );
         let _ = out.flush();
@@ -63,6 +73,43 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("moose-relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `moose-relay keygen`: a new private key on stdout.
+fn keygen() -> ExitCode {
+    match keyfile::generate() {
+        Ok(key) => {
+            println!("{}", hex::encode(key.private));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moose-relay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `moose-relay pubkey`: the public key of the private key on stdin.
+fn pubkey() -> ExitCode {
+    let mut text = String::new();
+    if std::io::stdin().read_to_string(&mut text).is_err() {
+        eprintln!("moose-relay: cannot read the private key from stdin");
+        return ExitCode::FAILURE;
+    }
+    let Some(private) = keyfile::parse_hex_key(&text) else {
+        eprintln!("moose-relay: stdin is not a private key (expected 64 hex digits)");
+        return ExitCode::FAILURE;
+    };
+    match moose_proto::vors::handshake::public_from_private(&private) {
+        Ok(public) => {
+            println!("{}", hex::encode(public));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moose-relay: {e}");
             ExitCode::FAILURE
         }
     }

@@ -20,6 +20,7 @@ use crate::shard::Shard;
 use crate::sockets::{self, CoreSockets};
 use crate::stats::CoreStats;
 use crate::sys;
+use crate::vors::{self, keyfile::ServerKey};
 
 /// Hand-offs one core may have in flight to another before the sender waits.
 const HANDOFF_QUEUE: usize = 1024;
@@ -33,7 +34,11 @@ pub struct Listening {
 }
 
 /// Runs the relay until the process is stopped. `on_ready` is called once every core serves.
-pub fn run(config: Config, on_ready: impl FnOnce(Listening)) -> anyhow::Result<()> {
+pub fn run(
+    config: Config,
+    vors_key: ServerKey,
+    on_ready: impl FnOnce(Listening),
+) -> anyhow::Result<()> {
     let cores = config.cores();
     let bound = sockets::bind_all(
         cores,
@@ -47,6 +52,7 @@ pub fn run(config: Config, on_ready: impl FnOnce(Listening)) -> anyhow::Result<(
         admin: bound.admin_addr,
     };
     let config = Arc::new(config);
+    let vors_key = Arc::new(vors_key);
     let all_stats: Arc<[Arc<CoreStats>]> =
         (0..cores).map(|_| Arc::new(CoreStats::default())).collect();
     let owners = Owners::new(cores, rand::random());
@@ -61,6 +67,7 @@ pub fn run(config: Config, on_ready: impl FnOnce(Listening)) -> anyhow::Result<(
             all_stats: all_stats.clone(),
             owners,
             mesh: mesh.clone(),
+            vors_key: vors_key.clone(),
             sockets,
             admin: admin.take(),
             ready: ready_tx.clone(),
@@ -101,6 +108,7 @@ struct CoreStart {
     all_stats: Arc<[Arc<CoreStats>]>,
     owners: Owners,
     mesh: Option<MeshBuilder<Handoff, glommio::channels::channel_mesh::Full>>,
+    vors_key: Arc<ServerKey>,
     sockets: CoreSockets,
     admin: Option<std::os::fd::OwnedFd>,
     ready: mpsc::Sender<usize>,
@@ -123,6 +131,7 @@ async fn core_main(start: CoreStart) {
         start.all_stats,
         start.owners,
         senders,
+        start.vors_key,
     ));
     if let Some(mut receivers) = receivers {
         for (_, receiver) in receivers.streams() {
@@ -134,8 +143,11 @@ async fn core_main(start: CoreStart) {
     if let Some(admin_fd) = start.admin {
         glommio::spawn_local(admin::serve(shard.clone(), sys::glommio_listener(admin_fd))).detach();
     }
-    // The VoRS sockets stay bound (and the port reserved) for the VoRS listener.
-    let _vors = (start.sockets.vors_tcp, start.sockets.vors_udp);
+    let udp = Rc::new(sys::glommio_udp(start.sockets.vors_udp));
+    let _ = shard.vors.udp.set(udp);
+    glommio::spawn_local(vors::media::receive(shard.clone())).detach();
+    let vors_listener = sys::glommio_listener(start.sockets.vors_tcp);
+    glommio::spawn_local(vors::listener::accept(shard.clone(), vors_listener)).detach();
     let _ = start.ready.send(start.core);
     futures_lite::future::pending::<()>().await;
 }
@@ -165,6 +177,11 @@ async fn receive_handoffs(shard: Rc<Shard>, receiver: ConnectedReceiver<Handoff>
             Handoff::Line { fd, request } => {
                 let stream = sys::glommio_stream(fd);
                 glommio::spawn_local(upgrade::admit(shard.clone(), stream, request)).detach();
+            }
+            Handoff::Vors { fd, session, hello } => {
+                let stream = sys::glommio_stream(fd);
+                glommio::spawn_local(vors::room::admit(shard.clone(), stream, session, hello))
+                    .detach();
             }
         }
     }

@@ -11,6 +11,8 @@ use crate::line::Lines;
 use crate::owner::Owners;
 use crate::ratelimit::AuthLimiter;
 use crate::stats::CoreStats;
+use crate::vors::VorsCore;
+use crate::vors::keyfile::ServerKey;
 
 /// Everything one executor owns. Lives in an `Rc` on its core; nothing in it is shared with
 /// other cores except the read-only configuration and the single-writer counters.
@@ -26,6 +28,8 @@ pub struct Shard {
     pub limiter: RefCell<AuthLimiter>,
     /// Senders to every core's hand-off receiver (`None` with a single core).
     pub mesh: Option<Senders<Handoff>>,
+    pub vors: VorsCore,
+    pub vors_key: Arc<ServerKey>,
 }
 
 impl Shard {
@@ -35,17 +39,20 @@ impl Shard {
         all_stats: Arc<[Arc<CoreStats>]>,
         owners: Owners,
         mesh: Option<Senders<Handoff>>,
+        vors_key: Arc<ServerKey>,
     ) -> Self {
         let stats = all_stats[core].clone();
         Shard {
             core,
             lines: Lines::new(config.max_peers, config.queue_bytes, stats.clone()),
             limiter: RefCell::new(AuthLimiter::new(config.auth_failures_per_minute)),
+            vors: VorsCore::new(core, config.cores(), config.max_members),
             config,
             stats,
             all_stats,
             owners,
             mesh,
+            vors_key,
         }
     }
 }

@@ -6,9 +6,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::sys;
 
 /// Backlog of each listening socket.
 const BACKLOG: i32 = 1024;
@@ -98,7 +100,14 @@ pub fn bind_all(
         attempts -= 1;
         let (tcp, addr) = group(vors, Type::STREAM, cores).map_err(err("--vors-listen", vors))?;
         match group(addr, Type::DGRAM, cores) {
-            Ok((udp, _)) => break (tcp, udp, addr),
+            Ok((udp, _)) => {
+                if cores > 1 {
+                    // Datagrams go to the core their first byte names (see vors/mod.rs).
+                    sys::steer_udp_by_first_byte(udp[0].as_raw_fd(), cores as u32)
+                        .map_err(err("--vors-listen", vors))?;
+                }
+                break (tcp, udp, addr);
+            }
             Err(e) if attempts == 0 => return Err(err("--vors-listen", vors)(e)),
             Err(_) => continue,
         }

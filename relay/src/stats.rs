@@ -96,7 +96,27 @@ pub struct CoreStats {
     pub lines: Gauge,
     pub line_peers: Gauge,
     drops: [Counter; Drop::ALL.len()],
+    /// VoRS handshakes that reached the room decision (message 1 decrypted).
+    pub vors_handshakes: Counter,
+    /// VoRS connections that ended before the room decision (garbage, wrong magic, bad
+    /// handshake, oversized netstring, stall).
+    pub vors_handshake_failures: Counter,
+    pub vors_joins: Counter,
+    pub vors_rejects: Counter,
+    pub vors_handoffs: Counter,
+    pub vors_datagrams_in: Counter,
+    pub vors_bytes_in: Counter,
+    pub vors_packets_forwarded: Counter,
+    pub vors_datagrams_out: Counter,
+    pub vors_bytes_out: Counter,
+    /// Copies the kernel would not take (socket buffer full): dropped, never queued.
+    pub vors_send_dropped: Counter,
+    pub vors_rooms: Gauge,
+    pub vors_members: Gauge,
+    vors_drops: [Counter; VorsDrop::ALL.len()],
 }
+
+pub use moose_proto::vors::room::DropReason as VorsDrop;
 
 impl CoreStats {
     pub fn dropped(&self, reason: Drop) {
@@ -105,6 +125,19 @@ impl CoreStats {
 
     pub fn drops(&self, reason: Drop) -> u64 {
         self.drops[reason as usize].get()
+    }
+
+    pub fn vors_dropped(&self, reason: VorsDrop) {
+        if let Some(i) = VorsDrop::ALL.iter().position(|r| *r == reason) {
+            self.vors_drops[i].inc();
+        }
+    }
+
+    pub fn vors_drops(&self, reason: VorsDrop) -> u64 {
+        VorsDrop::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.vors_drops[i].get())
     }
 }
 

@@ -80,6 +80,106 @@ pub fn shutdown(fd: RawFd) {
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
+/// Steers every datagram arriving at the SO_REUSEPORT group of `fd` to the socket at index
+/// `first payload byte % sockets` (the order the sockets joined the group, which is core
+/// order: see `sockets.rs`). VoRS puts the owner core in that byte (SIDs and cookies are
+/// chosen so), so media reaches the core that owns its room without a cross-core hop.
+/// An empty datagram goes to socket 0; an index past the group falls back to the kernel hash.
+pub fn steer_udp_by_first_byte(fd: RawFd, sockets: u32) -> io::Result<()> {
+    // Classic BPF: A = payload[0]; A %= sockets; return A. For UDP the kernel runs a reuseport
+    // program with the packet data starting at the UDP payload.
+    let program = [
+        libc::sock_filter {
+            code: (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: sockets,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_A) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: setsockopt copies the program (the kernel reads `len` instructions from
+    // `filter`, which points into `program`, alive for the call); no memory is kept.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&fprog as *const libc::sock_fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Most destinations one `sendmmsg` takes: a room's members fit in a few calls.
+pub const MAX_DATAGRAMS: usize = 64;
+
+/// Sends `payload` unchanged to every address in `to` from the UDP socket `fd`, in as few
+/// `sendmmsg` calls as possible and without waiting. All messages point at the same bytes:
+/// one buffer, no copy per recipient. Returns how many datagrams the kernel took; the rest
+/// found the socket buffer full (real-time audio: those are dropped and counted, not queued).
+pub fn send_to_many(fd: RawFd, payload: &[u8], to: &[socket2::SockAddr]) -> usize {
+    let mut sent = 0;
+    for addrs in to.chunks(MAX_DATAGRAMS) {
+        let mut iov = libc::iovec {
+            iov_base: payload.as_ptr() as *mut libc::c_void,
+            iov_len: payload.len(),
+        };
+        // SAFETY: a zeroed mmsghdr is "no address, no data"; each is filled below.
+        let mut msgs: [libc::mmsghdr; MAX_DATAGRAMS] = unsafe { std::mem::zeroed() };
+        for (msg, addr) in msgs.iter_mut().zip(addrs) {
+            msg.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+            msg.msg_hdr.msg_namelen = addr.len();
+            msg.msg_hdr.msg_iov = &mut iov;
+            msg.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every msghdr points at an address in `addrs` and at `iov`, which points at
+        // `payload`; all outlive the call, and the kernel only reads them (and writes
+        // msg_len into `msgs`, which we own).
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                addrs.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n <= 0 {
+            break;
+        }
+        sent += n as usize;
+        if (n as usize) < addrs.len() {
+            break;
+        }
+    }
+    sent
+}
+
+/// Shuts the reading side of a socket, waking a task blocked reading it while what is queued
+/// can still be written.
+pub fn shutdown_read(fd: RawFd) {
+    // SAFETY: as for `shutdown`.
+    unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+}
+
 /// The soft and hard RLIMIT_MEMLOCK in bytes (`u64::MAX` for unlimited).
 pub fn memlock_limit() -> io::Result<(u64, u64)> {
     let mut lim = libc::rlimit {
@@ -185,6 +285,57 @@ mod tests {
             outcome.expect_err("would block").kind(),
             io::ErrorKind::WouldBlock
         );
+    }
+
+    #[test]
+    fn one_buffer_reaches_every_address() {
+        use std::net::UdpSocket;
+        let sender = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let receivers: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        let addrs: Vec<socket2::SockAddr> = receivers
+            .iter()
+            .map(|r| r.local_addr().expect("addr").into())
+            .collect();
+        assert_eq!(send_to_many(sender.as_raw_fd(), b"voice", &addrs), 3);
+        for r in &receivers {
+            let mut buf = [0u8; 16];
+            let (n, from) = r.recv_from(&mut buf).expect("datagram");
+            assert_eq!(&buf[..n], b"voice");
+            assert_eq!(from, sender.local_addr().expect("addr"));
+        }
+    }
+
+    #[test]
+    fn steering_sends_datagrams_to_the_socket_their_first_byte_names() {
+        use socket2::{Domain, Socket, Type};
+        use std::net::{SocketAddr, UdpSocket};
+        let group: Vec<UdpSocket> = {
+            let first = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
+            first.set_reuse_port(true).expect("reuseport");
+            let lo: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+            first.bind(&lo.into()).expect("bind");
+            let addr = first.local_addr().expect("addr");
+            let second = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
+            second.set_reuse_port(true).expect("reuseport");
+            second.bind(&addr).expect("bind");
+            vec![first.into(), second.into()]
+        };
+        steer_udp_by_first_byte(group[0].as_raw_fd(), 2).expect("attach");
+        let target = group[0].local_addr().expect("addr");
+        // Several client sockets, so the kernel's own hash would have spread them.
+        for byte in 0u8..8 {
+            let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            client.send_to(&[byte, 1, 2, 3], target).expect("send");
+            let socket = &group[usize::from(byte % 2)];
+            let mut buf = [0u8; 8];
+            socket
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .expect("timeout");
+            let (n, _) = socket.recv_from(&mut buf).expect("steered datagram");
+            assert_eq!(&buf[..n], &[byte, 1, 2, 3]);
+        }
     }
 
     #[test]

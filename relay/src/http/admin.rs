@@ -12,7 +12,7 @@ use moose_proto::http::{self, Parse, Status};
 use tracing::debug;
 
 use crate::shard::Shard;
-use crate::stats::{CoreStats, Drop};
+use crate::stats::{CoreStats, Drop, VorsDrop};
 
 /// Accepts admin connections until the listener fails.
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
@@ -60,47 +60,55 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream, _addr: Option<SocketAdd
     let _ = stream.write_all(&out).await;
 }
 
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
 /// Prometheus text exposition of every core's counters (base units, `_total` on counters).
 pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>]) -> String {
     let mut out = String::with_capacity(4096);
     let sum = |f: &dyn Fn(&CoreStats) -> u64| -> u64 { cores.iter().map(|c| f(c)).sum() };
-    let mut counter = |name: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    };
     counter(
+        &mut out,
         "moose_ws_messages_in_total",
         "Binary messages received from line peers.",
         sum(&|c| c.ws_messages_in.get()),
     );
     counter(
+        &mut out,
         "moose_ws_bytes_in_total",
         "Payload bytes of binary messages received from line peers.",
         sum(&|c| c.ws_bytes_in.get()),
     );
     counter(
+        &mut out,
         "moose_ws_frames_out_total",
         "WebSocket frames written to line peers.",
         sum(&|c| c.ws_messages_out.get()),
     );
     counter(
+        &mut out,
         "moose_ws_bytes_out_total",
         "Bytes written to line peers, framing included.",
         sum(&|c| c.ws_bytes_out.get()),
     );
     counter(
+        &mut out,
         "moose_ws_upgrades_total",
         "Peers admitted to lines.",
         sum(&|c| c.ws_upgrades.get()),
     );
     counter(
+        &mut out,
         "moose_ws_handoffs_total",
         "Connections moved to their line's owner core.",
         sum(&|c| c.ws_handoffs.get()),
     );
     counter(
+        &mut out,
         "moose_http_requests_total",
         "HTTP requests read.",
         sum(&|c| c.http_requests.get()),
@@ -117,6 +125,96 @@ pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>]) -> String {
             "moose_ws_dropped_total{{reason=\"{}\"}} {value}",
             reason.label()
         );
+    }
+    counter(
+        &mut out,
+        "moose_vors_handshakes_total",
+        "VoRS handshakes that reached the room decision.",
+        sum(&|c| c.vors_handshakes.get()),
+    );
+    counter(
+        &mut out,
+        "moose_vors_handshake_failures_total",
+        "VoRS connections that ended before the room decision.",
+        sum(&|c| c.vors_handshake_failures.get()),
+    );
+    counter(
+        &mut out,
+        "moose_vors_joins_total",
+        "VoRS members admitted.",
+        sum(&|c| c.vors_joins.get()),
+    );
+    counter(
+        &mut out,
+        "moose_vors_rejects_total",
+        "VoRS members refused (room full, name taken, wrong password).",
+        sum(&|c| c.vors_rejects.get()),
+    );
+    counter(
+        &mut out,
+        "moose_vors_datagrams_in_total",
+        "UDP datagrams received.",
+        sum(&|c| c.vors_datagrams_in.get()),
+    );
+    counter(
+        &mut out,
+        "moose_vors_bytes_in_total",
+        "UDP bytes received.",
+        sum(&|c| c.vors_bytes_in.get()),
+    );
+    counter(
+        &mut out,
+        "moose_vors_packets_forwarded_total",
+        "Media packets verified and forwarded.",
+        sum(&|c| c.vors_packets_forwarded.get()),
+    );
+    counter(
+        &mut out,
+        "moose_vors_datagrams_out_total",
+        "Media copies sent to members.",
+        sum(&|c| c.vors_datagrams_out.get()),
+    );
+    counter(
+        &mut out,
+        "moose_vors_bytes_out_total",
+        "UDP bytes sent.",
+        sum(&|c| c.vors_bytes_out.get()),
+    );
+    counter(
+        &mut out,
+        "moose_vors_send_dropped_total",
+        "Media copies dropped because the socket buffer was full.",
+        sum(&|c| c.vors_send_dropped.get()),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP moose_vors_dropped_total Datagrams dropped at the edge, by reason.\n\
+         # TYPE moose_vors_dropped_total counter"
+    );
+    for reason in VorsDrop::ALL {
+        let value = sum(&|c| c.vors_drops(reason));
+        let _ = writeln!(
+            out,
+            "moose_vors_dropped_total{{reason=\"{}\"}} {value}",
+            reason.label()
+        );
+    }
+    for (name, help, get) in [
+        (
+            "moose_vors_rooms",
+            "VoRS rooms open, per core.",
+            (|c: &CoreStats| c.vors_rooms.get()) as fn(&CoreStats) -> u64,
+        ),
+        (
+            "moose_vors_members",
+            "VoRS members, per core.",
+            |c: &CoreStats| c.vors_members.get(),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (core, c) in cores.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{core=\"{core}\"}} {}", get(c));
+        }
     }
     let _ = writeln!(
         out,

@@ -8,17 +8,17 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use futures_lite::io::{AsyncReadExt, ReadHalf};
 use glommio::net::TcpStream;
 use moose_proto::ws::{self, CloseCode, FrameError, FrameHeader, MessagePart, Opcode};
 use tracing::debug;
 
-use super::queue::{Kind, OutQueue};
+use super::queue::Kind;
 use super::{Line, Member};
 use crate::shard::Shard;
 use crate::stats::Drop;
@@ -56,7 +56,12 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, peer: Peer, early: Vec<u8>
         let shard = shard.clone();
         let member = member.clone();
         async move {
-            if let Err(e) = write_loop(&shard, &member.out, fd, writer).await {
+            let stats = &shard.stats;
+            let counted = |frames: usize, bytes: usize| {
+                stats.ws_messages_out.add(frames as u64);
+                stats.ws_bytes_out.add(bytes as u64);
+            };
+            if let Err(e) = crate::writer::drain(&member.out, fd, writer, counted).await {
                 debug!(error = %e, "line peer write ended");
                 // Unblock the reader too: the peer is gone or stalled beyond the limit.
                 sys::shutdown(fd);
@@ -288,32 +293,6 @@ fn forward(shard: &Shard, peer: &Peer, frame: Bytes, payload_len: usize) {
     for _ in 0..dropped {
         stats.dropped(Drop::SlowReceiver);
     }
-}
-
-/// Drains `out` into the socket: as many queued frames per `sendmsg` as the socket takes, and a
-/// waiting write only when the socket is full.
-async fn write_loop(
-    shard: &Shard,
-    out: &OutQueue,
-    fd: RawFd,
-    mut writer: WriteHalf<TcpStream>,
-) -> io::Result<()> {
-    let stats = &shard.stats;
-    while out.ready().await {
-        let written =
-            match out.with_front(sys::MAX_IOVECS, |slices| sys::send_vectored_now(fd, slices)) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let Some(rest) = out.front() else { continue };
-                    writer.write(&rest).await?
-                }
-                Err(e) => return Err(e),
-            };
-        let frames = out.consume(written);
-        stats.ws_messages_out.add(frames as u64);
-        stats.ws_bytes_out.add(written as u64);
-    }
-    writer.close().await
 }
 
 async fn ping_loop(member: Rc<Member>) {

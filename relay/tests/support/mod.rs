@@ -20,16 +20,23 @@ pub struct Relay {
     pub http: SocketAddr,
     pub vors: SocketAddr,
     pub admin: SocketAddr,
+    /// The VoRS server public key, 64 hex digits.
+    pub vors_pubkey: String,
     child: Child,
     /// Lines the relay printed on stdout after the ready line.
     pub stdout: mpsc::Receiver<String>,
+    /// Lines the relay printed on stdout before the ready line (e.g. the generated-key URL).
+    pub preamble: Vec<String>,
 }
 
 impl Relay {
     /// Starts the relay with `args` (loopback, port 0 listeners are added unless given) and
     /// `envs`, and waits up to 30 s for the ready line.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Relay {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_moose-relay"));
+        let mut cmd = Command::new(relay_binary());
+        if !args.contains(&"--vors-key") {
+            cmd.arg("--vors-key").arg(temp_key_path());
+        }
         for (flag, default) in [
             ("--listen", "127.0.0.1:0"),
             ("--vors-listen", "127.0.0.1:0"),
@@ -57,6 +64,7 @@ impl Relay {
         let (tx, rx) = mpsc::channel();
         forward_lines(stdout, tx);
         let deadline = Duration::from_secs(30);
+        let mut preamble = Vec::new();
         loop {
             let line = match rx.recv_timeout(deadline) {
                 Ok(line) => line,
@@ -78,10 +86,17 @@ impl Relay {
                     http: addr("http"),
                     vors: addr("vors"),
                     admin: addr("admin"),
+                    vors_pubkey: rest
+                        .split_whitespace()
+                        .find_map(|kv| kv.strip_prefix("vors_pubkey="))
+                        .unwrap_or_else(|| panic!("no vors_pubkey= in {line:?}"))
+                        .to_string(),
                     child,
                     stdout: rx,
+                    preamble,
                 };
             }
+            preamble.push(line);
         }
     }
 
@@ -124,6 +139,18 @@ impl Relay {
             .parse()
             .unwrap()
     }
+
+    /// Peak resident memory of the relay process since it started (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
 }
 
 /// A plain `GET path` over HTTP/1.1; returns (status, body).
@@ -152,6 +179,35 @@ impl Drop for Relay {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The relay binary: Cargo's path in the relay's own tests, else the one beside the test
+/// executable's directory (`target/<profile>/`, where a workspace build puts it).
+pub fn relay_binary() -> std::path::PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_moose-relay") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("moose-relay");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p moose-relay` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A path for a fresh VoRS key in a directory of this test process.
+fn temp_key_path() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!("moose-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("vors-{}.key", NEXT.fetch_add(1, Ordering::Relaxed)))
 }
 
 fn forward_lines(stdout: ChildStdout, tx: mpsc::Sender<String>) {

@@ -191,6 +191,25 @@ impl WsClient {
         );
     }
 
+    /// Asserts the relay closes the TCP connection (EOF, or a reset) within `within`, with no
+    /// byte after the last frame received. Unlike `recv_within`, a timeout here is a failure,
+    /// so this tells "closed" apart from "quiet".
+    pub fn expect_eof(&mut self, within: Duration) {
+        assert!(
+            self.buf.is_empty(),
+            "bytes after the last frame: {:?}",
+            self.buf
+        );
+        self.stream.set_read_timeout(Some(within)).unwrap();
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => {}
+            Ok(_) => panic!("a byte after the last frame: {:#04x}", byte[0]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("connection still open after {within:?}: {e}"),
+        }
+    }
+
     /// True if no data frame arrives within `window`.
     pub fn is_quiet_for(&mut self, window: Duration) -> bool {
         match self.recv_within(window) {
