@@ -283,7 +283,8 @@ mod tests {
 
     #[test]
     fn parse_list_reports_position_not_key() {
-        let err = KeySet::parse_list("abcdefghijklmnop,,dotted.key.of.enough.length").expect_err("bad");
+        let err =
+            KeySet::parse_list("abcdefghijklmnop,,dotted.key.of.enough.length").expect_err("bad");
         assert_eq!(
             err,
             KeyListError {
