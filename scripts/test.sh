@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Runs every check and every test of the workspace; the README's test command and what CI runs.
+#
+#   scripts/test.sh
+#
+# On a fresh Debian 12 machine (root, with cargo, cargo-nextest and gcc) it first installs what
+# the tests need and is missing (Chromium for the real-browser call, CMake for the bundled
+# libopus), raises the locked-memory limit glommio needs, then runs, stopping at the first
+# failing step:
+#   1. cargo fmt --check
+#   2. cargo clippy on every target, warnings denied
+#   3. the doc tests
+#   4. every test with cargo-nextest (one build, settings in .config/nextest.toml)
+# Exit status: 0 when everything passed, otherwise that of the failing step (78 when the
+# machine cannot run the relay at all).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+started=$SECONDS
+if [ -n "${CI:-}" ]; then
+    # Logs, not terminals: no colour codes, no incremental caches in a fresh clone.
+    export CARGO_TERM_COLOR=never CARGO_INCREMENTAL=0
+fi
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+color="${CARGO_TERM_COLOR:-auto}"
+
+say() { printf '==> %s\n' "$*"; }
+fail() {
+    printf 'test.sh: %s\n' "$*" >&2
+    exit "${2:-1}"
+}
+
+# Runs one step, prints how long it took, and stops the script with the step's status if it
+# failed.
+step() {
+    local name=$1
+    shift
+    say "$name"
+    local t0=$SECONDS status=0
+    "$@" || status=$?
+    if [ "$status" -ne 0 ]; then
+        printf 'test.sh: FAILED: %s (exit %d, after %ds; %ds in all)\n' \
+            "$name" "$status" $((SECONDS - t0)) $((SECONDS - started)) >&2
+        exit "$status"
+    fi
+    printf '    ok: %s (%ds)\n' "$name" $((SECONDS - t0))
+}
+
+# --- What the tests need from the machine ------------------------------------------------
+
+command -v cargo >/dev/null || fail "cargo is not on PATH (install Rust with rustup)"
+for tool in fmt clippy; do
+    cargo "$tool" --version >/dev/null 2>&1 ||
+        fail "cargo $tool is missing: rustup component add $([ $tool = fmt ] && echo rustfmt || echo clippy)"
+done
+if ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest (crates.io)"
+    cargo install --quiet --locked cargo-nextest || fail "cargo install cargo-nextest failed"
+fi
+
+# Each install script checks for its tools and does nothing when they are there. apt's package
+# lists are refreshed once, here, and only when one of them is going to install something;
+# MOOSE_APT_UPDATED tells the scripts it was done.
+needs_browser=0
+needs_opus=0
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || needs_browser=1
+{ command -v cmake >/dev/null 2>&1 && command -v cc >/dev/null 2>&1; } || needs_opus=1
+if [ $((needs_browser + needs_opus)) -gt 0 ]; then
+    say "installing test dependencies (apt)"
+    [ "$(id -u)" -eq 0 ] || fail "missing packages (chromium, cmake) and not root to install them"
+    export DEBIAN_FRONTEND=noninteractive
+    apt_log=$(mktemp)
+    if ! apt-get update -qq >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        rm -f "$apt_log"
+        fail "apt-get update failed"
+    fi
+    rm -f "$apt_log"
+    export MOOSE_APT_UPDATED=1
+    if [ "$needs_opus" -eq 1 ]; then
+        sh scripts/install-opus.sh || fail "scripts/install-opus.sh failed"
+    fi
+    if [ "$needs_browser" -eq 1 ]; then
+        sh scripts/install-browser.sh || fail "scripts/install-browser.sh failed"
+    fi
+    echo "    ok: chromium and cmake installed"
+fi
+
+# glommio registers its io_uring buffers as locked memory: the relay needs about 768 KiB per
+# core (relay/src/preflight.rs) and the tests run several 2-core relays at once. The relay
+# raises its own soft limit up to the hard one; here both go as high as this shell may take
+# them, so a low default (64 KiB on older kernels) does not fail every relay test.
+if [ "$(ulimit -l)" != unlimited ]; then
+    ulimit -l unlimited 2>/dev/null || ulimit -l "$(ulimit -H -l)" 2>/dev/null || true
+fi
+memlock=$(ulimit -l)
+if [ "$memlock" != unlimited ] && [ "$memlock" -lt 65536 ]; then
+    if [ "$memlock" -lt 4096 ]; then
+        fail "RLIMIT_MEMLOCK is ${memlock} KiB and cannot be raised; the relay tests need at \
+least 4096 KiB (65536 recommended). As root: ulimit -l unlimited; in a container: \
+--ulimit memlock=-1." 78
+    fi
+    echo "test.sh: warning: RLIMIT_MEMLOCK is only ${memlock} KiB (65536 or more recommended)" >&2
+fi
+say "machine: $(nproc) CPUs, memlock $(ulimit -l) KiB, $(cargo --version)"
+
+# --- Checks and tests --------------------------------------------------------------------
+
+step "cargo fmt --check" cargo fmt --all --check -- --color "$color"
+step "cargo clippy (all targets, -D warnings)" \
+    cargo clippy --quiet --workspace --all-targets --color "$color" -- -D warnings
+# Doc tests are compile-checked examples (cargo-nextest does not run them); before the main run
+# so that nextest's summary is the last thing printed.
+step "doc tests" cargo test --quiet --workspace --doc --color "$color"
+step "build the tests" \
+    cargo nextest run --workspace --all-targets --no-run --cargo-quiet --color "$color"
+step "run every test (cargo nextest)" \
+    cargo nextest run --workspace --all-targets --cargo-quiet --color "$color"
+
+elapsed=$((SECONDS - started))
+say "all checks and tests passed in $((elapsed / 60))m$((elapsed % 60))s"
