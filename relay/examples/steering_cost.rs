@@ -43,7 +43,12 @@ fn receive_cost(steered: bool) -> f64 {
         let first = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
         first.set_reuse_port(true).unwrap();
         first
-            .bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
             .unwrap();
         first.set_recv_buffer_size(8 << 20).unwrap();
         let addr = first.local_addr().unwrap();
@@ -149,6 +154,9 @@ fn main() {
     let (plain, steered, handoff) = (median(plain), median(steered), median(handoff));
     println!("CPU per datagram / message, median of {ROUNDS} interleaved rounds:");
     println!("  send + receive, kernel hash only     {plain:8.0} ns");
-    println!("  send + receive, CBPF steering        {steered:8.0} ns  ({:+.0} ns)", steered - plain);
+    println!(
+        "  send + receive, CBPF steering        {steered:8.0} ns  ({:+.0} ns)",
+        steered - plain
+    );
     println!("  cross-core hand-off (glommio channel){handoff:8.0} ns  on top of the receive");
 }
