@@ -1,0 +1,302 @@
+//! Shared helpers for the VoRS scenarios against a real `moose-relay`: `moose-call` processes
+//! whose stdout lines are awaited with deadlines, the relay's VoRS metrics, tone files and
+//! recordings, and (in [`member`]) a member driven by the test itself over raw sockets.
+//!
+//! Every wait here is for an event (a line, a metric reaching a value, a process exiting)
+//! with a deadline, never a fixed sleep. When a test panics, the guards print what a reader
+//! needs: each call's stdout and stderr ([`CallProc`]'s drop) and the relay's VoRS metrics
+//! ([`OnPanic`]).
+#![allow(dead_code)]
+
+pub mod member;
+mod metrics;
+
+// Each scenario uses its own part of these helpers.
+#[allow(unused_imports)]
+pub use metrics::{Metrics, OnPanic, wait_metrics};
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use moose_bench::audio::{SAMPLE_RATE, read_wav, scan_tone, sine, write_wav};
+
+use crate::support::Relay;
+
+/// How often metrics and exits are polled while waiting for them.
+pub(crate) const POLL: Duration = Duration::from_millis(50);
+
+/// A fresh directory for one test's files (tones, recordings).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("moose-vors-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("make temp dir");
+    dir
+}
+
+/// Writes `seconds` of a sine at `freq` Hz (48 kHz mono 16-bit) and returns its path.
+pub fn tone_wav(dir: &Path, freq: f64, seconds: f64) -> PathBuf {
+    let path = dir.join(format!("tone-{freq}.wav"));
+    let samples = (seconds * f64::from(SAMPLE_RATE)) as usize;
+    write_wav(&path, &sine(freq, 8_000.0, samples)).expect("write tone");
+    path
+}
+
+/// Checks that the recording at `path` holds the tone at `freq` for most of its sound:
+/// at least 90% of the non-silent 100 ms blocks, at least `min_seconds` of tone, and one
+/// unbroken run of at least `min_run_seconds`.
+pub fn assert_tone(path: &Path, freq: f64, min_seconds: f64, min_run_seconds: f64) {
+    let pcm = read_wav(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let scan = scan_tone(&pcm, freq);
+    let sounding = scan.windows - scan.silent_windows;
+    let share = if sounding == 0 {
+        0.0
+    } else {
+        scan.tone_windows as f64 / sounding as f64
+    };
+    let seconds = pcm.len() as f64 / f64::from(SAMPLE_RATE);
+    let context = format!("{}: {seconds:.2} s recorded, {scan:?}", path.display());
+    assert!(share >= 0.9, "tone in {share:.2} of the sound; {context}");
+    assert!(
+        scan.tone_seconds() >= min_seconds,
+        "only {:.1} s of tone; {context}",
+        scan.tone_seconds()
+    );
+    let run = scan.longest_tone_run as f64 * 0.1;
+    assert!(
+        run >= min_run_seconds,
+        "longest tone run {run:.1} s; {context}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// moose-call processes.
+
+/// A running `moose-call`: stdin piped, stdout lines on a channel, stderr collected.
+/// Killed on drop; when the test is panicking, its output is printed first.
+pub struct CallProc {
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every stdout line consumed so far, in order.
+    pub seen: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<thread::JoinHandle<()>>,
+}
+
+/// How a `moose-call` ended.
+#[derive(Debug)]
+pub struct Exit {
+    pub name: String,
+    pub status: ExitStatus,
+    pub stderr: String,
+    /// Every stdout line, including those consumed before the exit.
+    pub lines: Vec<String>,
+}
+
+/// The summary moose-call prints on stderr when it leaves cleanly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub frames: u64,
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+}
+
+impl Exit {
+    /// Parses `moose-call: left: F frames, P packets sent, R received, L lost`.
+    pub fn summary(&self) -> Summary {
+        let line = self
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("moose-call: left: "))
+            .unwrap_or_else(|| panic!("no summary in stderr:\n{}", self.stderr));
+        let numbers: Vec<u64> = line
+            .split(", ")
+            .filter_map(|part| part.split_whitespace().next()?.parse().ok())
+            .collect();
+        let [frames, sent, received, lost] = numbers[..] else {
+            panic!("unexpected summary {line:?}");
+        };
+        Summary {
+            frames,
+            sent,
+            received,
+            lost,
+        }
+    }
+
+    /// Asserts exit code 0, showing stderr otherwise.
+    pub fn assert_success(&self, who: &str) {
+        assert_eq!(
+            self.status.code(),
+            Some(0),
+            "{who} failed; stderr:\n{}",
+            self.stderr
+        );
+    }
+}
+
+impl CallProc {
+    /// Starts `moose-call` against the relay's VoRS port as `name` in `room`, with `extra`
+    /// arguments after the required ones.
+    pub fn start(relay: &Relay, name: &str, room: &str, extra: &[&str]) -> CallProc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_moose-call"))
+            .args(["--server", &relay.vors.to_string()])
+            .args(["--pubkey", &relay.vors_pubkey])
+            .args(["--name", name, "--room", room])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn moose-call");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr_pipe = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr_reader = thread::spawn({
+            let stderr = Arc::clone(&stderr);
+            move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = stderr_pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    stderr.lock().expect("stderr lock").push_str(&text);
+                }
+            }
+        });
+        CallProc {
+            name: name.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        }
+    }
+
+    /// Waits up to `within` for the stdout line `want`; returns the lines read on the way
+    /// (including `want`).
+    pub fn expect_line(&mut self, want: &str, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    let done = line == want;
+                    got.push(line);
+                    if done {
+                        return got;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{}: no line {want:?} within {within:?}; read {got:?}",
+                    self.name
+                ),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("{}: stdout closed before {want:?}; read {got:?}", self.name)
+                }
+            }
+        }
+    }
+
+    /// Types a line on the call's stdin.
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("write to moose-call stdin");
+        stdin.flush().expect("flush moose-call stdin");
+    }
+
+    /// Closes stdin: without `--seconds` the call leaves.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// What the call printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGKILL: the process vanishes without leaving.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9 moose-call");
+    }
+
+    /// Waits up to `within` for the process to exit; collects the rest of its output.
+    pub fn wait(mut self, within: Duration) -> Exit {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {within:?}",
+                self.name
+            );
+            thread::sleep(POLL);
+        };
+        // The readers end at EOF, which follows the exit.
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        let mut lines = std::mem::take(&mut self.seen);
+        lines.extend(self.lines.try_iter());
+        Exit {
+            name: self.name.clone(),
+            status,
+            stderr: self.stderr(),
+            lines,
+        }
+    }
+}
+
+impl Drop for CallProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            let mut lines = self.seen.clone();
+            lines.extend(self.lines.try_iter());
+            eprintln!(
+                "--- moose-call {}: stdout {lines:?}\n--- stderr:\n{}",
+                self.name,
+                self.stderr()
+            );
+        }
+    }
+}
+
+impl Drop for Exit {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "--- moose-call {} ({}): stdout {:?}\n--- stderr:\n{}",
+                self.name, self.status, self.lines, self.stderr
+            );
+        }
+    }
+}
