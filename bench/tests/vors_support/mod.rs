@@ -1,6 +1,7 @@
 //! Shared helpers for the VoRS scenarios against a real `moose-relay`: `moose-call` processes
 //! whose stdout lines are awaited with deadlines, the relay's VoRS metrics, tone files and
-//! recordings, and (in [`member`]) a member driven by the test itself over raw sockets.
+//! recordings, (in [`member`]) a member driven by the test itself over raw sockets, and (in
+//! [`lossy`]) a network path that loses packets on their way to one call.
 //!
 //! Every wait here is for an event (a line, a metric reaching a value, a process exiting)
 //! with a deadline, never a fixed sleep. When a test panics, the guards print what a reader
@@ -8,6 +9,7 @@
 //! ([`OnPanic`]).
 #![allow(dead_code)]
 
+pub mod lossy;
 pub mod member;
 mod metrics;
 
@@ -146,11 +148,21 @@ impl CallProc {
     /// Starts `moose-call` against the relay's VoRS port as `name` in `room`, with `extra`
     /// arguments after the required ones.
     pub fn start(relay: &Relay, name: &str, room: &str, extra: &[&str]) -> CallProc {
+        let server = relay.vors.to_string();
+        let args = [
+            &["--server", &server, "--pubkey", &relay.vors_pubkey][..],
+            &["--name", name, "--room", room],
+            extra,
+        ]
+        .concat();
+        CallProc::spawn(name, &args)
+    }
+
+    /// Starts `moose-call` with exactly `args` (another server, a bad key, none at all);
+    /// `name` only labels it in failure messages.
+    pub fn spawn(name: &str, args: &[&str]) -> CallProc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_moose-call"))
-            .args(["--server", &relay.vors.to_string()])
-            .args(["--pubkey", &relay.vors_pubkey])
-            .args(["--name", name, "--room", room])
-            .args(extra)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -238,6 +250,15 @@ impl CallProc {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends `signal` (a name `kill` knows: `INT`, `TERM`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {}", self.name);
     }
 
     /// Sends SIGKILL: the process vanishes without leaving.

@@ -1,0 +1,144 @@
+//! A lossy network path in front of the real relay, for one member: the member's
+//! `--server` is this path's address, whose TCP port splices to the relay's VoRS port and
+//! whose UDP port passes datagrams both ways, dropping every `drop_every`-th media packet on
+//! its way to the member. The relay and the call are the real ones; only the wire loses
+//! packets, as a bad Wi-Fi hop would.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use moose_proto::vors::packet::COOKIE_LEN;
+
+use super::POLL;
+
+pub struct LossyPath {
+    /// Where the member connects (TCP and UDP on the same port, as the relay listens).
+    pub addr: SocketAddr,
+    dropped: Arc<AtomicU64>,
+    passed: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl LossyPath {
+    /// Opens the path to `relay` (its VoRS address); `drop_every` must be at least 2.
+    pub fn start(relay: SocketAddr, drop_every: u64) -> LossyPath {
+        assert!(drop_every >= 2, "dropping every packet is no call");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind path tcp");
+        let addr = listener.local_addr().expect("path addr");
+        // The member's UDP socket is connected to `addr`: replies must come from it.
+        let front = UdpSocket::bind(addr).expect("bind path udp on the tcp port");
+        let back = UdpSocket::bind("127.0.0.1:0").expect("bind path udp toward the relay");
+        for socket in [&front, &back] {
+            socket.set_read_timeout(Some(POLL)).expect("udp timeout");
+        }
+        let path = LossyPath {
+            addr,
+            dropped: Arc::new(AtomicU64::new(0)),
+            passed: Arc::new(AtomicU64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        thread::spawn(move || splice_tcp(listener, relay));
+        let member: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+
+        // Member → relay: everything (cookies, keepalives, media), from one source address
+        // that the relay registers as the member's.
+        let (to_relay, from_member) = (
+            back.try_clone().expect("clone udp"),
+            front.try_clone().expect("clone udp"),
+        );
+        let (seen, stop) = (Arc::clone(&member), Arc::clone(&path.stop));
+        thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = from_member.recv_from(&mut buf) {
+                    *seen.lock().expect("member lock") = Some(from);
+                    let _ = to_relay.send_to(&buf[..n], relay);
+                }
+            }
+        });
+
+        // Relay → member: media packets, every `drop_every`-th one lost.
+        let (dropped, passed, stop) = (
+            Arc::clone(&path.dropped),
+            Arc::clone(&path.passed),
+            Arc::clone(&path.stop),
+        );
+        thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut media = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((n, _)) = back.recv_from(&mut buf) else {
+                    continue;
+                };
+                if n > COOKIE_LEN {
+                    media += 1;
+                    if media % drop_every == 0 {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    passed.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(to) = *member.lock().expect("member lock") {
+                    let _ = front.send_to(&buf[..n], to);
+                }
+            }
+        });
+        path
+    }
+
+    /// Media packets lost on the way to the member so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Media packets passed to the member so far.
+    pub fn passed(&self) -> u64 {
+        self.passed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for LossyPath {
+    fn drop(&mut self) {
+        // The UDP threads end within one read timeout; the TCP splices end with their
+        // connections, which the member's exit closes.
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Joins each accepted connection to a fresh one to the relay, byte for byte both ways.
+fn splice_tcp(listener: TcpListener, relay: SocketAddr) {
+    for member in listener.incoming() {
+        let Ok(member) = member else { continue };
+        let Ok(upstream) = TcpStream::connect(relay) else {
+            continue;
+        };
+        let _ = member.set_nodelay(true);
+        let _ = upstream.set_nodelay(true);
+        let (Ok(member2), Ok(upstream2)) = (member.try_clone(), upstream.try_clone()) else {
+            continue;
+        };
+        thread::spawn(move || pipe(member, upstream));
+        thread::spawn(move || pipe(upstream2, member2));
+    }
+}
+
+/// Copies `from` into `to` until EOF or an error, then closes `to`'s write side so the
+/// other end sees the close as it happened.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+    let _ = from.shutdown(Shutdown::Read);
+}
