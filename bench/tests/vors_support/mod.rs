@@ -335,6 +335,27 @@ impl Drop for Exit {
     }
 }
 
+/// splitmix64: enough randomness for forged bytes, seeded per run and printed on failure.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
 /// A one-way call: bob joins through `via` (the relay's VoRS address, or a path in front of
 /// it) recording into `rec`; alice joins directly and plays `tone` (`tone_seconds` long),
 /// then leaves a second later, so nothing of hers is in flight when she goes. Returns
