@@ -245,3 +245,59 @@ fn refuses_a_malformed_apikey_before_upgrading() {
     join(baseline.ws, "0123456789abcdef0123456789abcdef");
     assert!(baseline.close_stdin_and_wait().success());
 }
+
+#[test]
+fn frames_sent_with_the_upgrade_request_and_fragments_arrive_whole() {
+    use moose_proto::ws::{self, Opcode};
+    use std::io::Read;
+    const LINE: &str = "fragments-and-early-frames-0123";
+    let baseline = Baseline::start(2, None);
+    let mut listener = join(baseline.ws, LINE);
+
+    // Request head, then a message in three fragments with a ping between them, all in one
+    // write: the accepting worker reads them all and must pass the frames on with the socket.
+    let mut bytes = format!(
+        "GET /ws?apikey={LINE} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .into_bytes();
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    ws::encode_client_frame(false, Opcode::Binary, mask, b"whole ", &mut bytes);
+    ws::encode_client_frame(true, Opcode::Ping, mask, b"p", &mut bytes);
+    ws::encode_client_frame(false, Opcode::Continuation, mask, b"in ", &mut bytes);
+    ws::encode_client_frame(true, Opcode::Continuation, mask, b"order", &mut bytes);
+    let mut raw = TcpStream::connect(baseline.ws).expect("connect");
+    raw.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    raw.write_all(&bytes).expect("write");
+
+    assert_eq!(next_binary(&mut listener), b"whole in order");
+
+    // The raw client gets the 101, then the pong.
+    let mut got = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0u8; 512];
+        let n = raw.read(&mut chunk).expect("response");
+        assert!(n > 0, "closed before the response");
+        got.extend_from_slice(&chunk[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    assert!(got.starts_with(b"HTTP/1.1 101 "), "{:?}", got.escape_ascii().to_string());
+    let mut rest = got.split_off(head_end);
+    while rest.len() < 3 {
+        let mut chunk = [0u8; 16];
+        let n = raw.read(&mut chunk).expect("pong");
+        assert!(n > 0, "closed before the pong");
+        rest.extend_from_slice(&chunk[..n]);
+    }
+    let h = ws::decode_server_header(&rest, 125)
+        .expect("valid frame")
+        .expect("complete header");
+    assert_eq!((h.opcode, &rest[h.payload_range()]), (Opcode::Pong, &b"p"[..]));
+
+    drop(raw);
+    drop(listener);
+    assert!(baseline.close_stdin_and_wait().success());
+}
