@@ -43,7 +43,9 @@ impl Baseline {
         let stdin = child.stdin.take();
         let line = with_deadline("the listening line", move || {
             let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).expect("read stdout");
+            BufReader::new(stdout)
+                .read_line(&mut line)
+                .expect("read stdout");
             line
         });
         if let Some(path) = table_file {
@@ -98,7 +100,9 @@ fn udp() -> UdpSocket {
 
 fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
     let mut buf = [0u8; 2048];
-    let (n, from) = s.recv_from(&mut buf).expect("a datagram before the deadline");
+    let (n, from) = s
+        .recv_from(&mut buf)
+        .expect("a datagram before the deadline");
     (buf[..n].to_vec(), from)
 }
 
@@ -121,7 +125,11 @@ fn datagrams_reach_the_other_members_of_their_table_line_only() {
     let voice: Vec<u8> = (0..=255u8).cycle().take(700).collect();
     a.send_to(&voice, baseline.vors).expect("send");
     for member in [&b, &c] {
-        assert_eq!(recv(member), (voice.clone(), baseline.vors), "byte-exact copy");
+        assert_eq!(
+            recv(member),
+            (voice.clone(), baseline.vors),
+            "byte-exact copy"
+        );
     }
 
     stranger.send_to(b"unlisted", baseline.vors).expect("send");
@@ -181,7 +189,9 @@ fn websocket_messages_reach_the_other_peers_of_their_line_whole() {
     let pcm: Vec<u8> = (0..1024u32).map(|i| (i * 7) as u8).collect();
     first.send(Message::binary(pcm.clone())).expect("send");
     assert_eq!(next_binary(&mut second), pcm);
-    second.send(Message::binary(b"back".to_vec())).expect("send");
+    second
+        .send(Message::binary(b"back".to_vec()))
+        .expect("send");
     assert_eq!(next_binary(&mut first), b"back");
     let sizes = [0usize, 125, 126, 65_535, 65_536];
     for (i, &n) in sizes.iter().enumerate() {
@@ -190,24 +200,27 @@ fn websocket_messages_reach_the_other_peers_of_their_line_whole() {
     }
     for (i, &n) in sizes.iter().enumerate() {
         let want: Vec<u8> = (0..n).map(|j| (i + j) as u8).collect();
-        assert_eq!(next_binary(&mut second), want, "message {i} whole and in order");
+        assert_eq!(
+            next_binary(&mut second),
+            want,
+            "message {i} whole and in order"
+        );
     }
 
     // The outsider's first message is its own line's, so nothing of the other line reached it.
     let mut outsider_peer = join(baseline.ws, OTHER);
-    outsider_peer.send(Message::binary(b"other line".to_vec())).expect("send");
+    outsider_peer
+        .send(Message::binary(b"other line".to_vec()))
+        .expect("send");
     assert_eq!(next_binary(&mut outsider), b"other line");
 
     // Ping gets pong; close gets close.
-    first.send(Message::Ping(b"are you there".to_vec().into())).expect("ping");
-    loop {
-        match first.read().expect("pong") {
-            Message::Pong(p) => {
-                assert_eq!(&p[..], b"are you there");
-                break;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+    first
+        .send(Message::Ping(b"are you there".to_vec().into()))
+        .expect("ping");
+    match first.read().expect("pong") {
+        Message::Pong(p) => assert_eq!(&p[..], b"are you there"),
+        other => panic!("expected the pong, got {other:?}"),
     }
     first.close(None).expect("close");
     loop {
@@ -284,7 +297,11 @@ fn frames_sent_with_the_upgrade_request_and_fragments_arrive_whole() {
             break i + 4;
         }
     };
-    assert!(got.starts_with(b"HTTP/1.1 101 "), "{:?}", got.escape_ascii().to_string());
+    assert!(
+        got.starts_with(b"HTTP/1.1 101 "),
+        "{:?}",
+        got.escape_ascii().to_string()
+    );
     let mut rest = got.split_off(head_end);
     while rest.len() < 3 {
         let mut chunk = [0u8; 16];
@@ -295,7 +312,10 @@ fn frames_sent_with_the_upgrade_request_and_fragments_arrive_whole() {
     let h = ws::decode_server_header(&rest, 125)
         .expect("valid frame")
         .expect("complete header");
-    assert_eq!((h.opcode, &rest[h.payload_range()]), (Opcode::Pong, &b"p"[..]));
+    assert_eq!(
+        (h.opcode, &rest[h.payload_range()]),
+        (Opcode::Pong, &b"p"[..])
+    );
 
     drop(raw);
     drop(listener);

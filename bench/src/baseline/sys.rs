@@ -268,7 +268,10 @@ impl RecvBatch {
 /// points at the caller's payload bytes: several destinations of one datagram share one
 /// buffer, nothing is copied. Returns how many the kernel took; the rest found the send
 /// buffer full and are dropped (real-time audio is not queued).
-pub fn send_many<'a>(fd: RawFd, messages: impl IntoIterator<Item = (&'a [u8], &'a SockAddr)>) -> usize {
+pub fn send_many<'a>(
+    fd: RawFd,
+    messages: impl IntoIterator<Item = (&'a [u8], &'a SockAddr)>,
+) -> usize {
     let mut messages = messages.into_iter().peekable();
     // SAFETY: zeroed iovec and mmsghdr are valid "empty" values, filled before use.
     let mut iovs: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
@@ -344,7 +347,10 @@ mod tests {
         for r in &receivers {
             let mut buf = [0u8; 16];
             let (n, from) = r.recv_from(&mut buf).expect("datagram");
-            assert_eq!((&buf[..n], from), (payload, sender.local_addr().expect("addr")));
+            assert_eq!(
+                (&buf[..n], from),
+                (payload, sender.local_addr().expect("addr"))
+            );
         }
     }
 
@@ -356,7 +362,9 @@ mod tests {
         let nothing = batch.recv(server.as_raw_fd()).expect_err("empty socket");
         assert_eq!(nothing.kind(), io::ErrorKind::WouldBlock);
         for word in [b"one".as_slice(), b"two", b"three"] {
-            client.send_to(word, server.local_addr().expect("addr")).expect("send");
+            client
+                .send_to(word, server.local_addr().expect("addr"))
+                .expect("send");
         }
         // Blocking peek: all three are queued once the first is (loopback keeps order).
         server.peek_from(&mut [0u8; 1]).expect("peek");
@@ -368,7 +376,11 @@ mod tests {
         let from = Some(client.local_addr().expect("addr"));
         assert_eq!(
             got,
-            vec![(b"one".to_vec(), from), (b"two".to_vec(), from), (b"three".to_vec(), from)]
+            vec![
+                (b"one".to_vec(), from),
+                (b"two".to_vec(), from),
+                (b"three".to_vec(), from)
+            ]
         );
     }
 }

@@ -139,7 +139,11 @@ mod tests {
             Some(vec![addr("127.0.0.1:4000"), addr("127.0.0.1:4002")])
         );
         assert_eq!(recipients(&t, "[::1]:5000"), Some(vec![addr("[::1]:5001")]));
-        assert_eq!(recipients(&t, "10.0.0.1:1"), Some(vec![]), "alone in its room");
+        assert_eq!(
+            recipients(&t, "10.0.0.1:1"),
+            Some(vec![]),
+            "alone in its room"
+        );
         assert_eq!(recipients(&t, "127.0.0.1:4003"), None, "unlisted");
     }
 
@@ -153,7 +157,10 @@ mod tests {
     #[test]
     fn bad_address_names_line_and_word() {
         for (text, word) in [
-            ("127.0.0.1:1 127.0.0.1:2\n\n127.0.0.1 127.0.0.1:3", "127.0.0.1"),
+            (
+                "127.0.0.1:1 127.0.0.1:2\n\n127.0.0.1 127.0.0.1:3",
+                "127.0.0.1",
+            ),
             ("a b\n", "a"),
             ("127.0.0.1:1\n\n127.0.0.1:70000\n", "127.0.0.1:70000"),
         ] {
@@ -183,7 +190,8 @@ mod tests {
             }
         );
         assert_eq!(
-            VorsTable::parse("127.0.0.1:1 127.0.0.1:2\n# x\n127.0.0.1:3 127.0.0.1:2").expect_err("dup"),
+            VorsTable::parse("127.0.0.1:1 127.0.0.1:2\n# x\n127.0.0.1:3 127.0.0.1:2")
+                .expect_err("dup"),
             TableError::Duplicate {
                 line: 3,
                 first: 1,

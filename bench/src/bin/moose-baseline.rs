@@ -12,7 +12,10 @@ use clap::Parser;
 use moose_bench::baseline::{Baseline, Config, VorsTable};
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Minimal forwarder: the yardstick moose-bench compares the relay to")]
+#[command(
+    version,
+    about = "Minimal forwarder: the yardstick moose-bench compares the relay to"
+)]
 struct Args {
     /// Worker threads, each pinned to a CPU (default: the CPUs this process may use).
     #[arg(long, env = "MOOSE_BASELINE_CORES")]
@@ -21,7 +24,11 @@ struct Args {
     #[arg(long, env = "MOOSE_BASELINE_WS_LISTEN", default_value = "127.0.0.1:0")]
     ws_listen: SocketAddr,
     /// Address for VoRS media datagrams.
-    #[arg(long, env = "MOOSE_BASELINE_VORS_LISTEN", default_value = "127.0.0.1:0")]
+    #[arg(
+        long,
+        env = "MOOSE_BASELINE_VORS_LISTEN",
+        default_value = "127.0.0.1:0"
+    )]
     vors_listen: SocketAddr,
     /// Rooms of UDP source addresses: one line per room, `IP:PORT` words separated by spaces.
     #[arg(long, env = "MOOSE_BASELINE_VORS_TABLE")]
