@@ -83,15 +83,16 @@ impl Conn {
         }
     }
 
-    /// Writes `slices` now if nothing is waiting, keeping what the socket does not take;
-    /// behind a backlog, appends them whole, or drops them when the backlog is over its cap.
-    fn send(&mut self, slices: &[&[u8]]) {
+    /// Writes the frame `head` + `body` now if nothing is waiting, keeping what the socket
+    /// does not take; behind a backlog, appends it whole, or drops it when the backlog is
+    /// over its cap.
+    fn send(&mut self, head: &[u8], body: &[u8]) {
         if self.closing {
             return;
         }
         let mut skip = 0;
         if self.out.is_empty() {
-            let io: Vec<IoSlice<'_>> = slices.iter().map(|s| IoSlice::new(s)).collect();
+            let io = [IoSlice::new(head), IoSlice::new(body)];
             skip = match (&self.stream).write_vectored(&io) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -100,7 +101,7 @@ impl Conn {
         } else if self.out.len() > MAX_BACKLOG {
             return;
         }
-        for s in slices {
+        for s in [head, body] {
             let taken = skip.min(s.len());
             self.out.extend_from_slice(&s[taken..]);
             skip -= taken;
@@ -341,7 +342,7 @@ impl WsSide {
             let payload = &frame[h.header_len..];
             match part {
                 MessagePart::Whole(Opcode::Binary) => {
-                    self.fan_out(epoll, conn, &[&frame[server_frame]]);
+                    self.fan_out(epoll, conn, &frame[server_frame], &[]);
                 }
                 MessagePart::First(Opcode::Binary) | MessagePart::Middle => {
                     conn.partial.extend_from_slice(payload);
@@ -356,7 +357,7 @@ impl WsSide {
                         &mut header,
                     );
                     let whole = std::mem::take(&mut conn.partial);
-                    self.fan_out(epoll, conn, &[&header[header.len() - n..], &whole]);
+                    self.fan_out(epoll, conn, &header[header.len() - n..], &whole);
                     conn.partial = whole;
                     conn.partial.clear();
                 }
@@ -381,15 +382,16 @@ impl WsSide {
         conn.consume(at);
     }
 
-    /// Sends one message to every member of `from`'s line but `from` (which is out of the map).
-    fn fan_out(&mut self, epoll: &Epoll, from: &Conn, frame: &[&[u8]]) {
+    /// Sends one frame, `head` then `body`, to every member of `from`'s line but `from`
+    /// (which is out of the map while it is read).
+    fn fan_out(&mut self, epoll: &Epoll, from: &Conn, head: &[u8], body: &[u8]) {
         let Some(line) = from.line.as_ref() else {
             return;
         };
         for &token in self.lines.get(line).into_iter().flatten() {
             if let Some(member) = self.conns.get_mut(&token) {
                 let was_idle = member.out.is_empty();
-                member.send(frame);
+                member.send(head, body);
                 if was_idle && !member.out.is_empty() {
                     // The socket is full: its writability event flushes the rest.
                     let _ = epoll.modify(member.stream.as_raw_fd(), token, true);
