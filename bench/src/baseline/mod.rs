@@ -153,9 +153,17 @@ fn bind(addr: SocketAddr, kind: Type) -> io::Result<Socket> {
     socket.bind(&addr.into())?;
     if kind == Type::STREAM {
         socket.listen(1024)?;
+    } else {
+        // The same buffers the relay asks for (relay/src/sockets.rs), so both meet a burst
+        // with the same room.
+        let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+        let _ = socket.set_send_buffer_size(UDP_BUFFER);
     }
     Ok(socket)
 }
+
+/// UDP receive and send buffer asked for, as the relay does.
+const UDP_BUFFER: usize = 4 << 20;
 
 /// One thread: its listener, its UDP socket, the lines it owns, one epoll loop.
 #[derive(Debug)]
