@@ -176,15 +176,61 @@ fn stalled_handshakes_during_call() {
         "stalled handshakes closed before their deadline"
     );
     // Their descriptors are back: the relay holds what it held before the attack.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while open_fds(relay.pid()) > baseline_fds {
+    wait_fds(&relay, "descriptors back to the baseline", |fds| {
+        fds <= baseline_fds
+    });
+    assert_eq!(http_get(relay.admin, "/readyz").0, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn abandoned_handshakes_are_freed_at_once() {
+    const CLIENTS: usize = 100;
+    let relay = Relay::start(&["--cores", "2"], &[]);
+    let _metrics_on_failure = OnPanic(&relay);
+    let baseline_fds = open_fds(relay.pid());
+    let attacker = Ipv4Addr::new(127, 0, 0, 5);
+    let mut partial = b"VoRS v41600:".to_vec();
+    partial.extend(seeded_rng().bytes(100));
+    let clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| {
+            let mut s = connect_from(attacker, relay.vors);
+            s.write_all(&partial).expect("write half a handshake");
+            s
+        })
+        .collect();
+    wait_fds(&relay, "the relay to hold the half handshakes", |fds| {
+        fds >= baseline_fds + CLIENTS
+    });
+    // Killed clients: half their kernels close (FIN), half reset.
+    let started = Instant::now();
+    for (i, s) in clients.into_iter().enumerate() {
+        if i % 2 == 1 {
+            Socket::from(s)
+                .set_linger(Some(Duration::ZERO))
+                .expect("linger 0");
+        }
+    }
+    wait_fds(&relay, "descriptors back to the baseline", |fds| {
+        fds <= baseline_fds
+    });
+    // Freed when the connections went, not at the 10 s handshake deadline.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "freed only after {:?}",
+        started.elapsed()
+    );
+}
+
+/// Polls the relay's descriptor count until `done` holds, for at most 10 s.
+fn wait_fds(relay: &Relay, what: &str, done: impl Fn(usize) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(open_fds(relay.pid())) {
         assert!(
             Instant::now() < deadline,
-            "{} descriptors open, {baseline_fds} before",
+            "{what}: {} descriptors open",
             open_fds(relay.pid())
         );
         thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(http_get(relay.admin, "/readyz").0, 200);
-    let _ = std::fs::remove_dir_all(&dir);
 }
