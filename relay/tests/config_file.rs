@@ -113,7 +113,9 @@ fn check_config_never_shows_a_key() {
 
 #[test]
 fn bad_values_exit_78_naming_the_setting() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+    // (flags, environment, what stderr must name)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 5] = [
         (&["--max-peers", "1"], &[], "invalid setting max_peers = 1"),
         (
             &[],

@@ -14,6 +14,7 @@ use support::ws::WsClient;
 use vors_member::VorsMember;
 
 const KEY: &str = "metrics-move-key-0123456789";
+const ROOM_PASSWORD: &str = "metrics-room-password-42";
 /// Messages each line peer sends.
 const MESSAGES: usize = 40;
 const MESSAGE_LEN: usize = 1024;
@@ -94,8 +95,17 @@ fn counters_move_by_what_was_sent() {
     wait_for(&relay, &histogram_count("ws"), ws_count);
 
     // A VoRS exchange: two members, the first sends PACKETS, the second accepts them all.
-    let mut ann = VorsMember::join(relay.vors, &relay.vors_pubkey, "ann", "metrics");
-    let mut bob = VorsMember::join(relay.vors, &relay.vors_pubkey, "bob", "metrics");
+    let join = |name| {
+        VorsMember::join_with_password(
+            relay.vors,
+            &relay.vors_pubkey,
+            name,
+            "metrics",
+            ROOM_PASSWORD,
+        )
+    };
+    let mut ann = join("ann");
+    let mut bob = join("bob");
     let within = Duration::from_secs(10);
     let deadline = Instant::now() + within;
     while ann.peers() < 1 || bob.peers() < 1 {
@@ -168,10 +178,19 @@ fn counters_move_by_what_was_sent() {
 }
 
 /// Every line is a comment or `name{labels} value`; names start with `moose_`, counters end
-/// in `_total`, histogram buckets are cumulative; no key or password appears.
+/// in `_total`, histogram buckets are cumulative; neither the apikey nor the room password
+/// (nor its hash) appears.
 fn assert_well_formed(text: &str) {
     assert!(!text.contains(KEY), "the apikey appears in /metrics");
-    assert!(!text.to_lowercase().contains("password"));
+    assert!(
+        !text.contains(ROOM_PASSWORD),
+        "the room password appears in /metrics"
+    );
+    let hash = hex::encode(moose_proto::vors::keys::hash_password(ROOM_PASSWORD));
+    assert!(
+        !text.contains(&hash),
+        "the password hash appears in /metrics"
+    );
     let mut types: HashMap<String, String> = HashMap::new();
     let mut last_bucket: HashMap<String, f64> = HashMap::new();
     for line in text.lines() {

@@ -25,12 +25,24 @@ impl VorsMember {
     /// Joins `room` as `name` and returns once the relay gave us a SID (which it does after
     /// our cookie registered our UDP address), or panics after 10 s.
     pub fn join(relay: SocketAddr, pubkey_hex: &str, name: &str, room: &str) -> VorsMember {
+        Self::join_with_password(relay, pubkey_hex, name, room, "")
+    }
+
+    /// As [`VorsMember::join`], with a room password (empty: none).
+    pub fn join_with_password(
+        relay: SocketAddr,
+        pubkey_hex: &str,
+        name: &str,
+        room: &str,
+        password: &str,
+    ) -> VorsMember {
         let mut key = [0u8; 32];
         hex::decode_to_slice(pubkey_hex, &mut key).unwrap();
+        let password_hash = moose_proto::vors::keys::password_field(password);
         let hello = Hello {
             username: name,
             room,
-            password_hash: None,
+            password_hash: password_hash.as_ref(),
         };
         let session = ClientSession::new(Instant::now(), &key, &hello).unwrap();
         let tcp = TcpStream::connect(relay).unwrap();
