@@ -73,24 +73,36 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     );
 }
 
-/// A counter per core (`core` label), in base units: `scale` converts the stored integer.
+/// Nanoseconds as decimal seconds, exactly (`1500` is `0.0000015`): no float rounding noise.
+fn seconds(nanos: u64) -> String {
+    let text = format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// How a per-core value is written.
+#[derive(Clone, Copy)]
+enum Unit {
+    Count,
+    /// Stored in nanoseconds, shown in seconds.
+    Nanos,
+}
+
+/// A counter per core (`core` label), in base units.
 fn per_core(
     out: &mut String,
     name: &str,
-    kind: &str,
     help: &str,
     cores: &[std::sync::Arc<CoreStats>],
     get: impl Fn(&CoreStats) -> u64,
-    scale: f64,
+    unit: Unit,
 ) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
     for (core, c) in cores.iter().enumerate() {
-        let value = get(c);
-        if scale == 1.0 {
-            let _ = writeln!(out, "{name}{{core=\"{core}\"}} {value}");
-        } else {
-            let _ = writeln!(out, "{name}{{core=\"{core}\"}} {}", value as f64 * scale);
-        }
+        let value = match unit {
+            Unit::Count => get(c).to_string(),
+            Unit::Nanos => seconds(get(c)),
+        };
+        let _ = writeln!(out, "{name}{{core=\"{core}\"}} {value}");
     }
 }
 
@@ -126,7 +138,7 @@ fn latency_histograms(out: &mut String, cores: &[std::sync::Arc<CoreStats>]) {
             "{name}_bucket{{protocol=\"{protocol}\",le=\"+Inf\"}} {count}\n\
              {name}_sum{{protocol=\"{protocol}\"}} {}\n\
              {name}_count{{protocol=\"{protocol}\"}} {count}",
-            sum.sum_nanos as f64 / 1e9
+            seconds(sum.sum_nanos)
         );
     }
 }
@@ -320,39 +332,35 @@ pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>], draining: bool) -> St
     per_core(
         &mut out,
         "moose_executor_task_seconds_total",
-        "counter",
         "Time the core's executor spent running tasks (glommio executor_runtime).",
         cores,
         |c| c.executor_task_nanos.get(),
-        1e-9,
+        Unit::Nanos,
     );
     per_core(
         &mut out,
         "moose_executor_busy_seconds_total",
-        "counter",
         "Time the core's executor spent running tasks and polling for I/O, not sleeping \
          (glommio total_runtime).",
         cores,
         |c| c.executor_busy_nanos.get(),
-        1e-9,
+        Unit::Nanos,
     );
     per_core(
         &mut out,
         "moose_executor_tasks_total",
-        "counter",
         "Task polls the core's executor ran.",
         cores,
         |c| c.executor_tasks.get(),
-        1.0,
+        Unit::Count,
     );
     per_core(
         &mut out,
         "moose_executor_scheduler_runs_total",
-        "counter",
         "Times the core's scheduler picked a task queue to run.",
         cores,
         |c| c.executor_scheduler_runs.get(),
-        1.0,
+        Unit::Count,
     );
     out
 }
@@ -361,6 +369,15 @@ pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>], draining: bool) -> St
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn seconds_are_exact_decimals() {
+        assert_eq!(seconds(0), "0");
+        assert_eq!(seconds(1_500), "0.0000015");
+        assert_eq!(seconds(3_003_000), "0.003003");
+        assert_eq!(seconds(2_000_000_000), "2");
+        assert_eq!(seconds(12_345_678_901), "12.345678901");
+    }
 
     #[test]
     fn metrics_sum_cores_and_label_reasons() {
