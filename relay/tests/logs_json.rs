@@ -28,9 +28,10 @@ fn session(extra: &[&str]) -> (Vec<String>, String) {
         .wait_exit(Duration::from_secs(10))
         .expect("the relay exits after SIGTERM");
     assert_eq!(status.code(), Some(0));
-    // The forwarding thread has read everything once the pipe closed.
-    std::thread::sleep(Duration::from_millis(100));
-    (relay.stderr_lines(), joined_from)
+    (
+        relay.stderr_until_closed(Duration::from_secs(5)),
+        joined_from,
+    )
 }
 
 fn events(lines: &[String]) -> Vec<serde_json::Map<String, serde_json::Value>> {
