@@ -219,6 +219,27 @@ impl Relay {
             .expect("started with start_capturing_stderr");
         rx.try_iter().collect()
     }
+
+    /// Every stderr line until the relay closed its stderr (it exited), waiting up to
+    /// `within` for that; panics if stderr is still open then.
+    pub fn stderr_until_closed(&self, within: Duration) -> Vec<String> {
+        let rx = self
+            .stderr
+            .as_ref()
+            .expect("started with start_capturing_stderr");
+        let deadline = std::time::Instant::now() + within;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return lines,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("stderr still open after {within:?}; so far: {lines:?}")
+                }
+            }
+        }
+    }
 }
 
 /// Runs `moose-relay ARGS` to completion with `envs` (and no APIKEY from the test's own
