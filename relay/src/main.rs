@@ -30,7 +30,15 @@ fn main() -> ExitCode {
     let allowed = sys::allowed_cpus().unwrap_or_else(|_| vec![0]);
     let config = Config::from_args(&cli.run, &sources, &allowed);
     if cli.command == Some(Command::CheckConfig) {
-        return match config {
+        // An existing VoRS key file must hold a key (never printed); a missing one would be
+        // made at start, which check-config does not do.
+        let checked = config.map_err(|e| e.to_string()).and_then(|config| {
+            if config.vors_key.exists() {
+                keyfile::load_or_create(&config.vors_key).map_err(|e| e.to_string())?;
+            }
+            Ok(config)
+        });
+        return match checked {
             Ok(config) => {
                 print!("{}", config::show::render(&cli.run, &config, &sources));
                 ExitCode::SUCCESS

@@ -149,6 +149,20 @@ fn bad_values_exit_78_naming_the_setting() {
         stderr.contains("invalid setting max_peers = 0 (from config file"),
         "{stderr}"
     );
+    // A VoRS key file that holds no key; its contents are never shown.
+    let key_file = temp_file("bad-vors.key", "not-a-key-but-secret-looking\n");
+    let output = run_relay(
+        &[
+            "check-config",
+            "--vors-key",
+            key_file.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(EXIT_CONFIG), "{stderr}");
+    assert!(stderr.contains("--vors-key"), "{stderr}");
+    assert!(!stdout.contains("secret-looking") && !stderr.contains("secret-looking"));
     // The relay itself refuses the same way, before it binds anything.
     let output = run_relay(&["--max-peers", "1", "--listen", "127.0.0.1:0"], &[]);
     assert_eq!(output.status.code(), Some(EXIT_CONFIG));
