@@ -159,6 +159,7 @@ async fn core_main(start: CoreStart) {
     let vors_listener = sys::glommio_listener(start.sockets.vors_tcp);
     let vors_accept = glommio::spawn_local(vors::listener::accept(shard.clone(), vors_listener));
     glommio::spawn_local(publish_executor_stats(shard.clone())).detach();
+    shard.stats.accepting.set(1);
     let _ = start.ready.send(start.core);
     // Draining: the accept tasks own the listeners, so cancelling them closes this core's
     // sockets of both reuseport groups; once every core has, new connections are refused.
@@ -166,6 +167,7 @@ async fn core_main(start: CoreStart) {
     shard.lifecycle.draining().await;
     http_accept.cancel().await;
     vors_accept.cancel().await;
+    shard.stats.accepting.set(0);
     info!(core = shard.core, "stopped accepting connections");
     futures_lite::future::pending::<()>().await;
 }

@@ -202,6 +202,8 @@ pub struct CoreStats {
     pub executor_busy_nanos: Counter,
     pub executor_tasks: Counter,
     pub executor_scheduler_runs: Counter,
+    /// 1 while this core's HTTP and VoRS TCP listeners are open, 0 once draining closed them.
+    pub accepting: Gauge,
 }
 
 pub use moose_proto::vors::room::DropReason as VorsDrop;

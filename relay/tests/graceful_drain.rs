@@ -50,6 +50,26 @@ fn new_connection_refused(addr: SocketAddr) -> bool {
     !matches!(stream.read(&mut byte), Ok(1))
 }
 
+/// Cores whose listeners are still open (`moose_accepting`).
+fn accepting_cores(relay: &Relay) -> u64 {
+    let text = relay.metrics();
+    let samples: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("moose_accepting{"))
+        .collect();
+    assert_eq!(samples.len(), 2, "one sample per core:\n{text}");
+    samples
+        .iter()
+        .map(|l| {
+            l.rsplit_once(' ')
+                .expect("value")
+                .1
+                .parse::<u64>()
+                .expect("0 or 1")
+        })
+        .sum()
+}
+
 fn close(peer: &mut WsClient) {
     peer.send_frame(true, Opcode::Close, &1000u16.to_be_bytes());
     peer.expect_close(CloseCode::NORMAL);
@@ -59,6 +79,7 @@ fn close(peer: &mut WsClient) {
 fn calls_finish_then_the_relay_exits_0() {
     let mut relay = Relay::start(&["--apikey", KEY, "--drain-seconds", "30"], &[]);
     assert_eq!(http_get(relay.admin, "/readyz").0, 200);
+    assert_eq!(accepting_cores(&relay), 2);
     let (mut a, mut b) = call(&relay);
     let signalled = Instant::now();
     relay.signal("TERM");
@@ -70,10 +91,13 @@ fn calls_finish_then_the_relay_exits_0() {
     assert_eq!(relay.metric("moose_draining"), 1);
     // Every core closes its listeners within its flag poll; then no new call gets in.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !new_connection_refused(relay.http) {
-        assert!(Instant::now() < deadline, "new connections still accepted");
+    while accepting_cores(&relay) > 0 {
+        assert!(Instant::now() < deadline, "listeners still open");
+        std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(new_connection_refused(relay.http));
+    for _ in 0..5 {
+        assert!(new_connection_refused(relay.http), "a new line peer got in");
+    }
     assert!(
         new_connection_refused(relay.vors),
         "VoRS TCP still accepting"

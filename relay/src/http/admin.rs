@@ -328,6 +328,18 @@ pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>], draining: bool) -> St
             c.line_peers.get()
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP moose_accepting 1 while the core's HTTP and VoRS TCP listeners are open, 0 \
+         once the drain closed them.\n# TYPE moose_accepting gauge"
+    );
+    for (core, c) in cores.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "moose_accepting{{core=\"{core}\"}} {}",
+            c.accepting.get()
+        );
+    }
     latency_histograms(&mut out, cores);
     per_core(
         &mut out,
