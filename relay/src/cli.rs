@@ -1,10 +1,15 @@
 //! The command line. Every flag is also an environment variable (`MOOSE_*`, and `APIKEY` as in
-//! the original Moose server).
+//! the original Moose server) and a key of the optional TOML file (`--config`, see
+//! `config::file`). Precedence: command line, then environment, then file, then default.
+//!
+//! Every flag is `global`, so it may be given before or after a subcommand
+//! (`moose-relay check-config --config moose.toml`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Moose Relay: a self-hosted audio call relay (Moose lines over WebSocket, VoRS rooms over UDP).
 #[derive(Debug, Parser)]
@@ -16,47 +21,89 @@ pub struct Cli {
     pub run: RunArgs,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Print a new VoRS server private key (64 hex digits) on stdout.
     Keygen,
     /// Read a VoRS private key on stdin and print its public key (64 hex digits).
     Pubkey,
+    /// Validate the configuration (flags, environment, --config file) and print the effective
+    /// settings with secrets redacted; exit 0, or 78 when a setting is invalid.
+    CheckConfig,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON format).
+    Json,
+}
+
+impl LogFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 /// Flags of the relay itself.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// TOML file with settings (keys named like the long flags, with `_` or `-`). Flags and
+    /// environment variables override it.
+    #[arg(long, env = "MOOSE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
     /// HTTP and WebSocket listener (the web client at `/`, lines at `/ws`).
-    #[arg(long, env = "MOOSE_LISTEN", default_value = "0.0.0.0:7777")]
+    #[arg(
+        long,
+        env = "MOOSE_LISTEN",
+        default_value = "0.0.0.0:7777",
+        global = true
+    )]
     pub listen: SocketAddr,
 
     /// VoRS listener: TCP (handshake, control) and UDP (media) on the same port.
-    #[arg(long, env = "MOOSE_VORS_LISTEN", default_value = "0.0.0.0:12978")]
+    #[arg(
+        long,
+        env = "MOOSE_VORS_LISTEN",
+        default_value = "0.0.0.0:12978",
+        global = true
+    )]
     pub vors_listen: SocketAddr,
 
     /// Admin endpoint: /metrics, /healthz, /readyz.
-    #[arg(long, env = "MOOSE_ADMIN_LISTEN", default_value = "127.0.0.1:9477")]
+    #[arg(
+        long,
+        env = "MOOSE_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9477",
+        global = true
+    )]
     pub admin_listen: SocketAddr,
 
-    /// Number of cores (one pinned executor each). Default: every CPU this process may use.
-    #[arg(long, env = "MOOSE_CORES")]
+    /// Number of cores (one pinned executor each), 1 to 255. Default: every CPU this process
+    /// may use.
+    #[arg(long, env = "MOOSE_CORES", global = true)]
     pub cores: Option<usize>,
 
     /// Most peers on one Moose line; a peer over the limit is refused with 503.
-    #[arg(long, env = "MOOSE_MAX_PEERS", default_value_t = 4)]
+    #[arg(long, env = "MOOSE_MAX_PEERS", default_value_t = 4, global = true)]
     pub max_peers: usize,
 
     /// Line key(s): one apikey, or several separated by commas.
-    #[arg(long, env = "APIKEY", hide_env_values = true)]
+    #[arg(long, env = "APIKEY", hide_env_values = true, global = true)]
     pub apikey: Option<String>,
 
     /// File with one apikey per line (blank lines and lines starting with '#' are ignored).
-    #[arg(long, env = "MOOSE_APIKEY_FILE")]
+    #[arg(long, env = "MOOSE_APIKEY_FILE", global = true)]
     pub apikey_file: Option<PathBuf>,
 
     /// Let any well-formed apikey open its own line (benchmarks, hosts that hand out keys).
-    #[arg(long, env = "MOOSE_OPEN")]
+    #[arg(long, env = "MOOSE_OPEN", value_parser = BoolishValueParser::new(), global = true)]
     pub open: bool,
 
     /// Browser origins allowed to open lines (repeat or separate by commas). Requests without an
@@ -64,27 +111,62 @@ pub struct RunArgs {
     #[arg(
         long = "allowed-origin",
         env = "MOOSE_ALLOWED_ORIGINS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        global = true
     )]
     pub allowed_origins: Vec<String>,
 
     /// VoRS server private key file; made on first run when absent.
-    #[arg(long, env = "MOOSE_VORS_KEY", default_value = "moose-vors.key")]
+    #[arg(
+        long,
+        env = "MOOSE_VORS_KEY",
+        default_value = "moose-vors.key",
+        global = true
+    )]
     pub vors_key: PathBuf,
 
     /// Most members in one VoRS room (each core's rooms can hold up to 255 / cores).
-    #[arg(long, env = "MOOSE_MAX_MEMBERS", default_value_t = 64)]
+    #[arg(long, env = "MOOSE_MAX_MEMBERS", default_value_t = 64, global = true)]
     pub max_members: usize,
 
     /// Largest WebSocket message accepted, in bytes; larger ones close the peer with 1009.
-    #[arg(long, env = "MOOSE_MAX_MESSAGE", default_value_t = 64 * 1024)]
+    #[arg(long, env = "MOOSE_MAX_MESSAGE", default_value_t = 64 * 1024, global = true)]
     pub max_message: usize,
 
     /// Audio a slow receiver may have queued before its oldest audio is dropped, in ms.
-    #[arg(long, env = "MOOSE_QUEUE_MS", default_value_t = 200)]
+    #[arg(long, env = "MOOSE_QUEUE_MS", default_value_t = 200, global = true)]
     pub queue_ms: u32,
 
     /// Failed apikey attempts one address may make per minute before it gets 429.
-    #[arg(long, env = "MOOSE_AUTH_FAILURES_PER_MINUTE", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "MOOSE_AUTH_FAILURES_PER_MINUTE",
+        default_value_t = 10,
+        global = true
+    )]
     pub auth_failures_per_minute: u32,
+
+    /// On SIGTERM or SIGINT, how long calls may go on before the relay exits anyway, in
+    /// seconds (0: exit at once).
+    #[arg(long, env = "MOOSE_DRAIN_SECONDS", default_value_t = 30, global = true)]
+    pub drain_seconds: u64,
+
+    /// Log format on stderr.
+    #[arg(
+        long,
+        env = "MOOSE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    /// Log peer addresses at info level (otherwise they appear only at debug level).
+    #[arg(
+        long,
+        env = "MOOSE_LOG_PEER_ADDRESSES",
+        value_parser = BoolishValueParser::new(),
+        global = true
+    )]
+    pub log_peer_addresses: bool,
 }

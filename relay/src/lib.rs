@@ -4,9 +4,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod drain;
 pub mod handoff;
 pub mod http;
 pub mod line;
+pub mod logging;
 pub mod owner;
 pub mod preflight;
 pub mod ratelimit;

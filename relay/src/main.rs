@@ -3,32 +3,54 @@
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 
-use clap::Parser;
-use moose_relay::cli::{Cli, Command};
-use moose_relay::config::{Config, EXIT_CONFIG};
+use moose_relay::cli::Command;
+use moose_relay::config::{self, Config, EXIT_CONFIG, LoadError, Loaded};
 use moose_relay::vors::keyfile;
-use moose_relay::{preflight, runtime, sys};
+use moose_relay::{logging, preflight, runtime, sys};
+use tracing::{error, info};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Some(command) = cli.command {
-        return match command {
-            Command::Keygen => keygen(),
-            Command::Pubkey => pubkey(),
-        };
+    let Loaded { cli, sources } = match config::load(std::env::args_os()) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Info(e)) => e.exit(),
+        // No subscriber yet (its format is a setting): plain text.
+        Err(LoadError::Config(e)) => {
+            eprintln!("moose-relay: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    match cli.command {
+        Some(Command::Keygen) => return keygen(),
+        Some(Command::Pubkey) => return pubkey(),
+        Some(Command::CheckConfig) | None => {}
     }
     let allowed = sys::allowed_cpus().unwrap_or_else(|_| vec![0]);
-    let mut config = match Config::from_args(&cli.run, &allowed) {
+    let config = Config::from_args(&cli.run, &sources, &allowed);
+    if cli.command == Some(Command::CheckConfig) {
+        // An existing VoRS key file must hold a key (never printed); a missing one would be
+        // made at start, which check-config does not do.
+        let checked = config.map_err(|e| e.to_string()).and_then(|config| {
+            if config.vors_key.exists() {
+                keyfile::load_or_create(&config.vors_key).map_err(|e| e.to_string())?;
+            }
+            Ok(config)
+        });
+        return match checked {
+            Ok(config) => {
+                print!("{}", config::show::render(&cli.run, &config, &sources));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("moose-relay: {e}");
+                ExitCode::from(EXIT_CONFIG as u8)
+            }
+        };
+    }
+    logging::init(cli.run.log_format);
+    let mut config = match config {
         Ok(config) => config,
         Err(e) => return config_error(&e),
     };
@@ -41,10 +63,7 @@ fn main() -> ExitCode {
     };
     let public = hex::encode(vors_key.public);
     if vors_key_made {
-        eprintln!(
-            "moose-relay: made a new VoRS server key in {}",
-            config.vors_key.display()
-        );
+        info!(path = %config.vors_key.display(), "made a new VoRS server key");
     }
     let generated = config.ensure_key(rand::random());
     let result = runtime::run(config, vors_key, |listening| {
@@ -69,10 +88,11 @@ fn main() -> ExitCode {
         );
         let _ = out.flush();
     });
+    let _ = std::io::stdout().flush();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),
         Err(e) => {
-            eprintln!("moose-relay: {e:#}");
+            error!("{e:#}");
             ExitCode::FAILURE
         }
     }
@@ -115,7 +135,9 @@ fn pubkey() -> ExitCode {
     }
 }
 
+/// A start-up refusal the operator must fix, logged through the subscriber (so a JSON log
+/// stays JSON), then exit status 78.
 fn config_error(e: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("moose-relay: {e}");
+    error!("{e}");
     ExitCode::from(EXIT_CONFIG as u8)
 }

@@ -19,14 +19,14 @@ pub enum PreflightError {
         "io_uring is not available ({0}). moose-relay runs on glommio, which needs io_uring \
          (Linux 5.8 or later). Check the sysctl kernel.io_uring_disabled (must be 0, or 1 with \
          this user in kernel.io_uring_group) and, in a container, a seccomp profile that allows \
-         io_uring_setup, io_uring_enter and io_uring_register (see deploy/README.md)."
+         io_uring_setup, io_uring_enter and io_uring_register (see docs/operations.md)."
     )]
     NoIoUring(std::io::Error),
     #[error(
         "locked memory limit too low: RLIMIT_MEMLOCK is {have} KiB and cannot be raised, but \
          {cores} core(s) need {need} KiB. Raise it: `ulimit -l {need}` (or unlimited) in the \
          shell, LimitMEMLOCK= in the systemd unit, --ulimit memlock=-1 for docker, or use fewer \
-         --cores."
+         --cores (see docs/operations.md)."
     )]
     MemlockTooLow { have: u64, need: u64, cores: usize },
 }

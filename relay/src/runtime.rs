@@ -12,6 +12,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::drain::{self, Lifecycle};
 use crate::handoff::Handoff;
 use crate::http::{self, admin, upgrade};
 use crate::owner::Owners;
@@ -33,12 +34,18 @@ pub struct Listening {
     pub admin: std::net::SocketAddr,
 }
 
-/// Runs the relay until the process is stopped. `on_ready` is called once every core serves.
+/// How often each core adds its executor's figures to its counters.
+const EXECUTOR_STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs the relay until a stop signal and the drain that follows (see `drain`); returns the
+/// process's exit status. `on_ready` is called once every core serves.
 pub fn run(
     config: Config,
     vors_key: ServerKey,
     on_ready: impl FnOnce(Listening),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<i32> {
+    // Before any thread starts, so that every thread inherits the mask.
+    let signals = sys::block_stop_signals().context("blocking SIGTERM and SIGINT")?;
     let cores = config.cores();
     let bound = sockets::bind_all(
         cores,
@@ -57,6 +64,7 @@ pub fn run(
         (0..cores).map(|_| Arc::new(CoreStats::default())).collect();
     let owners = Owners::new(cores, rand::random());
     let mesh = (cores > 1).then(|| MeshBuilder::<Handoff, _>::full(cores, HANDOFF_QUEUE));
+    let lifecycle = Arc::new(Lifecycle::default());
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut admin = Some(bound.admin);
     let mut executors = Vec::with_capacity(cores);
@@ -68,6 +76,7 @@ pub fn run(
             owners,
             mesh: mesh.clone(),
             vors_key: vors_key.clone(),
+            lifecycle: lifecycle.clone(),
             sockets,
             admin: admin.take(),
             ready: ready_tx.clone(),
@@ -93,12 +102,11 @@ pub fn run(
         "serving"
     );
     on_ready(listening);
-    for executor in executors {
-        executor
-            .join()
-            .map_err(|e| anyhow::anyhow!("executor failed: {e}"))?;
-    }
-    Ok(())
+    let status = drain::supervise(&signals, &lifecycle, &all_stats, config.drain);
+    // The executors are not joined: their tasks wait on sockets forever. Returning ends the
+    // process, and with it their threads.
+    drop(executors);
+    Ok(status)
 }
 
 /// What one executor starts with.
@@ -109,6 +117,7 @@ struct CoreStart {
     owners: Owners,
     mesh: Option<MeshBuilder<Handoff, glommio::channels::channel_mesh::Full>>,
     vors_key: Arc<ServerKey>,
+    lifecycle: Arc<Lifecycle>,
     sockets: CoreSockets,
     admin: Option<std::os::fd::OwnedFd>,
     ready: mpsc::Sender<usize>,
@@ -132,6 +141,7 @@ async fn core_main(start: CoreStart) {
         start.owners,
         senders,
         start.vors_key,
+        start.lifecycle,
     ));
     if let Some(mut receivers) = receivers {
         for (_, receiver) in receivers.streams() {
@@ -139,7 +149,7 @@ async fn core_main(start: CoreStart) {
         }
     }
     let http_listener = sys::glommio_listener(start.sockets.http);
-    glommio::spawn_local(accept_http(shard.clone(), http_listener)).detach();
+    let http_accept = glommio::spawn_local(accept_http(shard.clone(), http_listener));
     if let Some(admin_fd) = start.admin {
         glommio::spawn_local(admin::serve(shard.clone(), sys::glommio_listener(admin_fd))).detach();
     }
@@ -147,9 +157,38 @@ async fn core_main(start: CoreStart) {
     let _ = shard.vors.udp.set(udp);
     glommio::spawn_local(vors::media::receive(shard.clone())).detach();
     let vors_listener = sys::glommio_listener(start.sockets.vors_tcp);
-    glommio::spawn_local(vors::listener::accept(shard.clone(), vors_listener)).detach();
+    let vors_accept = glommio::spawn_local(vors::listener::accept(shard.clone(), vors_listener));
+    glommio::spawn_local(publish_executor_stats(shard.clone())).detach();
+    shard.stats.accepting.set(1);
     let _ = start.ready.send(start.core);
+    // Draining: the accept tasks own the listeners, so cancelling them closes this core's
+    // sockets of both reuseport groups; once every core has, new connections are refused.
+    // Connections already accepted, hand-offs, UDP and the admin endpoint go on.
+    shard.lifecycle.draining().await;
+    http_accept.cancel().await;
+    vors_accept.cancel().await;
+    shard.stats.accepting.set(0);
+    info!(core = shard.core, "stopped accepting connections");
     futures_lite::future::pending::<()>().await;
+}
+
+/// Adds the executor's own figures to this core's counters every second (glommio hands out
+/// the figures since its last call).
+async fn publish_executor_stats(shard: Rc<Shard>) {
+    let stats = &shard.stats;
+    loop {
+        glommio::timer::sleep(EXECUTOR_STATS_EVERY).await;
+        let executor = glommio::executor().executor_stats();
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        stats
+            .executor_task_nanos
+            .add(nanos(executor.executor_runtime()));
+        stats
+            .executor_busy_nanos
+            .add(nanos(executor.total_runtime()));
+        stats.executor_tasks.add(executor.tasks_executed());
+        stats.executor_scheduler_runs.add(executor.scheduler_runs());
+    }
 }
 
 async fn accept_http(shard: Rc<Shard>, listener: TcpListener) {

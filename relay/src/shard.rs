@@ -6,6 +6,7 @@ use std::sync::Arc;
 use glommio::channels::channel_mesh::Senders;
 
 use crate::config::Config;
+use crate::drain::Lifecycle;
 use crate::handoff::Handoff;
 use crate::line::Lines;
 use crate::owner::Owners;
@@ -30,6 +31,8 @@ pub struct Shard {
     pub mesh: Option<Senders<Handoff>>,
     pub vors: VorsCore,
     pub vors_key: Arc<ServerKey>,
+    /// Read-only here: is the relay draining?
+    pub lifecycle: Arc<Lifecycle>,
 }
 
 impl Shard {
@@ -40,6 +43,7 @@ impl Shard {
         owners: Owners,
         mesh: Option<Senders<Handoff>>,
         vors_key: Arc<ServerKey>,
+        lifecycle: Arc<Lifecycle>,
     ) -> Self {
         let stats = all_stats[core].clone();
         Shard {
@@ -53,6 +57,19 @@ impl Shard {
             owners,
             mesh,
             vors_key,
+            lifecycle,
         }
+    }
+}
+
+impl Shard {
+    /// A peer's address as a field of an info-level event: present with
+    /// `--log-peer-addresses`, or when the log level includes debug; absent otherwise.
+    pub fn peer_at_info(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Option<tracing::field::DisplayValue<std::net::SocketAddr>> {
+        (self.config.log_peer_addresses || tracing::enabled!(tracing::Level::DEBUG))
+            .then(|| tracing::field::display(addr))
     }
 }

@@ -6,6 +6,7 @@
 //! a line.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 /// A counter with a single writing thread.
 #[derive(Debug, Default)]
@@ -39,6 +40,83 @@ impl Gauge {
 
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
+    }
+}
+
+/// Upper bounds of the forward-latency buckets, in nanoseconds and as Prometheus `le` labels
+/// (seconds): 1-2-5 steps from 1 µs to 1 s, then `+Inf`.
+pub const LATENCY_BOUNDS: [(u64, &str); 19] = [
+    (1_000, "0.000001"),
+    (2_000, "0.000002"),
+    (5_000, "0.000005"),
+    (10_000, "0.00001"),
+    (20_000, "0.00002"),
+    (50_000, "0.00005"),
+    (100_000, "0.0001"),
+    (200_000, "0.0002"),
+    (500_000, "0.0005"),
+    (1_000_000, "0.001"),
+    (2_000_000, "0.002"),
+    (5_000_000, "0.005"),
+    (10_000_000, "0.01"),
+    (20_000_000, "0.02"),
+    (50_000_000, "0.05"),
+    (100_000_000, "0.1"),
+    (200_000_000, "0.2"),
+    (500_000_000, "0.5"),
+    (1_000_000_000, "1"),
+];
+
+/// A latency histogram with a single writer: one counter per bucket (not cumulative; the
+/// exposition sums them) and the sum in nanoseconds. Recording is a search over 19 bounds and
+/// two single-writer counter additions: no lock, no read-modify-write.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    buckets: [Counter; LATENCY_BOUNDS.len() + 1],
+    sum_nanos: Counter,
+}
+
+/// A copy of a histogram, summed over cores, for the exposition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// Per bucket, not cumulative; the last is above every bound.
+    pub buckets: [u64; LATENCY_BOUNDS.len() + 1],
+    pub sum_nanos: u64,
+}
+
+impl HistogramSnapshot {
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    pub fn add(&mut self, other: &HistogramSnapshot) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            *mine += theirs;
+        }
+        self.sum_nanos += other.sum_nanos;
+    }
+}
+
+impl LatencyHistogram {
+    /// Records one latency. Only the owning core may call this (single writer).
+    #[inline]
+    pub fn record(&self, latency: Duration) {
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        // Prometheus buckets are "less than or equal": the first bound >= nanos.
+        let index = LATENCY_BOUNDS.partition_point(|&(bound, _)| bound < nanos);
+        self.buckets[index].inc();
+        self.sum_nanos.add(nanos);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut snapshot = HistogramSnapshot {
+            sum_nanos: self.sum_nanos.get(),
+            ..HistogramSnapshot::default()
+        };
+        for (out, bucket) in snapshot.buckets.iter_mut().zip(&self.buckets) {
+            *out = bucket.get();
+        }
+        snapshot
     }
 }
 
@@ -114,6 +192,18 @@ pub struct CoreStats {
     pub vors_rooms: Gauge,
     pub vors_members: Gauge,
     vors_drops: [Counter; VorsDrop::ALL.len()],
+    /// Receive to send submission of a line message, per recipient copy.
+    pub ws_forward_latency: LatencyHistogram,
+    /// Receive to send submission of a VoRS media packet (once per packet: one `sendmmsg`
+    /// batch serves every recipient).
+    pub vors_forward_latency: LatencyHistogram,
+    /// The executor's own figures (glommio `executor_stats`), added every second.
+    pub executor_task_nanos: Counter,
+    pub executor_busy_nanos: Counter,
+    pub executor_tasks: Counter,
+    pub executor_scheduler_runs: Counter,
+    /// 1 while this core's HTTP and VoRS TCP listeners are open, 0 once draining closed them.
+    pub accepting: Gauge,
 }
 
 pub use moose_proto::vors::room::DropReason as VorsDrop;
@@ -154,6 +244,32 @@ mod tests {
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), Drop::ALL.len());
+    }
+
+    #[test]
+    fn latencies_fall_in_their_bucket() {
+        let h = LatencyHistogram::default();
+        h.record(Duration::from_nanos(999)); // <= 1 µs
+        h.record(Duration::from_nanos(1_000)); // <= 1 µs: bounds are inclusive
+        h.record(Duration::from_nanos(1_001)); // <= 2 µs
+        h.record(Duration::from_micros(300)); // <= 500 µs
+        h.record(Duration::from_secs(3)); // +Inf
+        let s = h.snapshot();
+        assert_eq!(s.buckets[0], 2);
+        assert_eq!(s.buckets[1], 1);
+        assert_eq!(s.buckets[8], 1);
+        assert_eq!(s.buckets[LATENCY_BOUNDS.len()], 1);
+        assert_eq!(s.count(), 5);
+        assert_eq!(s.sum_nanos, 999 + 1_000 + 1_001 + 300_000 + 3_000_000_000);
+    }
+
+    #[test]
+    fn bucket_labels_are_the_bounds_in_seconds() {
+        for (nanos, label) in LATENCY_BOUNDS {
+            let seconds: f64 = label.parse().expect("a number");
+            assert!((seconds * 1e9 - nanos as f64).abs() < 1e-3, "{label}");
+        }
+        assert!(LATENCY_BOUNDS.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
     #[test]

@@ -5,19 +5,24 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::time::Instant;
 
 use futures_lite::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::line::queue::OutQueue;
+use crate::stats::LatencyHistogram;
 use crate::sys;
 
 /// Writes what `out` holds until it is closed and empty, then closes the write side.
-/// `on_written(frames, bytes)` is told of every completed write.
+/// `on_written(frames, bytes)` is told of every completed write. With `latency`, each
+/// forwarded frame's time from receive to the send call that completed it is recorded there:
+/// one clock read per send call that completes such a frame.
 pub async fn drain(
     out: &OutQueue,
     fd: RawFd,
     mut writer: impl AsyncWrite + Unpin,
     on_written: impl Fn(usize, usize),
+    latency: Option<&LatencyHistogram>,
 ) -> io::Result<()> {
     while out.ready().await {
         let sent = out.with_front(sys::MAX_IOVECS, |slices| sys::send_vectored_now(fd, slices));
@@ -29,7 +34,16 @@ pub async fn drain(
             }
             Err(e) => return Err(e),
         };
-        let frames = out.consume(written);
+        let frames = match latency {
+            Some(histogram) => {
+                let mut sent_at = None;
+                out.consume_with(written, |received| {
+                    let now = *sent_at.get_or_insert_with(Instant::now);
+                    histogram.record(now.saturating_duration_since(received));
+                })
+            }
+            None => out.consume(written),
+        };
         on_written(frames, written);
     }
     writer.close().await

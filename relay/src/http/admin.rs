@@ -1,6 +1,7 @@
 //! The admin endpoint (`--admin-listen`, loopback by default): `/metrics` in Prometheus text
-//! format, `/healthz` (the process is alive) and `/readyz` (it serves). It runs on core 0 and
-//! reads every core's single-writer counters.
+//! format, `/healthz` (the process is alive) and `/readyz` (it serves: 503 once draining). It
+//! runs on core 0 and reads every core's single-writer counters. docs/metrics.md describes
+//! every metric.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use moose_proto::http::{self, Parse, Status};
 use tracing::debug;
 
 use crate::shard::Shard;
-use crate::stats::{CoreStats, Drop, VorsDrop};
+use crate::stats::{CoreStats, Drop, HistogramSnapshot, LATENCY_BOUNDS, VorsDrop};
 
 /// Accepts admin connections until the listener fails.
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
@@ -41,9 +42,14 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream, _addr: Option<SocketAdd
         "/metrics" => (
             Status::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            render_metrics(&shard.all_stats),
+            render_metrics(&shard.all_stats, shard.lifecycle.is_draining()),
         ),
         "/healthz" => (Status::OK, "text/plain; charset=utf-8", "ok\n".to_owned()),
+        "/readyz" if shard.lifecycle.is_draining() => (
+            Status::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "draining\n".to_owned(),
+        ),
         "/readyz" => (
             Status::OK,
             "text/plain; charset=utf-8",
@@ -67,9 +73,91 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     );
 }
 
+/// Nanoseconds as decimal seconds, exactly (`1500` is `0.0000015`): no float rounding noise.
+fn seconds(nanos: u64) -> String {
+    let text = format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// How a per-core value is written.
+#[derive(Clone, Copy)]
+enum Unit {
+    Count,
+    /// Stored in nanoseconds, shown in seconds.
+    Nanos,
+}
+
+/// A counter per core (`core` label), in base units.
+fn per_core(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    cores: &[std::sync::Arc<CoreStats>],
+    get: impl Fn(&CoreStats) -> u64,
+    unit: Unit,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (core, c) in cores.iter().enumerate() {
+        let value = match unit {
+            Unit::Count => get(c).to_string(),
+            Unit::Nanos => seconds(get(c)),
+        };
+        let _ = writeln!(out, "{name}{{core=\"{core}\"}} {value}");
+    }
+}
+
+/// The forward-latency histogram of each protocol, summed over cores.
+fn latency_histograms(out: &mut String, cores: &[std::sync::Arc<CoreStats>]) {
+    let name = "moose_forward_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from a message's receive to the send call that hands it to the \
+         kernel, per recipient copy (ws) or per packet (vors).\n# TYPE {name} histogram"
+    );
+    type Pick = fn(&CoreStats) -> HistogramSnapshot;
+    let protocols: [(&str, Pick); 2] = [
+        ("ws", |c| c.ws_forward_latency.snapshot()),
+        ("vors", |c| c.vors_forward_latency.snapshot()),
+    ];
+    for (protocol, pick) in protocols {
+        let mut sum = HistogramSnapshot::default();
+        for c in cores {
+            sum.add(&pick(c));
+        }
+        let mut cumulative = 0;
+        for (i, (_, le)) in LATENCY_BOUNDS.iter().enumerate() {
+            cumulative += sum.buckets[i];
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{protocol=\"{protocol}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let count = sum.count();
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{protocol=\"{protocol}\",le=\"+Inf\"}} {count}\n\
+             {name}_sum{{protocol=\"{protocol}\"}} {}\n\
+             {name}_count{{protocol=\"{protocol}\"}} {count}",
+            seconds(sum.sum_nanos)
+        );
+    }
+}
+
 /// Prometheus text exposition of every core's counters (base units, `_total` on counters).
-pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>]) -> String {
-    let mut out = String::with_capacity(4096);
+pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>], draining: bool) -> String {
+    let mut out = String::with_capacity(8192);
+    let _ = writeln!(
+        out,
+        "# HELP moose_draining 1 once a stop signal has started the drain.\n\
+         # TYPE moose_draining gauge\nmoose_draining {}",
+        u8::from(draining)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP moose_cores Executors (one pinned thread each).\n\
+         # TYPE moose_cores gauge\nmoose_cores {}",
+        cores.len()
+    );
     let sum = |f: &dyn Fn(&CoreStats) -> u64| -> u64 { cores.iter().map(|c| f(c)).sum() };
     counter(
         &mut out,
@@ -137,6 +225,12 @@ pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>]) -> String {
         "moose_vors_handshake_failures_total",
         "VoRS connections that ended before the room decision.",
         sum(&|c| c.vors_handshake_failures.get()),
+    );
+    counter(
+        &mut out,
+        "moose_vors_handoffs_total",
+        "VoRS connections moved to their room's owner core.",
+        sum(&|c| c.vors_handoffs.get()),
     );
     counter(
         &mut out,
@@ -234,6 +328,52 @@ pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>]) -> String {
             c.line_peers.get()
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP moose_accepting 1 while the core's HTTP and VoRS TCP listeners are open, 0 \
+         once the drain closed them.\n# TYPE moose_accepting gauge"
+    );
+    for (core, c) in cores.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "moose_accepting{{core=\"{core}\"}} {}",
+            c.accepting.get()
+        );
+    }
+    latency_histograms(&mut out, cores);
+    per_core(
+        &mut out,
+        "moose_executor_task_seconds_total",
+        "Time the core's executor spent running tasks (glommio executor_runtime).",
+        cores,
+        |c| c.executor_task_nanos.get(),
+        Unit::Nanos,
+    );
+    per_core(
+        &mut out,
+        "moose_executor_busy_seconds_total",
+        "Time the core's executor spent running tasks and polling for I/O, not sleeping \
+         (glommio total_runtime).",
+        cores,
+        |c| c.executor_busy_nanos.get(),
+        Unit::Nanos,
+    );
+    per_core(
+        &mut out,
+        "moose_executor_tasks_total",
+        "Task polls the core's executor ran.",
+        cores,
+        |c| c.executor_tasks.get(),
+        Unit::Count,
+    );
+    per_core(
+        &mut out,
+        "moose_executor_scheduler_runs_total",
+        "Times the core's scheduler picked a task queue to run.",
+        cores,
+        |c| c.executor_scheduler_runs.get(),
+        Unit::Count,
+    );
     out
 }
 
@@ -243,14 +383,45 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    fn seconds_are_exact_decimals() {
+        assert_eq!(seconds(0), "0");
+        assert_eq!(seconds(1_500), "0.0000015");
+        assert_eq!(seconds(3_003_000), "0.003003");
+        assert_eq!(seconds(2_000_000_000), "2");
+        assert_eq!(seconds(12_345_678_901), "12.345678901");
+    }
+
+    #[test]
     fn metrics_sum_cores_and_label_reasons() {
         let cores: Vec<Arc<CoreStats>> = (0..2).map(|_| Arc::new(CoreStats::default())).collect();
         cores[0].ws_messages_in.add(3);
         cores[1].ws_messages_in.add(4);
         cores[1].dropped(Drop::SlowReceiver);
         cores[1].lines.set(5);
-        let text = render_metrics(&cores);
+        cores[0]
+            .ws_forward_latency
+            .record(std::time::Duration::from_micros(3));
+        cores[1]
+            .ws_forward_latency
+            .record(std::time::Duration::from_millis(3));
+        let text = render_metrics(&cores, false);
         assert!(text.contains("\nmoose_ws_messages_in_total 7\n"), "{text}");
+        assert!(text.contains("\nmoose_draining 0\n"), "{text}");
+        let bucket = |le: &str| {
+            format!("moose_forward_latency_seconds_bucket{{protocol=\"ws\",le=\"{le}\"}} ")
+        };
+        assert!(
+            text.contains(&format!("{}0\n", bucket("0.000002"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{}1\n", bucket("0.000005"))),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{}2\n", bucket("0.005"))), "{text}");
+        assert!(text.contains(&format!("{}2\n", bucket("+Inf"))), "{text}");
+        assert!(text.contains("moose_forward_latency_seconds_count{protocol=\"ws\"} 2\n"));
+        assert!(text.contains("moose_forward_latency_seconds_sum{protocol=\"ws\"} 0.003003\n"));
         assert!(text.contains("moose_ws_dropped_total{reason=\"slow_receiver\"} 1\n"));
         assert!(text.contains("moose_lines{core=\"1\"} 5\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {

@@ -53,6 +53,7 @@ pub fn check(shard: &Shard, addr: SocketAddr, request: &Request<'_>) -> Result<A
     let now = Instant::now();
     if !shard.limiter.borrow().allows(addr.ip(), now) {
         shard.stats.dropped(Drop::RateLimited);
+        debug!(peer = %addr, "rate limited");
         return Err(Refusal::new(
             Status::TOO_MANY_REQUESTS,
             "too many failed attempts\n",
@@ -79,9 +80,16 @@ pub fn check(shard: &Shard, addr: SocketAddr, request: &Request<'_>) -> Result<A
             return Err(Refusal::new(Status::FORBIDDEN, "origin not allowed\n"));
         }
     }
-    let refuse_key = |status, body| {
+    let refuse_key = |status: Status, body: &'static str| {
         shard.limiter.borrow_mut().failed(addr.ip(), now);
         shard.stats.dropped(Drop::RefusedKey);
+        // What was wrong, never the key that was offered.
+        info!(
+            status = status.0,
+            reason = body.trim_end(),
+            peer = shard.peer_at_info(addr),
+            "line refused"
+        );
         Err(Refusal::new(status, body))
     };
     let key = match http::query_param(request.query, "apikey") {
@@ -167,7 +175,12 @@ pub async fn admit(shard: Rc<Shard>, mut stream: TcpStream, request: LineRequest
         return;
     }
     shard.stats.ws_upgrades.inc();
-    info!(line = tag, peers = line.len(), "peer joined line");
+    info!(
+        line = tag,
+        peers = line.len(),
+        peer = shard.peer_at_info(request.addr),
+        "peer joined line"
+    );
     let peer = peer::Peer {
         key: request.key,
         addr: request.addr,

@@ -11,6 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -33,14 +34,17 @@ pub struct Line {
 }
 
 impl Line {
-    /// Queues `frame` for every member but `from`; returns how many old frames slow receivers
-    /// dropped to take it.
-    pub fn broadcast(&self, from: u64, frame: &Bytes) -> usize {
+    /// Queues `frame`, read at `received`, for every member but `from`; returns how many old
+    /// frames slow receivers dropped to take it.
+    pub fn broadcast(&self, from: u64, frame: &Bytes, received: Instant) -> usize {
         self.members
             .borrow()
             .iter()
             .filter(|m| m.id != from)
-            .map(|m| m.out.push(frame.clone(), Kind::Audio))
+            .map(|m| {
+                m.out
+                    .push_received(frame.clone(), Kind::Audio, Some(received))
+            })
             .sum()
     }
 
@@ -141,7 +145,7 @@ mod tests {
         let (line, a) = lines.join(b"key-one-0123456789", 1).expect("room");
         let (_, b) = lines.join(b"key-one-0123456789", 1).expect("room");
         let (_, c) = lines.join(b"key-one-0123456789", 1).expect("room");
-        line.broadcast(a.id, &Bytes::from_static(b"hello"));
+        line.broadcast(a.id, &Bytes::from_static(b"hello"), Instant::now());
         assert_eq!(a.out.queued_bytes(), 0);
         assert_eq!(b.out.queued_bytes(), 5);
         assert_eq!(c.out.queued_bytes(), 5);

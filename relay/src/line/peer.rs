@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::io::{AsyncReadExt, ReadHalf};
@@ -61,7 +61,8 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, peer: Peer, early: Vec<u8>
                 stats.ws_messages_out.add(frames as u64);
                 stats.ws_bytes_out.add(bytes as u64);
             };
-            if let Err(e) = crate::writer::drain(&member.out, fd, writer, counted).await {
+            let latency = Some(&stats.ws_forward_latency);
+            if let Err(e) = crate::writer::drain(&member.out, fd, writer, counted, latency).await {
                 debug!(error = %e, "line peer write ended");
                 // Unblock the reader too: the peer is gone or stalled beyond the limit.
                 sys::shutdown(fd);
@@ -168,6 +169,9 @@ async fn read_loop(
     let max = shard.config.max_message;
     let stats = &shard.stats;
     let mut buf = RecvBuf::new(&early);
+    // When the bytes being parsed were read: the start of each message's forward latency. One
+    // clock read per read call, shared by every frame it brought.
+    let mut received = Instant::now();
     let mut fragments = ws::Fragments::new(max);
     // A fragmented message being reassembled, with room for the server header in front.
     let mut assembling = BytesMut::new();
@@ -218,7 +222,7 @@ async fn read_loop(
                         let range = ws::reframe_in_place(&mut frame, &header);
                         frame.advance(range.start);
                         frame.truncate(range.len());
-                        forward(shard, peer, frame.freeze(), header.payload_len);
+                        forward(shard, peer, frame.freeze(), header.payload_len, received);
                     }
                     Ok(MessagePart::Whole(_) | MessagePart::First(Opcode::Text)) => {
                         stats.dropped(Drop::Protocol);
@@ -241,7 +245,7 @@ async fn read_loop(
                             &mut message[..ws::MAX_SERVER_HEADER],
                         );
                         message.advance(ws::MAX_SERVER_HEADER - written);
-                        forward(shard, peer, message.freeze(), len);
+                        forward(shard, peer, message.freeze(), len, received);
                     }
                 },
             }
@@ -254,7 +258,10 @@ async fn read_loop(
         let filled = buf.filled;
         match reader.read(&mut buf.block[filled..]).await {
             Ok(0) => return Outcome::Eof,
-            Ok(n) => buf.filled += n,
+            Ok(n) => {
+                buf.filled += n;
+                received = Instant::now();
+            }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => return Outcome::Idle,
             Err(e) => {
                 debug!(error = %e, "line peer read failed");
@@ -285,11 +292,11 @@ fn append_payload(message: &mut BytesMut, mut frame: BytesMut, header: &FrameHea
     message.extend_from_slice(&frame[header.header_len..]);
 }
 
-fn forward(shard: &Shard, peer: &Peer, frame: Bytes, payload_len: usize) {
+fn forward(shard: &Shard, peer: &Peer, frame: Bytes, payload_len: usize, received: Instant) {
     let stats = &shard.stats;
     stats.ws_messages_in.inc();
     stats.ws_bytes_in.add(payload_len as u64);
-    let dropped = peer.line.broadcast(peer.member.id, &frame);
+    let dropped = peer.line.broadcast(peer.member.id, &frame, received);
     for _ in 0..dropped {
         stats.dropped(Drop::SlowReceiver);
     }

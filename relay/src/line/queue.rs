@@ -10,6 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::task::{Poll, Waker};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -24,6 +25,9 @@ pub enum Kind {
 struct Entry {
     frame: Bytes,
     kind: Kind,
+    /// When the relay read the message, for the forward-latency histogram (forwarded audio
+    /// only; frames the relay makes itself have none).
+    received: Option<Instant>,
 }
 
 /// Frames for one receiver, and the wake-up of its writer task.
@@ -62,6 +66,12 @@ impl OutQueue {
 
     /// Queues a frame; returns how many audio frames were dropped to make room.
     pub fn push(&self, frame: Bytes, kind: Kind) -> usize {
+        self.push_received(frame, kind, None)
+    }
+
+    /// Queues a frame read from a peer at `received`; returns how many audio frames were
+    /// dropped to make room.
+    pub fn push_received(&self, frame: Bytes, kind: Kind, received: Option<Instant>) -> usize {
         if self.closed.get() {
             return 0;
         }
@@ -84,7 +94,11 @@ impl OutQueue {
                 dropped += 1;
             }
         }
-        entries.push_back(Entry { frame, kind });
+        entries.push_back(Entry {
+            frame,
+            kind,
+            received,
+        });
         self.queued_bytes.set(queued);
         drop(entries);
         self.wake();
@@ -151,6 +165,12 @@ impl OutQueue {
 
     /// Marks `written` more bytes as sent; returns the number of whole frames completed.
     pub fn consume(&self, written: usize) -> usize {
+        self.consume_with(written, |_| {})
+    }
+
+    /// As [`consume`](Self::consume), and calls `on_sent` with the receive time of every
+    /// completed frame that has one.
+    pub fn consume_with(&self, written: usize, mut on_sent: impl FnMut(Instant)) -> usize {
         let mut entries = self.entries.borrow_mut();
         let mut left = self.front_written.get() + written;
         let mut frames = 0;
@@ -161,7 +181,9 @@ impl OutQueue {
             }
             left -= len;
             self.queued_bytes.set(self.queued_bytes.get() - len);
-            entries.pop_front();
+            if let Some(received) = entries.pop_front().and_then(|e| e.received) {
+                on_sent(received);
+            }
             frames += 1;
         }
         self.front_written.set(left);
@@ -219,6 +241,23 @@ mod tests {
         let tags = q.with_front(8, |s| s.iter().map(|f| f[0]).collect::<Vec<_>>());
         assert_eq!(tags, vec![1, 3]);
         assert_eq!(q.with_front(8, |s| s[0].len()), 70);
+    }
+
+    #[test]
+    fn completed_frames_report_their_receive_time() {
+        let q = OutQueue::new(1000);
+        let t0 = Instant::now();
+        q.push_received(frame(10, 1), Kind::Audio, Some(t0));
+        q.push(frame(10, 2), Kind::Control);
+        let mut seen = Vec::new();
+        assert_eq!(q.consume_with(5, |t| seen.push(t)), 0);
+        assert!(seen.is_empty(), "a partly written frame is not sent yet");
+        assert_eq!(q.consume_with(15, |t| seen.push(t)), 2);
+        assert_eq!(
+            seen,
+            vec![t0],
+            "only the forwarded frame has a receive time"
+        );
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub async fn receive(shard: Rc<Shard>) {
                 continue;
             }
         };
+        // The start of the forward latency: one clock read (vDSO) per datagram.
+        let received = Instant::now();
         let datagram = &buf[..n];
         stats.vors_datagrams_in.inc();
         stats.vors_bytes_in.add(n as u64);
@@ -41,6 +43,9 @@ pub async fn receive(shard: Rc<Shard>) {
             EdgeVerdict::Forward { sender, .. } => {
                 stats.vors_packets_forwarded.inc();
                 let (sent, refused) = cell.forward(fd, datagram, sender);
+                if sent > 0 {
+                    stats.vors_forward_latency.record(received.elapsed());
+                }
                 stats.vors_datagrams_out.add(sent as u64);
                 stats.vors_bytes_out.add((sent * n) as u64);
                 stats.vors_send_dropped.add(refused as u64);

@@ -42,9 +42,12 @@ pub struct VorsCore {
 
 impl VorsCore {
     pub fn new(core: usize, cores: usize, max_members: usize) -> Self {
+        // A lane is a byte value; `Config` keeps `--cores` at 255 or below. A silent `as u8`
+        // here once turned 256 cores into zero lanes and a division by zero.
+        let lanes = u8::try_from(cores).expect("at most 255 cores (checked by Config)");
         VorsCore {
             lane: core as u8,
-            lanes: cores as u8,
+            lanes,
             max_members,
             rooms: RefCell::new(HashMap::new()),
             cookies: RefCell::new(HashMap::new()),
@@ -121,7 +124,7 @@ mod tests {
 
     #[test]
     fn cookies_steer_to_their_core() {
-        for (core, cores) in [(0, 1), (1, 2), (2, 3), (5, 7)] {
+        for (core, cores) in [(0, 1), (1, 2), (2, 3), (5, 7), (254, 255), (0, 255)] {
             let vors = VorsCore::new(core, cores, 64);
             for _ in 0..200 {
                 let cookie = vors.new_cookie();

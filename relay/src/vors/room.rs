@@ -189,7 +189,13 @@ pub async fn admit(
     member.flush();
     stats.vors_joins.inc();
     publish(&shard);
-    info!(sid = sid.0, members = cell.len(), "vors member joining");
+    let peer = stream.peer_addr().ok();
+    info!(
+        sid = sid.0,
+        members = cell.len(),
+        peer = peer.and_then(|addr| shard.peer_at_info(addr)),
+        "vors member joining"
+    );
     run_member(shard.clone(), stream, cell, member).await;
 }
 
@@ -216,7 +222,7 @@ async fn run_member(
     let writer_task = glommio::spawn_local({
         let member = member.clone();
         async move {
-            if let Err(e) = crate::writer::drain(&member.out, fd, writer, |_, _| {}).await {
+            if let Err(e) = crate::writer::drain(&member.out, fd, writer, |_, _| {}, None).await {
                 debug!(error = %e, "vors control write ended");
                 sys::shutdown(fd);
             }

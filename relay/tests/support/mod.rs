@@ -9,7 +9,7 @@ pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -27,12 +27,24 @@ pub struct Relay {
     pub stdout: mpsc::Receiver<String>,
     /// Lines the relay printed on stdout before the ready line (e.g. the generated-key URL).
     pub preamble: Vec<String>,
+    /// The relay's stderr lines, when started with [`Relay::start_capturing_stderr`]
+    /// (otherwise stderr is the test's own).
+    pub stderr: Option<mpsc::Receiver<String>>,
 }
 
 impl Relay {
     /// Starts the relay with `args` (loopback, port 0 listeners are added unless given) and
     /// `envs`, and waits up to 30 s for the ready line.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Relay {
+        Self::launch(args, envs, false)
+    }
+
+    /// As [`Relay::start`], with the relay's stderr lines in [`Relay::stderr`].
+    pub fn start_capturing_stderr(args: &[&str], envs: &[(&str, &str)]) -> Relay {
+        Self::launch(args, envs, true)
+    }
+
+    fn launch(args: &[&str], envs: &[(&str, &str)], capture_stderr: bool) -> Relay {
         let mut cmd = Command::new(relay_binary());
         if !args.contains(&"--vors-key") {
             cmd.arg("--vors-key").arg(temp_key_path());
@@ -58,11 +70,20 @@ impl Relay {
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(if capture_stderr {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            });
         let mut child = cmd.spawn().expect("spawn moose-relay");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         forward_lines(stdout, tx);
+        let stderr = child.stderr.take().map(|stderr| {
+            let (tx, rx) = mpsc::channel();
+            forward_lines(stderr, tx);
+            rx
+        });
         let deadline = Duration::from_secs(30);
         let mut preamble = Vec::new();
         loop {
@@ -94,6 +115,7 @@ impl Relay {
                     child,
                     stdout: rx,
                     preamble,
+                    stderr,
                 };
             }
             preamble.push(line);
@@ -174,6 +196,76 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+impl Relay {
+    /// Waits up to `within` for the relay to exit; its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every stderr line captured so far (see [`Relay::start_capturing_stderr`]).
+    pub fn stderr_lines(&self) -> Vec<String> {
+        let rx = self
+            .stderr
+            .as_ref()
+            .expect("started with start_capturing_stderr");
+        rx.try_iter().collect()
+    }
+
+    /// Every stderr line until the relay closed its stderr (it exited), waiting up to
+    /// `within` for that; panics if stderr is still open then.
+    pub fn stderr_until_closed(&self, within: Duration) -> Vec<String> {
+        let rx = self
+            .stderr
+            .as_ref()
+            .expect("started with start_capturing_stderr");
+        let deadline = std::time::Instant::now() + within;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return lines,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("stderr still open after {within:?}; so far: {lines:?}")
+                }
+            }
+        }
+    }
+}
+
+/// Runs `moose-relay ARGS` to completion with `envs` (and no APIKEY from the test's own
+/// environment): for `check-config` and start-up refusals.
+pub fn run_relay(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(relay_binary())
+        .args(args)
+        .env_remove("APIKEY")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Polls `/readyz` until it answers `status`, for up to `within`; true if it did.
+pub fn wait_ready_status(admin: SocketAddr, status: u16, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if http_get(admin, "/readyz").0 == status {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -210,7 +302,7 @@ fn temp_key_path() -> std::path::PathBuf {
     dir.join(format!("vors-{}.key", NEXT.fetch_add(1, Ordering::Relaxed)))
 }
 
-fn forward_lines(stdout: ChildStdout, tx: mpsc::Sender<String>) {
+fn forward_lines(stdout: impl Read + Send + 'static, tx: mpsc::Sender<String>) {
     thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();

@@ -1,0 +1,360 @@
+//! The relay's typed, validated configuration.
+//!
+//! Settings come from the command line, the environment and an optional TOML file
+//! ([`file`]), in that order of precedence, then the defaults. [`Config::from_args`] checks
+//! every value and names the setting, its value (never a secret) and where it came from;
+//! [`show`] prints the effective configuration for `moose-relay check-config`.
+
+pub mod file;
+pub mod show;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use moose_proto::apikey::{self, KeySet};
+
+use crate::cli::{LogFormat, RunArgs};
+
+pub use file::{LoadError, Loaded, load};
+
+/// Bytes of audio per millisecond in a Moose PCM stream: 200 000 samples/s of 16 bits.
+pub const PCM_BYTES_PER_MS: usize = 400;
+
+/// Exit status for bad configuration (sysexits' EX_CONFIG), used for every start-up refusal an
+/// operator must fix in the configuration or the environment.
+pub const EXIT_CONFIG: i32 = 78;
+
+/// Most executors: the VoRS lanes (SIDs and cookie bytes, `sid % cores == core`) are bytes.
+pub const MAX_CORES: usize = 255;
+
+/// Everything the relay runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub vors_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// The CPU each executor is pinned to; its length is the number of cores.
+    pub cpus: Vec<usize>,
+    pub max_peers: usize,
+    /// Most members of a VoRS room.
+    pub max_members: usize,
+    pub keys: KeySet,
+    pub open: bool,
+    pub allowed_origins: Vec<String>,
+    pub vors_key: PathBuf,
+    pub max_message: usize,
+    /// Most bytes queued for one receiver before its oldest audio is dropped.
+    pub queue_bytes: usize,
+    pub auth_failures_per_minute: u32,
+    /// How long calls may go on after SIGTERM/SIGINT (zero: exit at once).
+    pub drain: Duration,
+    pub log_format: LogFormat,
+    /// Peer addresses in info-level logs (otherwise only at debug).
+    pub log_peer_addresses: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 7777)),
+            vors_listen: SocketAddr::from(([0, 0, 0, 0], 12978)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9477)),
+            cpus: vec![0],
+            max_peers: 4,
+            max_members: 64,
+            keys: KeySet::default(),
+            open: false,
+            allowed_origins: Vec::new(),
+            vors_key: PathBuf::from("moose-vors.key"),
+            max_message: 64 * 1024,
+            queue_bytes: queue_bytes(200, 64 * 1024),
+            auth_failures_per_minute: 10,
+            drain: Duration::from_secs(30),
+            log_format: LogFormat::Text,
+            log_peer_addresses: false,
+        }
+    }
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    CommandLine,
+    /// The environment variable of that name.
+    Environment(String),
+    /// The `--config` file at that path.
+    File(PathBuf),
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::CommandLine => f.write_str("command line"),
+            Source::Environment(name) => write!(f, "environment {name}"),
+            Source::File(path) => write!(f, "config file {}", path.display()),
+            Source::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// The source of every setting, by setting name (the long flag with `_`: `max_peers`).
+#[derive(Debug, Clone, Default)]
+pub struct Sources(pub HashMap<String, Source>);
+
+impl Sources {
+    pub fn of(&self, setting: &str) -> Source {
+        self.0.get(setting).cloned().unwrap_or(Source::Default)
+    }
+}
+
+/// A setting that cannot be used, named so the operator knows what to fix. Never holds a
+/// secret: apikeys are shown as `<redacted>`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid setting {setting} = {value} (from {from}): {problem}")]
+    Invalid {
+        setting: String,
+        value: String,
+        from: Source,
+        problem: String,
+    },
+    #[error("invalid setting apikey_file = {} (from {from}): {error}", path.display())]
+    KeyFile {
+        path: PathBuf,
+        from: Source,
+        error: std::io::Error,
+    },
+    /// The command line or an environment variable did not parse (clap's message names the
+    /// flag).
+    #[error("{0}")]
+    Usage(String),
+    /// The `--config` file cannot be read or holds something other than settings.
+    #[error("--config {}: {problem}", path.display())]
+    File { path: PathBuf, problem: String },
+}
+
+/// What an apikey looks like in messages and in `check-config`.
+pub const REDACTED: &str = "<redacted>";
+
+/// The queue bound for `queue_ms` of PCM audio, never less than one largest message.
+fn queue_bytes(queue_ms: u32, max_message: usize) -> usize {
+    (queue_ms as usize * PCM_BYTES_PER_MS).max(max_message + moose_proto::ws::MAX_SERVER_HEADER)
+}
+
+impl Config {
+    /// Validates the settings against the CPUs this process may use; `sources` says where each
+    /// came from, for the error message.
+    pub fn from_args(
+        args: &RunArgs,
+        sources: &Sources,
+        allowed_cpus: &[usize],
+    ) -> Result<Config, ConfigError> {
+        let bad =
+            |setting: &'static str, value: &dyn fmt::Display, problem: &str| ConfigError::Invalid {
+                setting: setting.to_owned(),
+                value: value.to_string(),
+                from: sources.of(setting),
+                problem: problem.to_owned(),
+            };
+        if allowed_cpus.is_empty() {
+            return Err(bad("cores", &"-", "this process may not run on any CPU"));
+        }
+        let cores = args.cores.unwrap_or(allowed_cpus.len().min(MAX_CORES));
+        if cores == 0 || cores > MAX_CORES {
+            return Err(bad(
+                "cores",
+                &cores,
+                "must be between 1 and 255 (VoRS lanes are one byte)",
+            ));
+        }
+        // More executors than CPUs share CPUs round-robin: allowed, but rarely what one wants.
+        let cpus = (0..cores)
+            .map(|i| allowed_cpus[i % allowed_cpus.len()])
+            .collect();
+        if args.max_peers < 2 || args.max_peers > 256 {
+            return Err(bad(
+                "max_peers",
+                &args.max_peers,
+                "must be between 2 and 256",
+            ));
+        }
+        if args.max_members < 2 || args.max_members > 255 {
+            return Err(bad(
+                "max_members",
+                &args.max_members,
+                "must be between 2 and 255",
+            ));
+        }
+        if args.max_message < 1024 || args.max_message > 16 << 20 {
+            return Err(bad(
+                "max_message",
+                &args.max_message,
+                "must be between 1024 and 16777216 bytes",
+            ));
+        }
+        if args.queue_ms == 0 || args.queue_ms > 10_000 {
+            return Err(bad(
+                "queue_ms",
+                &args.queue_ms,
+                "must be between 1 and 10000",
+            ));
+        }
+        if args.auth_failures_per_minute == 0 {
+            return Err(bad(
+                "auth_failures_per_minute",
+                &args.auth_failures_per_minute,
+                "must be at least 1",
+            ));
+        }
+        if args.drain_seconds > 24 * 3600 {
+            return Err(bad(
+                "drain_seconds",
+                &args.drain_seconds,
+                "must be at most 86400 (a day)",
+            ));
+        }
+        let mut keys = match &args.apikey {
+            // The message says what is wrong with the list, never the key itself.
+            Some(list) => {
+                KeySet::parse_list(list).map_err(|e| bad("apikey", &REDACTED, &e.to_string()))?
+            }
+            None => KeySet::default(),
+        };
+        if let Some(path) = &args.apikey_file {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::KeyFile {
+                path: path.clone(),
+                from: sources.of("apikey_file"),
+                error,
+            })?;
+            let from_file = KeySet::parse_lines(&text)
+                .map_err(|e| bad("apikey_file", &path.display(), &e.to_string()))?;
+            keys.extend(from_file);
+        }
+        for origin in &args.allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(bad(
+                    "allowed_origins",
+                    &format!("{origin:?}"),
+                    "not an origin like https://example.com",
+                ));
+            }
+        }
+        Ok(Config {
+            listen: args.listen,
+            vors_listen: args.vors_listen,
+            admin_listen: args.admin_listen,
+            cpus,
+            max_peers: args.max_peers,
+            max_members: args.max_members,
+            keys,
+            open: args.open,
+            allowed_origins: args.allowed_origins.clone(),
+            vors_key: args.vors_key.clone(),
+            max_message: args.max_message,
+            queue_bytes: queue_bytes(args.queue_ms, args.max_message),
+            auth_failures_per_minute: args.auth_failures_per_minute,
+            drain: Duration::from_secs(args.drain_seconds),
+            log_format: args.log_format,
+            log_peer_addresses: args.log_peer_addresses,
+        })
+    }
+
+    /// Makes a strong key when none is configured, so a first run works; returns it so `main`
+    /// can print the join URL once.
+    pub fn ensure_key(&mut self, random: [u8; 32]) -> Option<String> {
+        if !self.keys.is_empty() || self.open {
+            return None;
+        }
+        let key = apikey::generated_key(random);
+        self.keys = KeySet::parse_list(&key).ok()?;
+        Some(key)
+    }
+
+    pub fn cores(&self) -> usize {
+        self.cpus.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let cli = crate::cli::Cli::try_parse_from(
+            std::iter::once("moose-relay").chain(args.iter().copied()),
+        )
+        .expect("flags parse");
+        Config::from_args(&cli.run, &Sources::default(), &[0, 1])
+    }
+
+    #[test]
+    fn defaults_use_every_allowed_cpu() {
+        let config = parse(&[]).expect("valid");
+        assert_eq!(config.cpus, vec![0, 1]);
+        assert_eq!(config.max_peers, 4);
+        assert_eq!(config.drain, Duration::from_secs(30));
+        assert!(config.queue_bytes >= 200 * PCM_BYTES_PER_MS);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = parse(&["--max-peers", "1"]).expect_err("too few peers");
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting max_peers = 1 "),
+            "{err}"
+        );
+        let err = parse(&["--cores", "0"]).expect_err("no cores");
+        assert!(
+            err.to_string().starts_with("invalid setting cores = 0"),
+            "{err}"
+        );
+        let err = parse(&["--apikey", "short"]).expect_err("short key");
+        assert!(err.to_string().contains("apikey = <redacted>"), "{err}");
+        assert!(
+            !err.to_string().contains("short\""),
+            "never echo a key: {err}"
+        );
+    }
+
+    #[test]
+    fn cores_stop_at_255_because_lanes_are_bytes() {
+        assert_eq!(parse(&["--cores", "255"]).expect("valid").cores(), 255);
+        let err = parse(&["--cores", "256"]).expect_err("a lane is a byte");
+        assert!(err.to_string().contains("cores = 256"), "{err}");
+        assert!(err.to_string().contains("between 1 and 255"), "{err}");
+    }
+
+    #[test]
+    fn the_source_is_named() {
+        let cli = crate::cli::Cli::try_parse_from(["moose-relay", "--queue-ms", "0"])
+            .expect("flags parse");
+        let mut sources = Sources::default();
+        sources.0.insert(
+            "queue_ms".into(),
+            Source::File(PathBuf::from("/etc/moose.toml")),
+        );
+        let err = Config::from_args(&cli.run, &sources, &[0]).expect_err("no queue");
+        assert_eq!(
+            err.to_string(),
+            "invalid setting queue_ms = 0 (from config file /etc/moose.toml): \
+             must be between 1 and 10000"
+        );
+    }
+
+    #[test]
+    fn generated_key_only_when_none_configured() {
+        let mut config = parse(&[]).expect("valid");
+        let key = config.ensure_key([7; 32]).expect("a key is made");
+        assert!(config.keys.contains(key.as_bytes()));
+        let mut config = parse(&["--apikey", "0123456789abcdef0123"]).expect("valid");
+        assert!(config.ensure_key([7; 32]).is_none());
+        let mut config = parse(&["--open"]).expect("valid");
+        assert!(config.ensure_key([7; 32]).is_none());
+    }
+}

@@ -1,0 +1,126 @@
+//! `moose-relay check-config`: the effective configuration, one `key = value  # source` line
+//! per setting, in the file's own syntax. Secrets are never printed: apikeys appear as a count
+//! and `<redacted>`; the VoRS key file is named by its path, never read out.
+
+use std::fmt::Write as _;
+
+use moose_proto::apikey::KeySet;
+
+use super::{Config, REDACTED, Sources};
+use crate::cli::RunArgs;
+
+/// The check-config report for settings that validated into `config`.
+pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
+    let mut out = String::from(
+        "# moose-relay: effective configuration (check-config). Secrets are redacted.\n",
+    );
+    if let Some(path) = &args.config {
+        let _ = writeln!(out, "# config file: {}", path.display());
+    }
+    let quoted = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let mut line = |key: &str, value: String, note: &str| {
+        let source = sources.of(key);
+        let _ = if note.is_empty() {
+            writeln!(out, "{key} = {value}  # {source}")
+        } else {
+            writeln!(out, "{key} = {value}  # {source}; {note}")
+        };
+    };
+    line("listen", quoted(&config.listen.to_string()), "");
+    line("vors_listen", quoted(&config.vors_listen.to_string()), "");
+    line("admin_listen", quoted(&config.admin_listen.to_string()), "");
+    let cpus: Vec<String> = config.cpus.iter().map(ToString::to_string).collect();
+    line(
+        "cores",
+        config.cores().to_string(),
+        &format!("pinned to CPUs {}", cpus.join(",")),
+    );
+    line("max_peers", config.max_peers.to_string(), "");
+    line("max_members", config.max_members.to_string(), "");
+    line("max_message", config.max_message.to_string(), "bytes");
+    line(
+        "queue_ms",
+        args.queue_ms.to_string(),
+        &format!("{} bytes per receiver", config.queue_bytes),
+    );
+    line(
+        "auth_failures_per_minute",
+        config.auth_failures_per_minute.to_string(),
+        "",
+    );
+    if let Some(list) = &args.apikey {
+        let count = KeySet::parse_list(list).map_or(0, |k| k.len());
+        line("apikey", quoted(REDACTED), &format!("{count} key(s)"));
+    }
+    if let Some(path) = &args.apikey_file {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let count = KeySet::parse_lines(&text).map_or(0, |k| k.len());
+        line(
+            "apikey_file",
+            quoted(&path.display().to_string()),
+            &format!("{count} key(s), {REDACTED}"),
+        );
+    }
+    let keys_note = match (config.keys.len(), config.open) {
+        (0, false) => "no apikey: a key is made for each run".to_owned(),
+        (0, true) => "any well-formed apikey opens its own line".to_owned(),
+        (n, false) => format!("{n} apikey(s) in all, {REDACTED}"),
+        (n, true) => format!("{n} apikey(s) in all, {REDACTED}; any well-formed apikey too"),
+    };
+    line("open", config.open.to_string(), &keys_note);
+    let origins: Vec<String> = config.allowed_origins.iter().map(|o| quoted(o)).collect();
+    line(
+        "allowed_origins",
+        format!("[{}]", origins.join(", ")),
+        if origins.is_empty() { "any origin" } else { "" },
+    );
+    let key_state = if config.vors_key.exists() {
+        "exists"
+    } else {
+        "made on first run"
+    };
+    line(
+        "vors_key",
+        quoted(&config.vors_key.display().to_string()),
+        key_state,
+    );
+    line("drain_seconds", config.drain.as_secs().to_string(), "");
+    line("log_format", quoted(config.log_format.name()), "");
+    line(
+        "log_peer_addresses",
+        config.log_peer_addresses.to_string(),
+        "",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Source, file};
+
+    #[test]
+    fn keys_are_counted_never_shown() {
+        let key_a = "key-a-0123456789abcdef";
+        let key_b = "key-b-0123456789abcdef";
+        let list = format!("{key_a},{key_b}");
+        let loaded = match file::load(["moose-relay", "--apikey", &list, "--max-peers", "3"]) {
+            Ok(loaded) => loaded,
+            Err(e) => panic!("{e:?}"),
+        };
+        let config =
+            Config::from_args(&loaded.cli.run, &loaded.sources, &[0, 1]).expect("valid config");
+        let text = render(&loaded.cli.run, &config, &loaded.sources);
+        assert!(!text.contains(key_a) && !text.contains(key_b), "{text}");
+        assert!(
+            text.contains("apikey = \"<redacted>\"  # command line; 2 key(s)"),
+            "{text}"
+        );
+        assert!(text.contains("max_peers = 3  # command line\n"), "{text}");
+        assert!(text.contains("max_members = 64  # default\n"), "{text}");
+        assert_eq!(loaded.sources.of("listen"), Source::Default);
+        // Every setting line parses back as TOML.
+        let table: toml::Table = text.parse().expect("check-config output is TOML");
+        assert_eq!(table["cores"].as_integer(), Some(2));
+    }
+}
