@@ -156,9 +156,9 @@ mod tests {
         let mut s = Schedule::new(vec![(0, 0), (400, 1)], 1_000, 0, 10_000);
         let due: Vec<Due> = std::iter::from_fn(|| s.pop_due(2_500)).collect();
         let slots: Vec<usize> = due.iter().map(|d| d.slot).collect();
-        assert_eq!(slots, vec![0, 1, 0, 1, 0]);
-        assert_eq!(due.last().map(|d| d.at_ns), Some(2_000));
-        assert_eq!(s.next_due(), Some(2_400));
+        assert_eq!(slots, vec![0, 1, 0, 1, 0, 1]);
+        assert_eq!(due.last().map(|d| d.at_ns), Some(2_400));
+        assert_eq!(s.next_due(), Some(3_000));
     }
 
     #[test]
