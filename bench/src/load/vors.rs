@@ -44,7 +44,7 @@ enum Link {
     Server {
         tcp: TcpStream,
         connected: bool,
-        session: ClientSession,
+        session: Box<ClientSession>,
         out: OutBuf,
         sid_stream: Box<[u32; 256]>,
         next_timer: Option<std::time::Instant>,
@@ -274,7 +274,7 @@ impl Member {
         let link = Link::Server {
             tcp,
             connected: false,
-            session,
+            session: Box::new(session),
             out: OutBuf::default(),
             sid_stream: Box::new([u32::MAX; 256]),
             next_timer: None,
