@@ -140,6 +140,7 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
             pubkey,
             room_prefix,
         } = &target
+            && members.len() < setup.streams.len()
         {
             let joining = members.iter().filter(|m| !m.ready).count();
             for _ in joining..MAX_JOINING {
