@@ -189,3 +189,52 @@ fn nothing_listening_fails_with_the_reason() {
     let err = stderr(&out);
     assert!(err.contains("stream 0") && err.contains("refused"), "{err}");
 }
+
+#[test]
+fn a_ramp_reports_the_largest_step_within_the_slo() {
+    let relay = Relay::start(&["--open"], &[]);
+    let json = temp_file("ramp.json");
+    let target = relay.http.to_string();
+    // An objective every step meets: the ramp climbs to --ramp-max and says so.
+    let out = bench(&[
+        "ws",
+        "--target",
+        &target,
+        "--ramp",
+        "--ramp-start",
+        "2",
+        "--ramp-step",
+        "2",
+        "--ramp-max",
+        "4",
+        "--ramp-step-seconds",
+        "0.5",
+        "--slo-p99-ms",
+        "60000",
+        "--slo-loss-percent",
+        "100",
+        "--grace-ms",
+        "300",
+        "--quiet",
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&json).expect("JSON written");
+    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
+    assert_eq!(v["max_streams"].as_u64(), Some(4), "{text}");
+    let steps: Vec<u64> = v["ramp"]
+        .as_array()
+        .expect("ramp steps")
+        .iter()
+        .map(|s| s["streams"].as_u64().expect("streams"))
+        .collect();
+    assert_eq!(steps, vec![2, 4]);
+    assert_eq!(
+        v["streams"].as_u64(),
+        Some(4),
+        "figures of the last good step"
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("max streams within SLO"), "{table}");
+}
