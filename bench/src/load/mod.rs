@@ -194,6 +194,18 @@ impl LoadError {
     }
 }
 
+/// EMFILE: the process's descriptor limit.
+const EMFILE: i32 = 24;
+
+/// A hint for errors the user can fix: running out of file descriptors.
+pub(crate) fn fd_hint(e: &std::io::Error) -> &'static str {
+    if e.raw_os_error() == Some(EMFILE) {
+        " (raise the limit with `ulimit -n`: a ws stream needs 1 descriptor, a vors stream 2)"
+    } else {
+        ""
+    }
+}
+
 /// What a run measured.
 #[derive(Debug, Clone)]
 pub struct Outcome {

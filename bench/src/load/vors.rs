@@ -26,7 +26,7 @@ use moose_proto::vors::packet::{self, MAX_MEDIA_LEN, MAX_OPUS_LEN};
 use super::outbuf::OutBuf;
 use super::stamp::{self, opus_len};
 use super::tally::{Inbox, Tally};
-use super::{Endpoint, LoadError, Protocol, WorkerSetup};
+use super::{Endpoint, LoadError, Protocol, WorkerSetup, fd_hint};
 
 /// Handshakes in flight per worker: enough to join quickly, few enough not to overrun the
 /// server's accept queue or its Kyber work.
@@ -254,13 +254,15 @@ impl Member {
         now: u64,
     ) -> Result<Member, LoadError> {
         let fail = |what: String| LoadError::stream(index, what);
-        let tcp = TcpStream::connect(addr).map_err(|e| fail(format!("connect to {addr}: {e}")))?;
+        let tcp = TcpStream::connect(addr)
+            .map_err(|e| fail(format!("connect to {addr}: {e}{}", fd_hint(&e))))?;
         let _ = tcp.set_nodelay(true);
         let local: SocketAddr = match addr {
             SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
             SocketAddr::V6(_) => ([0u16; 8], 0).into(),
         };
-        let udp = UdpSocket::bind(local).map_err(|e| fail(format!("bind UDP: {e}")))?;
+        let udp =
+            UdpSocket::bind(local).map_err(|e| fail(format!("bind UDP: {e}{}", fd_hint(&e))))?;
         udp.connect(addr)
             .map_err(|e| fail(format!("connect UDP to {addr}: {e}")))?;
         let username = format!("s{index}");

@@ -20,7 +20,7 @@ use rand::Rng;
 use super::outbuf::OutBuf;
 use super::stamp::{self, PCM_MESSAGE_LEN, STAMP_LEN};
 use super::tally::{Inbox, Tally};
-use super::{Endpoint, LoadError, Protocol, WorkerSetup};
+use super::{Endpoint, LoadError, Protocol, WorkerSetup, fd_hint};
 
 /// Largest message accepted from the server (the relay's default limit).
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -146,8 +146,9 @@ impl Peer {
         line_key: &str,
         setup: &WorkerSetup,
     ) -> Result<Peer, LoadError> {
-        let sock = TcpStream::connect(addr)
-            .map_err(|e| LoadError::stream(index, format!("connect to {addr}: {e}")))?;
+        let sock = TcpStream::connect(addr).map_err(|e| {
+            LoadError::stream(index, format!("connect to {addr}: {e}{}", fd_hint(&e)))
+        })?;
         let _ = sock.set_nodelay(true);
         let mut rng = rand::thread_rng();
         let nonce: [u8; 16] = rng.r#gen();
