@@ -1,10 +1,12 @@
-//! Moose Relay's client side: the `moose-call` VoRS call client and the `moose-bench` load
-//! generator.
+//! Moose Relay's client side: the `moose-call` VoRS call client, the `moose-bench` load
+//! generator, and `moose-baseline`, the minimal forwarder the benchmark measures against.
 //!
 //! [`audio`] holds everything that touches sound (WAV files, the Opus codec as VoRS profiles
 //! it, the per-member playout timeline, tone analysis for tests); [`vors_client`] drives the
-//! sans-IO client machine of `moose_proto::vors` over real sockets.
+//! sans-IO client machine of `moose_proto::vors` over real sockets; [`load`] is the load
+//! generator and its reports; [`baseline`] the forwarder.
 
 pub mod audio;
 pub mod baseline;
+pub mod load;
 pub mod vors_client;

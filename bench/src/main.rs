@@ -1,13 +1,399 @@
-//! `moose-bench`: the load generator and latency reporter (issue 4, not built yet).
+//! `moose-bench`: the load generator and latency reporter.
 //!
-//! Until it exists this binary says so and fails, rather than pretending to measure.
+//! ```text
+//! moose-bench ws   --target HOST:PORT --streams N --room-size K --seconds S [--json FILE]
+//! moose-bench vors --target HOST:PORT --pubkey HEX --streams N --room-size K ...
+//! ```
+//!
+//! Drives N streams in rooms of K (Moose PCM lines, or VoRS rooms), checks and times every
+//! delivery, prints a progress line every second on stderr and a table on stdout, and
+//! writes the same figures as JSON. See docs/benchmarks.md.
 
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use hdrhistogram::Histogram;
+use moose_bench::load::baseline::{self, Baseline};
+use moose_bench::load::plot::{self, Curve};
+use moose_bench::load::ramp::{self, Slo, Steps};
+use moose_bench::load::report::{Report, Run};
+use moose_bench::load::{self, Endpoint, Plan, Protocol, procstat};
+use moose_proto::vors::keys::SessionKeys;
+use rand::Rng;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "moose-bench",
+    version,
+    about = "Load generator and latency reporter for Moose lines and VoRS rooms"
+)]
+struct Cli {
+    #[command(subcommand)]
+    protocol: ProtocolArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProtocolArgs {
+    /// Moose PCM streams over WebSocket (1024-byte messages, 390.625 per second each).
+    Ws {
+        #[command(flatten)]
+        common: Common,
+        /// The apikey of a line; repeat for more lines (one per room, in order). Without it
+        /// each room gets a random key, which a relay run with `--open` accepts.
+        #[arg(long = "apikey", env = "MOOSE_BENCH_APIKEY", value_delimiter = ',')]
+        apikeys: Vec<String>,
+        /// The `Origin` header sent with every upgrade [default: http://TARGET].
+        #[arg(long, env = "MOOSE_BENCH_ORIGIN")]
+        origin: Option<String>,
+    },
+    /// VoRS v4 streams (full handshakes; 20 ms Opus-sized packets at about 24 kbit/s).
+    Vors {
+        #[command(flatten)]
+        common: Common,
+        /// The server's static X25519 public key, 64 hex digits (the relay prints it as
+        /// `vors_pubkey=` on its listening line).
+        #[arg(long, env = "MOOSE_BENCH_PUBKEY")]
+        pubkey: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// The server, HOST:PORT (the HTTP port for ws, the VoRS port for vors).
+    #[arg(long, env = "MOOSE_BENCH_TARGET")]
+    target: String,
+    /// Streams, each with its own connection and key; a multiple of --room-size.
+    #[arg(long, env = "MOOSE_BENCH_STREAMS", default_value_t = 2)]
+    streams: usize,
+    /// Members per line or room.
+    #[arg(long, env = "MOOSE_BENCH_ROOM_SIZE", default_value_t = 2)]
+    room_size: usize,
+    /// Seconds of sending (each ramp step: --ramp-step-seconds).
+    #[arg(long, env = "MOOSE_BENCH_SECONDS", default_value_t = 10.0)]
+    seconds: f64,
+    /// Worker threads [default: the CPUs this process may use].
+    #[arg(long, env = "MOOSE_BENCH_THREADS")]
+    threads: Option<usize>,
+    /// Write the results as JSON to FILE.
+    #[arg(long, env = "MOOSE_BENCH_JSON")]
+    json: Option<PathBuf>,
+    /// Draw the latency percentile curve to FILE (SVG).
+    #[arg(long, env = "MOOSE_BENCH_PLOT")]
+    plot: Option<PathBuf>,
+    /// The relay's process id, for its CPU time per message [default: the local process
+    /// listening on the target's port, if any].
+    #[arg(long, env = "MOOSE_BENCH_RELAY_PID")]
+    relay_pid: Option<u32>,
+    /// How long receivers keep reading after the last send, ms.
+    #[arg(long, env = "MOOSE_BENCH_GRACE_MS", default_value_t = 1000)]
+    grace_ms: u64,
+    /// How long connecting and joining every stream may take, s.
+    #[arg(long, env = "MOOSE_BENCH_SETUP_TIMEOUT", default_value_t = 60)]
+    setup_timeout: u64,
+    /// No progress line.
+    #[arg(long, short, env = "MOOSE_BENCH_QUIET")]
+    quiet: bool,
+
+    /// Raise the streams step by step until the SLO breaks; report `max_streams`.
+    #[arg(long, env = "MOOSE_BENCH_RAMP")]
+    ramp: bool,
+    /// First ramp step's streams [default: --streams].
+    #[arg(long, env = "MOOSE_BENCH_RAMP_START")]
+    ramp_start: Option<usize>,
+    /// Streams added per ramp step [default: --streams].
+    #[arg(long, env = "MOOSE_BENCH_RAMP_STEP")]
+    ramp_step: Option<usize>,
+    /// Seconds of sending per ramp step.
+    #[arg(long, env = "MOOSE_BENCH_RAMP_STEP_SECONDS", default_value_t = 5.0)]
+    ramp_step_seconds: f64,
+    /// Most streams a ramp tries.
+    #[arg(long, env = "MOOSE_BENCH_RAMP_MAX", default_value_t = 100_000)]
+    ramp_max: usize,
+    /// SLO: largest loss, in percent of expected deliveries.
+    #[arg(long, env = "MOOSE_BENCH_SLO_LOSS_PERCENT", default_value_t = 0.1)]
+    slo_loss_percent: f64,
+    /// SLO: largest p99 latency, ms.
+    #[arg(long, env = "MOOSE_BENCH_SLO_P99_MS", default_value_t = 5.0)]
+    slo_p99_ms: f64,
+
+    /// Run the same load against `moose-baseline` (a minimal forwarder, started here) and
+    /// report both, side by side, with the ratio.
+    #[arg(long, env = "MOOSE_BENCH_BASELINE")]
+    baseline: bool,
+    /// Cores for `moose-baseline` [default: the CPUs this process may use].
+    #[arg(long, env = "MOOSE_BENCH_BASELINE_CORES")]
+    baseline_cores: Option<usize>,
+}
+
+/// Where a measurement goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Against {
+    Target,
+    Baseline,
+}
+
+struct Bench {
+    protocol: Protocol,
+    common: Common,
+    target: SocketAddr,
+    apikeys: Vec<String>,
+    origin: String,
+    pubkey: [u8; 32],
+    relay_pid: Option<u32>,
+    cpus: usize,
+}
 
 fn main() -> ExitCode {
-    eprintln!(
-        "moose-bench: the load generator is not built yet; see docs/architecture.md \
-         (\"Not built yet\") and relay/examples/steering_cost.rs for the one measurement so far"
-    );
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("moose-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let (protocol, common, apikeys, origin, pubkey) = match cli.protocol {
+        ProtocolArgs::Ws {
+            common,
+            apikeys,
+            origin,
+        } => {
+            let origin = origin.unwrap_or_else(|| format!("http://{}", common.target));
+            (Protocol::Ws, common, apikeys, origin, [0u8; 32])
+        }
+        ProtocolArgs::Vors { common, pubkey } => {
+            let key = parse_pubkey(&pubkey)?;
+            (Protocol::Vors, common, Vec::new(), String::new(), key)
+        }
+    };
+    let target = common
+        .target
+        .to_socket_addrs()
+        .with_context(|| format!("--target {}", common.target))?
+        .next()
+        .with_context(|| format!("--target {}: no address", common.target))?;
+    if common.baseline {
+        baseline::binary()?;
+    }
+    let relay_pid = common.relay_pid.or_else(|| procstat::find_listener(target));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let bench = Bench {
+        protocol,
+        target,
+        apikeys,
+        origin,
+        pubkey,
+        relay_pid,
+        cpus,
+        common,
+    };
+    if !bench.common.quiet {
+        match relay_pid {
+            Some(pid) => eprintln!("moose-bench: server process {pid}: measuring its CPU time"),
+            None => eprintln!("moose-bench: server process unknown: no CPU time per message"),
+        }
+    }
+
+    let c = &bench.common;
+    let (report, curves) = if c.ramp {
+        let steps = Steps {
+            start: c.ramp_start.unwrap_or(c.streams),
+            step: c.ramp_step.unwrap_or(c.streams),
+            max: c.ramp_max,
+        };
+        let slo = Slo {
+            max_loss: c.slo_loss_percent / 100.0,
+            max_p99_us: c.slo_p99_ms * 1000.0,
+        };
+        let mut histograms = Vec::new();
+        let result = ramp::ramp(steps, slo, |n| {
+            let (run, h) = bench.measure(n, c.ramp_step_seconds, Against::Target)?;
+            if !c.quiet {
+                eprintln!(
+                    "moose-bench: ramp step {n} streams: p99 {} µs, loss {:.3} %, {}",
+                    run.latency_us.p99,
+                    run.loss_ratio() * 100.0,
+                    if slo.met_by(&run) {
+                        "within SLO"
+                    } else {
+                        "SLO broken"
+                    }
+                );
+            }
+            histograms.push((n, h));
+            Ok(run)
+        })?;
+        let best = result.best.context("the ramp ran no step")?;
+        let streams = best.streams as usize;
+        let hist = histograms
+            .into_iter()
+            .find(|(n, _)| *n == streams)
+            .map(|(_, h)| h);
+        let mut report = Report::new(best);
+        report.max_streams = Some(result.max_streams);
+        report.ramp = result.steps;
+        let mut curves = vec![("relay", hist)];
+        if c.baseline {
+            let (base, h) = bench.measure(streams, c.ramp_step_seconds, Against::Baseline)?;
+            report = report.with_baseline(base);
+            curves.push(("baseline", Some(h)));
+        }
+        (report, curves)
+    } else {
+        let (run, h) = bench.measure(c.streams, c.seconds, Against::Target)?;
+        let mut report = Report::new(run);
+        let mut curves = vec![("relay", Some(h))];
+        if c.baseline {
+            let (base, h) = bench.measure(c.streams, c.seconds, Against::Baseline)?;
+            report = report.with_baseline(base);
+            curves.push(("baseline", Some(h)));
+        }
+        (report, curves)
+    };
+
+    print!("{}", report.table());
+    if let Some(path) = &c.json {
+        std::fs::write(path, report.to_json() + "\n")
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    if let Some(path) = &c.plot {
+        let curves: Vec<Curve<'_>> = curves
+            .iter()
+            .filter_map(|(label, h)| h.as_ref().map(|histogram| Curve { label, histogram }))
+            .collect();
+        let title = format!(
+            "moose-bench {}: {} streams in rooms of {}",
+            protocol.name(),
+            report.run.streams,
+            report.run.room_size
+        );
+        std::fs::write(path, plot::svg(&title, &curves))
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+impl Bench {
+    /// One complete run of `streams` streams for `seconds`, against the target or a
+    /// baseline started for it.
+    fn measure(
+        &self,
+        streams: usize,
+        seconds: f64,
+        against: Against,
+    ) -> Result<(Run, Histogram<u64>), load::LoadError> {
+        let c = &self.common;
+        let plan = Plan {
+            streams,
+            room_size: c.room_size,
+            seconds,
+            threads: c.threads.unwrap_or(self.cpus).max(1),
+            grace: Duration::from_millis(c.grace_ms),
+            setup_timeout: Duration::from_secs(c.setup_timeout),
+            progress: !c.quiet,
+        };
+        let rooms = streams / c.room_size.max(1);
+        if !c.quiet {
+            let what = match against {
+                Against::Target => format!("{} at {}", self.protocol.name(), self.target),
+                Against::Baseline => format!("{} at moose-baseline", self.protocol.name()),
+            };
+            eprintln!(
+                "moose-bench: {what}: {streams} streams in {rooms} rooms of {}, {seconds} s",
+                c.room_size
+            );
+        }
+        let outcome = match (against, self.protocol) {
+            (Against::Target, Protocol::Ws) => {
+                let line_keys = if self.apikeys.is_empty() {
+                    random_keys(rooms)
+                } else if self.apikeys.len() >= rooms {
+                    self.apikeys.clone()
+                } else {
+                    return Err(load::LoadError::Plan(format!(
+                        "{rooms} lines need {rooms} apikeys, {} given",
+                        self.apikeys.len()
+                    )));
+                };
+                let endpoint = Endpoint::Ws {
+                    addr: self.target,
+                    host: c.target.clone(),
+                    origin: self.origin.clone(),
+                    line_keys,
+                };
+                load::run(&plan, endpoint, self.relay_pid)?
+            }
+            (Against::Target, Protocol::Vors) => {
+                let endpoint = Endpoint::Vors {
+                    addr: self.target,
+                    pubkey: self.pubkey,
+                    room_prefix: format!("bench-{:08x}", rand::thread_rng().r#gen::<u32>()),
+                };
+                load::run(&plan, endpoint, self.relay_pid)?
+            }
+            (Against::Baseline, Protocol::Ws) => {
+                let cores = c.baseline_cores.unwrap_or(self.cpus);
+                let forwarder = Baseline::start(cores, None)?;
+                let endpoint = Endpoint::Ws {
+                    addr: forwarder.ws,
+                    host: forwarder.ws.to_string(),
+                    origin: format!("http://{}", forwarder.ws),
+                    line_keys: random_keys(rooms),
+                };
+                load::run(&plan, endpoint, Some(forwarder.pid()))?
+            }
+            (Against::Baseline, Protocol::Vors) => {
+                let cores = c.baseline_cores.unwrap_or(self.cpus);
+                let (sockets, table) = baseline::bind_members(streams, c.room_size)?;
+                let forwarder = Baseline::start(cores, Some(&table))?;
+                for socket in &sockets {
+                    socket
+                        .connect(forwarder.vors)
+                        .map_err(load::LoadError::io("connect a UDP socket"))?;
+                }
+                let mut rng = rand::thread_rng();
+                let keys = (0..streams)
+                    .map(|_| {
+                        let mut wire = [0u8; 48];
+                        rng.fill(&mut wire[..]);
+                        SessionKeys::from_wire(&wire)
+                    })
+                    .collect();
+                let endpoint = Endpoint::VorsBaseline {
+                    addr: forwarder.vors,
+                    sockets: sockets.into_iter().map(Some).collect(),
+                    keys,
+                };
+                load::run(&plan, endpoint, Some(forwarder.pid()))?
+            }
+        };
+        let run = Run::of(self.protocol, seconds, &outcome);
+        Ok((run, outcome.tally.latency))
+    }
+}
+
+/// One random, well-formed apikey per line (a relay with `--open` opens a line for each).
+fn random_keys(lines: usize) -> Vec<String> {
+    let mut rng = rand::thread_rng();
+    (0..lines)
+        .map(|_| format!("bench-{}", hex::encode(rng.r#gen::<[u8; 16]>())))
+        .collect()
+}
+
+fn parse_pubkey(text: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = hex::decode(text.trim()).context("--pubkey is not hex")?;
+    match <[u8; 32]>::try_from(bytes.as_slice()) {
+        Ok(key) => Ok(key),
+        Err(_) => bail!(
+            "--pubkey must be 32 bytes (64 hex digits), got {}",
+            bytes.len()
+        ),
+    }
 }

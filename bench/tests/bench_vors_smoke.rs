@@ -1,0 +1,103 @@
+//! `moose-bench vors` against a real relay: full handshakes, a short run in rooms of 4 whose
+//! every packet arrives whole and decrypts under its sender's key, and the relay forwarding
+//! exactly what the bench sent. A wrong server key fails the handshake with a clear message.
+
+#[path = "../../relay/tests/support/mod.rs"]
+mod support;
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::Relay;
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moose-bench"))
+        .args(args)
+        .output()
+        .expect("run moose-bench")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn vors_streams_join_and_every_packet_arrives_whole() {
+    let relay = Relay::start(&[], &[]);
+    let json = std::env::temp_dir().join(format!("moose-bench-vors-{}.json", std::process::id()));
+    let target = relay.vors.to_string();
+    let out = bench(&[
+        "vors",
+        "--target",
+        &target,
+        "--pubkey",
+        &relay.vors_pubkey,
+        "--streams",
+        "8",
+        "--room-size",
+        "4",
+        "--seconds",
+        "2",
+        "--threads",
+        "2",
+        "--grace-ms",
+        "500",
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "moose-bench failed:\n{}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(&json).expect("JSON written");
+    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
+    let sent = v["sent"].as_u64().expect("sent");
+    // 2 s of 20 ms frames: 100 per stream (101 for a stream whose phase lets one more in).
+    assert!((800..=808).contains(&sent), "sent {sent}: {text}");
+    assert_eq!(v["received"].as_u64(), Some(sent * 3), "{text}");
+    assert_eq!(v["lost"].as_u64(), Some(0), "{text}");
+    assert_eq!(v["corrupted"].as_u64(), Some(0), "{text}");
+    assert_eq!(v["protocol"], "vors");
+    for key in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(v["latency_us"][key].as_f64().is_some(), "latency_us.{key}");
+    }
+    // Found by its listening port, without --relay-pid.
+    assert!(v["relay_cpu_ns_per_message"].is_number(), "{text}");
+
+    // Every member joined with a full handshake, and the relay forwarded exactly the
+    // packets the bench counted as sent, dropping none at the edge.
+    assert_eq!(relay.metric("moose_vors_joins_total"), 8);
+    assert_eq!(relay.metric("moose_vors_packets_forwarded_total"), sent);
+    let edge_drops: u64 = [
+        "malformed",
+        "unknown_sid",
+        "unknown_source",
+        "bad_tag",
+        "replayed",
+    ]
+    .iter()
+    .map(|r| relay.metric(&format!("moose_vors_dropped_total{{reason=\"{r}\"}}")))
+    .sum();
+    assert_eq!(edge_drops, 0);
+}
+
+#[test]
+fn a_wrong_server_key_fails_the_handshake() {
+    let relay = Relay::start(&[], &[]);
+    let target = relay.vors.to_string();
+    let wrong = "11".repeat(32);
+    let out = bench(&[
+        "vors",
+        "--target",
+        &target,
+        "--pubkey",
+        &wrong,
+        "--seconds",
+        "0.5",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("stream ") && err.contains("--pubkey"), "{err}");
+}
