@@ -4,7 +4,8 @@
 # UDP proxy of deploy/nginx/), openssl (the tests' self-signed certificate), systemd (only for
 # `systemd-analyze verify` on deploy/moose-relay.service: the package installs the tools, it
 # does not make systemd this machine's init), curl (the unit's readiness check, which verify
-# requires to exist) and PyYAML (to parse the Kubernetes manifest).
+# requires to exist), PyYAML (to parse the Kubernetes manifest) and strace (to check that the
+# relay makes no syscall the seccomp profile refuses).
 #
 #   scripts/install-nginx.sh           install what is missing (root), nothing when all is there
 #   scripts/install-nginx.sh --check   exit 0 when all is there, 1 otherwise; installs nothing
@@ -20,6 +21,7 @@ packages=""
 command -v openssl >/dev/null 2>&1 || packages="$packages openssl"
 command -v systemd-analyze >/dev/null 2>&1 || packages="$packages systemd"
 [ -x /usr/bin/curl ] || packages="$packages curl"
+command -v strace >/dev/null 2>&1 || packages="$packages strace"
 python3 -c 'import yaml' >/dev/null 2>&1 || /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 ||
     packages="$packages python3-yaml"
 
