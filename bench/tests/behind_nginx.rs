@@ -1,6 +1,7 @@
 //! Two relays behind a real nginx running the configs of deploy/nginx/: TLS 1.3 in front of the
-//! web page and the WebSocket lines, lines pinned to a relay by their apikey, and a VoRS call
-//! through the stream proxy whose TCP and UDP reach the same relay.
+//! web page and the WebSocket lines, lines pinned to a relay by their apikey, and VoRS calls
+//! through the stream proxy whose TCP and UDP reach the same relay, before and after that
+//! relay dies.
 
 mod nginx_support;
 #[path = "../../relay/tests/support/mod.rs"]
@@ -8,6 +9,7 @@ mod support;
 mod vors_support;
 
 use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::thread;
@@ -65,7 +67,17 @@ fn relays_behind_nginx() {
     let line = one_line_talks_on_one_relay(https_port, &tls, &relays);
     lines_spread_over_both_relays(https_port, &tls, &relays, line);
     apikeys_stay_out_of_the_access_log(&nginx);
-    vors_call_through_the_stream_proxy(vors_port, &relays, &dir);
+    let owner = vors_call_through_the_stream_proxy(vors_port, &relays, &dir, 0);
+    // The relay that held the call dies: the next client's TCP finds it refusing, nginx marks
+    // it failed in the shared zone, and the client's UDP follows its TCP to the other relay.
+    relays[owner].signal("KILL");
+    wait_refused(relays[owner].vors);
+    let survivor = vors_call_through_the_stream_proxy(vors_port, &relays, &dir, 1);
+    assert_eq!(
+        survivor,
+        1 - owner,
+        "the second call went to the surviving relay"
+    );
 
     drop(nginx);
     let _ = std::fs::remove_dir_all(&dir);
@@ -165,9 +177,15 @@ fn apikeys_stay_out_of_the_access_log(nginx: &Nginx) {
 }
 
 /// A VoRS call through nginx's stream proxy: bob records, alice sends a tone. Both reach the
-/// same relay over TCP (the joins) and UDP (the media), and bob hears the tone.
-fn vors_call_through_the_stream_proxy(vors_port: u16, relays: &[Relay; 2], dir: &Path) {
-    let rec = dir.join("rec");
+/// same relay over TCP (the joins) and UDP (the media), and bob hears the tone. `earlier` is
+/// how many calls the relays have seen before this one. Returns the relay that held it.
+fn vors_call_through_the_stream_proxy(
+    vors_port: u16,
+    relays: &[Relay; 2],
+    dir: &Path,
+    earlier: u64,
+) -> usize {
+    let rec = dir.join(format!("rec-{earlier}"));
     let tone = tone_wav(dir, TONE_HZ, 3.0);
     let server = format!("127.0.0.1:{vors_port}");
     let call = |name: &str, extra: &[&str]| {
@@ -189,12 +207,13 @@ fn vors_call_through_the_stream_proxy(vors_port: u16, relays: &[Relay; 2], dir: 
     alice.expect_line("joined alice", LINE);
     bob.expect_line("joined alice", LINE);
 
-    // Both members are in one room, so on one relay: the one their address hashes to.
-    let joins = [0, 1].map(|i| Metrics::read(&relays[i]).get("moose_vors_joins_total"));
+    // Both members are in one room, so on one relay: the one their address hashes to (and,
+    // after a failure, the next live one). A dead relay's metrics cannot be read.
+    let joins = [0, 1].map(|i| live_metrics(&relays[i]).get("moose_vors_joins_total"));
     let owner = match joins {
         [2, 0] => 0,
         [0, 2] => 1,
-        other => panic!("the two joins should be on one relay: {other:?}"),
+        other => panic!("the two joins of call {earlier} should be on one relay: {other:?}"),
     };
     // 3 s of tone is 150 packets; wait for most of them before leaving.
     wait_metrics(
@@ -214,15 +233,19 @@ fn vors_call_through_the_stream_proxy(vors_port: u16, relays: &[Relay; 2], dir: 
 
     let sent = alice.summary().sent;
     let heard = bob.summary();
+    // No gap in what bob heard. Alice's last packets race her leaving: through the proxy the
+    // DEL on TCP can overtake the UDP packets sent just before it, and bob ignores packets of
+    // a member who has left. So bob may miss the last one or two; the relay (checked below)
+    // forwarded every one.
     assert_eq!(heard.lost, 0, "bob: {heard:?}");
-    assert_eq!(
-        heard.received, sent,
-        "bob received all alice sent: {heard:?}"
+    assert!(
+        heard.received <= sent && heard.received + 2 >= sent,
+        "bob received all alice sent but the last ones: {heard:?}, sent {sent}"
     );
     assert_tone(&rec.join("alice.wav"), TONE_HZ, 2.5, 2.5);
 
     // The UDP went where the TCP went: the other relay saw no datagram at all.
-    let other = Metrics::read(&relays[1 - owner]);
+    let other = live_metrics(&relays[1 - owner]);
     assert_eq!(
         other.get("moose_vors_datagrams_in_total"),
         0,
@@ -237,6 +260,28 @@ fn vors_call_through_the_stream_proxy(vors_port: u16, relays: &[Relay; 2], dir: 
         m.vors()
     );
     assert_eq!(m.drops_except(&["cookie_repeat"]), [], "{}", m.vors());
+    owner
+}
+
+/// A relay's metrics, or none at all once it has been killed.
+fn live_metrics(relay: &Relay) -> Metrics {
+    if TcpStream::connect(relay.admin).is_ok() {
+        Metrics::read(relay)
+    } else {
+        Metrics::default()
+    }
+}
+
+/// Waits until nothing accepts TCP connections at `addr` any more (a killed relay is gone).
+fn wait_refused(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "{addr} still accepts connections"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The next binary message, skipping control frames (tungstenite answers pings itself).
