@@ -64,11 +64,14 @@ fi
 # MOOSE_APT_UPDATED tells the scripts it was done.
 needs_browser=0
 needs_opus=0
+needs_nginx=0
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || needs_browser=1
 { command -v cmake >/dev/null 2>&1 && command -v cc >/dev/null 2>&1; } || needs_opus=1
-if [ $((needs_browser + needs_opus)) -gt 0 ]; then
+sh scripts/install-nginx.sh --check || needs_nginx=1
+if [ $((needs_browser + needs_opus + needs_nginx)) -gt 0 ]; then
     say "installing test dependencies (apt)"
-    [ "$(id -u)" -eq 0 ] || fail "missing packages (chromium, cmake) and not root to install them"
+    [ "$(id -u)" -eq 0 ] ||
+        fail "missing packages (chromium, cmake, nginx, ...) and not root to install them"
     export DEBIAN_FRONTEND=noninteractive
     apt_log=$(mktemp)
     if ! apt-get update -qq >"$apt_log" 2>&1; then
@@ -84,7 +87,10 @@ if [ $((needs_browser + needs_opus)) -gt 0 ]; then
     if [ "$needs_browser" -eq 1 ]; then
         sh scripts/install-browser.sh || fail "scripts/install-browser.sh failed"
     fi
-    echo "    ok: chromium and cmake installed"
+    if [ "$needs_nginx" -eq 1 ]; then
+        sh scripts/install-nginx.sh || fail "scripts/install-nginx.sh failed"
+    fi
+    echo "    ok: test dependencies installed"
 fi
 
 # glommio registers its io_uring buffers as locked memory: the relay needs 768 KiB per core

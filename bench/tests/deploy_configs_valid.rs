@@ -1,0 +1,525 @@
+//! Every file of deploy/ that a tool on this machine can check is checked by that tool: nginx
+//! accepts the filled nginx templates (`nginx -t`), systemd accepts the unit (`systemd-analyze
+//! verify`, and `security` scores it), the Kubernetes manifest parses (PyYAML) and probes
+//! /readyz with a grace period above the drain, and the seccomp profile is the set the unit
+//! allows, io_uring included. The container file is not built: no container engine here.
+
+mod nginx_support;
+#[path = "../../relay/tests/support/mod.rs"]
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use nginx_support::{DEBIAN_MODULES, NGINX_FILES, deploy_dir, nginx_binary, self_signed_cert};
+use serde_json::Value;
+
+/// `--drain-seconds` as the deploy files pass it (also the relay's default).
+const DRAIN_SECONDS: u64 = 30;
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("moose-deploy-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("logs")).expect("make temp dir");
+    dir
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn read_deploy(path: &str) -> String {
+    fs::read_to_string(deploy_dir().join(path)).unwrap_or_else(|e| panic!("deploy/{path}: {e}"))
+}
+
+#[test]
+fn nginx_accepts_every_config() {
+    // Every file in deploy/nginx/ is one nginx.conf includes, so `nginx -t` below reads it.
+    let mut found: Vec<String> = fs::read_dir(deploy_dir().join("nginx"))
+        .expect("list deploy/nginx")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    found.sort();
+    let mut known = NGINX_FILES.map(str::to_owned).to_vec();
+    known.sort();
+    assert_eq!(
+        found, known,
+        "deploy/nginx/ holds files the tests do not check"
+    );
+    let main = read_deploy("nginx/nginx.conf");
+    for name in &NGINX_FILES[1..] {
+        assert!(
+            main.contains(&format!("include {name};")),
+            "nginx.conf does not include {name}"
+        );
+    }
+
+    let dir = temp_dir("nginx-t");
+    let (cert, key) = self_signed_cert(&dir);
+    let values = [
+        ("NGINX_MODULES", DEBIAN_MODULES.to_owned()),
+        ("NGINX_USER", "nobody nogroup".to_owned()),
+        ("HTTPS_LISTEN", "127.0.0.1:18443".to_owned()),
+        ("SERVER_NAME", "relay.example.org".to_owned()),
+        ("TLS_CERT", cert.display().to_string()),
+        ("TLS_KEY", key.display().to_string()),
+        ("LOG_DIR", dir.join("logs").display().to_string()),
+        ("RELAY_1_HTTP", "10.0.0.11:7777".to_owned()),
+        ("RELAY_2_HTTP", "10.0.0.12:7777".to_owned()),
+        ("VORS_LISTEN", "127.0.0.1:12978".to_owned()),
+        ("RELAY_1_VORS", "10.0.0.11:12978".to_owned()),
+        ("RELAY_2_VORS", "10.0.0.12:12978".to_owned()),
+    ];
+    nginx_support::write_nginx_configs(&dir, &values);
+    let globals = format!("pid {}; error_log stderr;", dir.join("nginx.pid").display());
+    let out = Command::new(nginx_binary())
+        .arg("-t")
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", &globals])
+        .output()
+        .expect("run nginx -t");
+    let said = text(&out);
+    assert!(
+        out.status.success(),
+        "nginx -t refused deploy/nginx:\n{said}"
+    );
+    assert!(said.contains("test is successful"), "{said}");
+    // A warning (a directive ignored, a limit not applied) is a config that does not do what
+    // its comments say.
+    assert!(!said.contains("[warn]"), "nginx -t warns:\n{said}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// The unit with its ExecStart binary replaced by the relay this workspace built: `verify`
+/// checks that every Exec binary exists, and the unit names the installed path.
+fn unit_for_verify(dir: &Path) -> std::path::PathBuf {
+    let unit = read_deploy("moose-relay.service");
+    let installed = "ExecStart=/usr/local/bin/moose-relay ";
+    assert!(unit.contains(installed), "the unit runs {installed:?}");
+    let relay = support::relay_binary();
+    let local = unit.replace(installed, &format!("ExecStart={} ", relay.display()));
+    let path = dir.join("moose-relay.service");
+    fs::write(&path, local).expect("write unit copy");
+    path
+}
+
+fn systemd_analyze(args: &[&str], unit: &Path) -> Output {
+    Command::new("systemd-analyze")
+        .args(args)
+        .arg(unit)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "systemd-analyze cannot run ({e}): run scripts/install-nginx.sh (as root), which \
+                 installs Debian's systemd package for it"
+            )
+        })
+}
+
+#[test]
+fn systemd_accepts_the_unit() {
+    let dir = temp_dir("systemd");
+    let unit = unit_for_verify(&dir);
+    // verify loads the unit as systemd would (no running systemd needed): unknown or
+    // misspelt settings, bad values and missing Exec binaries are reported on stderr, the
+    // last also with a failing status. Nothing may be reported.
+    let out = systemd_analyze(&["verify", "--man=no"], &unit);
+    let said = text(&out);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify on deploy/moose-relay.service ({}):\n{said}",
+        out.status
+    );
+    // `security` scores the sandboxing from 0 (locked down) to 10 (none); --threshold is in
+    // tenths. 2.0 is the top of "OK": the unit must stay hardened.
+    let out = systemd_analyze(&["security", "--offline=true", "--threshold=20"], &unit);
+    assert!(
+        out.status.success(),
+        "the unit's exposure is above 2.0:\n{}",
+        text(&out)
+    );
+
+    let source = read_deploy("moose-relay.service");
+    let setting = |name: &str| -> String {
+        source
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("the unit sets no {name}="))
+            .trim()
+            .to_owned()
+    };
+    let stop: u64 = setting("TimeoutStopSec")
+        .parse()
+        .expect("TimeoutStopSec in seconds");
+    assert!(
+        source.contains(&format!("--drain-seconds {DRAIN_SECONDS}")),
+        "the unit passes --drain-seconds {DRAIN_SECONDS}"
+    );
+    assert!(
+        stop > DRAIN_SECONDS,
+        "TimeoutStopSec={stop} must exceed the {DRAIN_SECONDS} s drain"
+    );
+    assert_eq!(setting("CapabilityBoundingSet"), "");
+    assert_eq!(setting("NoNewPrivileges"), "yes");
+    assert_eq!(setting("ProtectSystem"), "strict");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// deploy/kubernetes/moose-relay.yaml as JSON values, one per YAML document.
+fn kubernetes_documents() -> Vec<Value> {
+    let path = deploy_dir().join("kubernetes/moose-relay.yaml");
+    let script = "import json, sys, yaml\n\
+                  json.dump(list(yaml.safe_load_all(open(sys.argv[1]))), sys.stdout)";
+    let out = ["python3", "/usr/bin/python3"]
+        .iter()
+        .filter_map(|py| {
+            Command::new(py)
+                .args(["-c", script])
+                .arg(&path)
+                .output()
+                .ok()
+        })
+        .find(|out| out.status.success() || !text(out).contains("No module named 'yaml'"))
+        .expect(
+            "python3 with PyYAML is needed: run scripts/install-nginx.sh (installs python3-yaml)",
+        );
+    assert!(
+        out.status.success(),
+        "deploy/kubernetes/moose-relay.yaml does not parse:\n{}",
+        text(&out)
+    );
+    match serde_json::from_slice(&out.stdout).expect("PyYAML's JSON") {
+        Value::Array(docs) => docs,
+        other => panic!("expected a list of documents, got {other}"),
+    }
+}
+
+fn kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+#[test]
+fn kubernetes_manifest_probes_readyz_and_outlasts_the_drain() {
+    let docs = kubernetes_documents();
+    let sets = kind(&docs, "StatefulSet");
+    assert_eq!(sets.len(), 1, "one StatefulSet of relays");
+    let pod = &sets[0]["spec"]["template"]["spec"];
+    let relay = &pod["containers"][0];
+
+    let probe = &relay["readinessProbe"]["httpGet"];
+    assert_eq!(probe["path"], "/readyz", "readiness probe: {probe}");
+    // The probe's port is the container's admin port, where the relay's admin endpoint
+    // listens (not on loopback: the kubelet probes the pod IP).
+    let admin_port = relay["ports"]
+        .as_array()
+        .expect("container ports")
+        .iter()
+        .find(|p| p["name"] == probe["port"])
+        .unwrap_or_else(|| panic!("no container port named {}", probe["port"]))["containerPort"]
+        .as_u64()
+        .expect("port number");
+    let env = |name: &str| -> String {
+        relay["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .unwrap_or_else(|| panic!("no env {name}"))
+            .to_owned()
+    };
+    assert_eq!(env("MOOSE_ADMIN_LISTEN"), format!("0.0.0.0:{admin_port}"));
+
+    // The kubelet sends SIGTERM after preStop, then SIGKILL at the end of the grace period,
+    // which must cover the pause and the drain.
+    let args: Vec<&str> = relay["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let drain: u64 = args
+        .windows(2)
+        .find(|w| w[0] == "--drain-seconds")
+        .map(|w| w[1].parse().expect("a number"))
+        .expect("--drain-seconds in the relay's args");
+    let pause: u64 = relay["lifecycle"]["preStop"]["exec"]["command"]
+        .as_array()
+        .and_then(|c| c.last())
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .expect("preStop: sleep N");
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds");
+    assert!(
+        grace > pause + drain,
+        "grace {grace} s must exceed preStop {pause} s + drain {drain} s"
+    );
+
+    // One Service per relay pod, each selecting a pod the StatefulSet makes, and as many as
+    // the nginx templates have relays.
+    let replicas = sets[0]["spec"]["replicas"].as_u64().expect("replicas");
+    let per_pod: Vec<&Value> = kind(&docs, "Service")
+        .into_iter()
+        .filter(|s| !s["spec"]["selector"]["statefulset.kubernetes.io/pod-name"].is_null())
+        .collect();
+    assert_eq!(per_pod.len() as u64, replicas, "a Service per relay pod");
+    for (n, service) in per_pod.iter().enumerate() {
+        assert_eq!(
+            service["metadata"]["name"],
+            format!("moose-relay-{}", n + 1)
+        );
+        assert_eq!(
+            service["spec"]["selector"]["statefulset.kubernetes.io/pod-name"],
+            format!("moose-relay-{n}")
+        );
+    }
+    let http = read_deploy("nginx/moose-http.conf");
+    let stream = read_deploy("nginx/moose-stream.conf");
+    for n in 1..=replicas {
+        assert!(
+            http.contains(&format!("@RELAY_{n}_HTTP@")),
+            "relay {n} in moose-http.conf"
+        );
+        assert!(
+            stream.contains(&format!("@RELAY_{n}_VORS@")),
+            "relay {n} in moose-stream.conf"
+        );
+    }
+
+    // The way in keeps client addresses (VoRS TCP and UDP must hash alike) and takes both
+    // protocols on the VoRS port.
+    let lb: Vec<&Value> = kind(&docs, "Service")
+        .into_iter()
+        .filter(|s| s["spec"]["type"] == "LoadBalancer")
+        .collect();
+    assert_eq!(lb.len(), 1, "one LoadBalancer Service");
+    assert_eq!(lb[0]["spec"]["externalTrafficPolicy"], "Local");
+    let protocols: Vec<&Value> = lb[0]["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .filter(|p| p["port"] == 12978)
+        .map(|p| &p["protocol"])
+        .collect();
+    assert_eq!(protocols, ["TCP", "UDP"], "VoRS over TCP and UDP");
+}
+
+/// The syscalls a systemd filter group allows, nested groups expanded.
+fn syscall_group(group: &str) -> std::collections::BTreeSet<String> {
+    let out = Command::new("systemd-analyze")
+        .args(["syscall-filter", group])
+        .output()
+        .expect("systemd-analyze syscall-filter (scripts/install-nginx.sh installs systemd)");
+    assert!(out.status.success(), "{}", text(&out));
+    let mut names = std::collections::BTreeSet::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
+        let name = line.trim();
+        if name.is_empty() || name.starts_with('#') {
+            continue;
+        }
+        if name.starts_with('@') {
+            names.extend(syscall_group(name));
+        } else {
+            names.insert(name.to_owned());
+        }
+    }
+    names
+}
+
+#[test]
+fn seccomp_profile_allows_io_uring_and_matches_the_unit() {
+    let profile: Value =
+        serde_json::from_str(&read_deploy("seccomp/moose-relay.json")).expect("profile is JSON");
+    assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO", "an allowlist");
+    let rules = profile["syscalls"].as_array().expect("syscalls");
+    assert_eq!(rules.len(), 1, "one allow rule");
+    assert_eq!(rules[0]["action"], "SCMP_ACT_ALLOW");
+    let allowed: std::collections::BTreeSet<String> = rules[0]["names"]
+        .as_array()
+        .expect("names")
+        .iter()
+        .map(|n| n.as_str().expect("a name").to_owned())
+        .collect();
+    for needed in [
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+        "sched_setaffinity",
+        "prlimit64",
+        "setsockopt",
+    ] {
+        assert!(allowed.contains(needed), "the profile blocks {needed}");
+    }
+    // The container gets what the systemd unit gives (SystemCallFilter=@system-service, then
+    // ~@privileged), less the namespace calls a container has no use for.
+    let mut unit_set = syscall_group("@system-service");
+    for name in syscall_group("@privileged") {
+        unit_set.remove(&name);
+    }
+    unit_set.remove("unshare");
+    unit_set.remove("setns");
+    let only_profile: Vec<_> = allowed.difference(&unit_set).collect();
+    let only_unit: Vec<_> = unit_set.difference(&allowed).collect();
+    assert!(
+        only_profile.is_empty() && only_unit.is_empty(),
+        "deploy/seccomp/moose-relay.json and the unit's filter differ (see deploy/README.md to \
+         regenerate): only in the profile {only_profile:?}, only in the unit {only_unit:?}"
+    );
+    let unit = read_deploy("moose-relay.service");
+    assert!(unit.contains("SystemCallFilter=@system-service\n"));
+    assert!(unit.contains("SystemCallFilter=~@privileged\n"));
+    let containerfile = read_deploy("Containerfile");
+    assert!(containerfile.contains("seccomp=deploy/seccomp/moose-relay.json"));
+}
+
+/// The profile allows every syscall the relay makes: a relay started under strace serves a
+/// Moose line, a VoRS call with media and a metrics scrape, and every syscall in the trace must
+/// be in deploy/seccomp/moose-relay.json (which is the unit's filter, see above). io_uring
+/// operations themselves are not syscalls and seccomp never sees them.
+#[test]
+fn relay_makes_only_syscalls_the_profile_allows() {
+    use std::io::{BufRead as _, BufReader};
+    use support::ws::WsClient;
+
+    let dir = temp_dir("strace");
+    let trace = dir.join("strace.log");
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .arg(support::relay_binary())
+        .args(["--open", "--cores", "2", "--listen", "127.0.0.1:0"])
+        .args([
+            "--vors-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--vors-key")
+        .arg(dir.join("vors.key"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run strace (scripts/install-nginx.sh installs it)");
+    let stdout = strace.stdout.take().expect("stdout");
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("listening "));
+    let Some(ready) = ready else {
+        let _ = strace.kill();
+        panic!(
+            "the relay under strace printed no ready line; strace said:\n{}",
+            fs::read_to_string(&trace).unwrap_or_default()
+        );
+    };
+    let field = |name: &str| -> String {
+        ready
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name}= in {ready:?}"))
+            .to_owned()
+    };
+    let http = field("http").parse().expect("http address");
+    let admin = field("admin").parse().expect("admin address");
+
+    // A Moose line: two peers, one message.
+    let mut alice = WsClient::connect(http, "strace-line-0123456789");
+    let mut bob = WsClient::connect(http, "strace-line-0123456789");
+    alice.send_binary(&[7; 1024]);
+    assert_eq!(bob.recv().payload, [7; 1024]);
+
+    // A VoRS call with media both ways through the edge check and the fan-out.
+    let tone = dir.join("tone.wav");
+    moose_bench::audio::write_wav(&tone, &moose_bench::audio::sine(440.0, 8_000.0, 48_000))
+        .expect("write tone");
+    let call = |name: &str, seconds: &str| {
+        Command::new(env!("CARGO_BIN_EXE_moose-call"))
+            .args([
+                "--server",
+                &field("vors"),
+                "--pubkey",
+                &field("vors_pubkey"),
+            ])
+            .args(["--name", name, "--room", "strace", "--seconds", seconds])
+            .arg("--input")
+            .arg(&tone)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn moose-call")
+    };
+    let first = call("first", "2.5");
+    let second = call("second", "2");
+    for member in [second, first] {
+        let out = member.wait_with_output().expect("moose-call ends");
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "moose-call failed:\n{said}");
+        let received: u64 = said
+            .lines()
+            .find_map(|l| l.strip_prefix("moose-call: left: "))
+            .and_then(|l| l.split(", ").nth(2))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no summary:\n{said}"));
+        assert!(received > 0, "no media went through the relay:\n{said}");
+    }
+    let (status, _) = support::http_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    drop((alice, bob));
+
+    // The relay is strace's only child: its pid starts the trace. Killing it ends strace.
+    let log = fs::read_to_string(&trace).expect("read the trace");
+    let relay_pid = log
+        .split_whitespace()
+        .next()
+        .expect("a traced syscall")
+        .to_owned();
+    let _ = Command::new("kill").args(["-KILL", &relay_pid]).status();
+    let _ = strace.wait();
+
+    let log = fs::read_to_string(&trace).expect("read the trace");
+    let used: std::collections::BTreeSet<&str> = log
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|call| call.split_once('(').map(|(name, _)| name))
+        .filter(|name| {
+            !name.is_empty() && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+        })
+        .collect();
+    assert!(
+        used.contains("io_uring_setup") && used.contains("sched_setaffinity"),
+        "{used:?}"
+    );
+    let profile: Value =
+        serde_json::from_str(&read_deploy("seccomp/moose-relay.json")).expect("profile is JSON");
+    let allowed: Vec<&str> = profile["syscalls"][0]["names"]
+        .as_array()
+        .expect("names")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let refused: Vec<&&str> = used.iter().filter(|s| !allowed.contains(s)).collect();
+    assert!(
+        refused.is_empty(),
+        "the relay makes syscalls deploy/seccomp/moose-relay.json (and the unit) would refuse: \
+         {refused:?}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
