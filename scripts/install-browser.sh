@@ -6,6 +6,7 @@ if command -v chromium >/dev/null 2>&1; then
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+# scripts/test.sh refreshes the package lists once for every install script and says so.
+[ -n "${MOOSE_APT_UPDATED:-}" ] || apt-get update -qq
 apt-get install -y -qq --no-install-recommends chromium >/dev/null
 command -v chromium >/dev/null 2>&1 || { echo "chromium still not on PATH" >&2; exit 1; }

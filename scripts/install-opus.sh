@@ -10,7 +10,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends cmake make gcc libc6-dev; } >"$log" 2>&1; then
+# scripts/test.sh refreshes the package lists once for every install script and says so.
+if ! { { [ -n "${MOOSE_APT_UPDATED:-}" ] || apt-get update -qq; } && apt-get install -y -qq --no-install-recommends cmake make gcc libc6-dev; } >"$log" 2>&1; then
     cat "$log" >&2
     echo "install-opus.sh: apt-get failed" >&2
     exit 1

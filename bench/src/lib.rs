@@ -6,4 +6,5 @@
 //! sans-IO client machine of `moose_proto::vors` over real sockets.
 
 pub mod audio;
+pub mod baseline;
 pub mod vors_client;

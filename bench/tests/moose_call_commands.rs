@@ -75,8 +75,8 @@ fn unmute_resumes_media() {
             "left alice"
         ]
     );
-    // Bob heard the media from both sides of the mute (the first packet may overtake
-    // alice's ADD, docs/wire-vors.md §10, and moose-call drops it).
+    // Bob heard the media from both sides of the mute. Alice leaves while talking, so her
+    // last packet may trail her DEL (docs/wire-vors.md §10): bob no longer has her key.
     let (sent, heard) = (alice.summary().sent, bob.summary().received);
     assert!(
         heard + 1 >= sent && heard <= sent,

@@ -20,32 +20,13 @@ use moose_proto::vors::Sid;
 use moose_proto::vors::packet::{COOKIE_LEN, seal};
 use support::Relay;
 use vors_support::member::RawMember;
-use vors_support::{CallProc, Metrics, OnPanic, assert_tone, temp_dir, tone_wav, wait_metrics};
+use vors_support::{
+    CallProc, Metrics, OnPanic, Rng, assert_tone, temp_dir, tone_wav, wait_metrics,
+};
 
 const ROOM: &str = "forgeries";
 const LINE: Duration = Duration::from_secs(15);
 const CORES: u8 = 2;
-
-/// splitmix64: enough randomness for forged bytes, seeded per run and printed on failure.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// A media-shaped datagram: `sid`, PKT, FRAME, `payload_len` random bytes, a random tag.
 fn forged_media(rng: &mut Rng, sid: Sid, pkt: u32, payload_len: usize) -> Vec<u8> {

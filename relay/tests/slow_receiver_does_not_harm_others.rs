@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use moose_proto::ws::Opcode;
 use socket2::{Domain, Protocol, Socket, Type};
 use support::Relay;
-use support::ws::WsClient;
+use support::ws::{WsClient, upgrade_request};
 
 const KEY: &str = "slow-receiver-key-0123456789";
 /// PCM-sized messages: about 30 MiB in all, far more than any bounded queue may hold.
@@ -42,13 +42,8 @@ fn connect_stalled(addr: SocketAddr) -> TcpStream {
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&addr.into()).unwrap();
     let mut stream: TcpStream = socket.into();
-    write!(
-        stream,
-        "GET /ws?apikey={KEY} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
+    let request = upgrade_request(addr, &format!("apikey={KEY}"), &[]);
+    stream.write_all(request.as_bytes()).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();

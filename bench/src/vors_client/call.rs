@@ -16,6 +16,7 @@ use moose_proto::vors::keys::password_field;
 use super::CallConfig;
 use super::command::{CallEvent, Command};
 use super::error::CallError;
+use super::holdback::HoldBack;
 use super::net::{Input, Links};
 use super::recorder::{Recorder, Recording};
 use super::source::AudioSource;
@@ -69,6 +70,8 @@ pub struct Call {
     outcome: Option<Result<(), CallError>>,
     leaving: bool,
     opus: Vec<u8>,
+    /// Media from SIDs whose ADD has not arrived yet.
+    held: HoldBack,
 }
 
 impl Call {
@@ -109,6 +112,7 @@ impl Call {
             outcome: None,
             leaving: false,
             opus: Vec::new(),
+            held: HoldBack::default(),
         })
     }
 
@@ -158,6 +162,7 @@ impl Call {
                 return Ok(());
             }
             self.tick_audio(now)?;
+            self.release_held(now)?;
             if self.session.poll_timeout().is_some_and(|t| now >= t) {
                 self.session.handle_timeout(now);
             }
@@ -171,10 +176,15 @@ impl Call {
             if self.outcome.is_some() {
                 continue;
             }
-            let wake = [self.next_frame, self.session.poll_timeout(), self.end]
-                .into_iter()
-                .flatten()
-                .fold(now + IDLE_WAIT, Instant::min);
+            let wake = [
+                self.next_frame,
+                self.session.poll_timeout(),
+                self.end,
+                self.held.next_expiry(),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(now + IDLE_WAIT, Instant::min);
             match self.rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(input) => {
                     let now = Instant::now();
@@ -218,21 +228,50 @@ impl Call {
         on_event: &mut impl FnMut(CallEvent),
     ) -> Result<(), CallError> {
         match input {
-            Input::Tcp(bytes) => self.session.handle_tcp(now, &bytes),
-            Input::TcpClosed => self.session.handle_tcp_closed(now),
-            Input::Datagram(datagram) => {
-                self.opus.clear();
-                let received = self.session.handle_datagram(now, &datagram, &mut self.opus);
-                if let (Some(from), Some(recorder)) = (received, self.recorder.as_mut()) {
-                    recorder.push(now, from, &self.opus)?;
-                }
+            Input::Tcp(bytes) => {
+                self.session.handle_tcp(now, &bytes);
+                // The ADDs just read must reach the recorder before the media they announce.
+                self.drain(now, on_event)?;
+                self.release_held(now)?;
             }
+            Input::TcpClosed => self.session.handle_tcp_closed(now),
+            Input::Datagram(datagram) => match datagram.first() {
+                Some(&sid) if !knows(&self.session, sid) => {
+                    if let Some(oldest) = self.held.hold(now, datagram) {
+                        self.receive(now, &oldest)?;
+                    }
+                }
+                _ => self.receive(now, &datagram)?,
+            },
             // Before we are in the room, commands wait, in order: lines typed (or piped)
             // before the server answered are still said, and a Leave still comes last.
             Input::Command(command) => {
                 self.pending.push(command);
                 self.apply_pending(now, on_event);
             }
+        }
+        Ok(())
+    }
+
+    /// Hands one datagram to the session and what it decrypts to the recorder.
+    fn receive(&mut self, now: Instant, datagram: &[u8]) -> Result<(), CallError> {
+        self.opus.clear();
+        let received = self.session.handle_datagram(now, datagram, &mut self.opus);
+        if let (Some(from), Some(recorder)) = (received, self.recorder.as_mut()) {
+            recorder.push(now, from, &self.opus)?;
+        }
+        Ok(())
+    }
+
+    /// Lets go the held datagrams whose ADD has arrived or whose time is up.
+    fn release_held(&mut self, now: Instant) -> Result<(), CallError> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let session = &self.session;
+        let ready = self.held.release(now, |sid| knows(session, sid));
+        for datagram in ready {
+            self.receive(now, &datagram)?;
         }
         Ok(())
     }
@@ -347,4 +386,9 @@ impl Call {
             .cloned()
             .unwrap_or_else(|| format!("#{sid}"))
     }
+}
+
+/// Whether a member with this SID byte is in the room as far as `session` knows.
+fn knows(session: &ClientSession, sid: u8) -> bool {
+    session.peers().any(|(peer, _, _)| peer.0 == sid)
 }

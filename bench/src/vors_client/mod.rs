@@ -32,6 +32,7 @@ use moose_proto::vors::hello::{MAX_ROOM_LEN, MAX_USERNAME_LEN};
 mod call;
 mod command;
 mod error;
+mod holdback;
 mod net;
 mod recorder;
 mod source;

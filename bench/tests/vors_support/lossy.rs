@@ -1,14 +1,16 @@
 //! A lossy network path in front of the real relay, for one member: the member's
 //! `--server` is this path's address, whose TCP port splices to the relay's VoRS port and
 //! whose UDP port passes datagrams both ways, dropping every `drop_every`-th media packet on
-//! its way to the member. The relay and the call are the real ones; only the wire loses
-//! packets, as a bad Wi-Fi hop would.
+//! its way to the member, or holding the relay's control bytes back for a while so that
+//! media overtakes them. The relay and the call are the real ones; only the wire loses or
+//! delays packets, as a bad Wi-Fi hop or a slow proxy would.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use moose_proto::vors::packet::COOKIE_LEN;
 
@@ -19,6 +21,7 @@ pub struct LossyPath {
     pub addr: SocketAddr,
     dropped: Arc<AtomicU64>,
     passed: Arc<AtomicU64>,
+    overtaking: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -26,6 +29,16 @@ impl LossyPath {
     /// Opens the path to `relay` (its VoRS address); `drop_every` must be at least 2.
     pub fn start(relay: SocketAddr, drop_every: u64) -> LossyPath {
         assert!(drop_every >= 2, "dropping every packet is no call");
+        LossyPath::open(relay, drop_every, Duration::ZERO)
+    }
+
+    /// Opens a path to `relay` that loses nothing but delivers the relay's TCP bytes
+    /// `delay` late: a newcomer's media then reaches the member before its ADD.
+    pub fn slow_control(relay: SocketAddr, delay: Duration) -> LossyPath {
+        LossyPath::open(relay, u64::MAX, delay)
+    }
+
+    fn open(relay: SocketAddr, drop_every: u64, control_delay: Duration) -> LossyPath {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind path tcp");
         let addr = listener.local_addr().expect("path addr");
         // The member's UDP socket is connected to `addr`: replies must come from it.
@@ -38,9 +51,13 @@ impl LossyPath {
             addr,
             dropped: Arc::new(AtomicU64::new(0)),
             passed: Arc::new(AtomicU64::new(0)),
+            overtaking: Arc::new(AtomicU64::new(0)),
             stop: Arc::new(AtomicBool::new(false)),
         };
-        thread::spawn(move || splice_tcp(listener, relay));
+        // Relay bytes read but not yet delivered to the member.
+        let control_in_flight = Arc::new(AtomicU64::new(0));
+        let in_flight = Arc::clone(&control_in_flight);
+        thread::spawn(move || splice_tcp(listener, relay, control_delay, in_flight));
         let member: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
 
         // Member → relay: everything (cookies, keepalives, media), from one source address
@@ -61,9 +78,10 @@ impl LossyPath {
         });
 
         // Relay → member: media packets, every `drop_every`-th one lost.
-        let (dropped, passed, stop) = (
+        let (dropped, passed, overtaking, stop) = (
             Arc::clone(&path.dropped),
             Arc::clone(&path.passed),
+            Arc::clone(&path.overtaking),
             Arc::clone(&path.stop),
         );
         thread::spawn(move || {
@@ -80,6 +98,9 @@ impl LossyPath {
                         continue;
                     }
                     passed.fetch_add(1, Ordering::Relaxed);
+                    if control_in_flight.load(Ordering::Relaxed) > 0 {
+                        overtaking.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 if let Some(to) = *member.lock().expect("member lock") {
                     let _ = front.send_to(&buf[..n], to);
@@ -98,6 +119,12 @@ impl LossyPath {
     pub fn passed(&self) -> u64 {
         self.passed.load(Ordering::Relaxed)
     }
+
+    /// Media packets passed to the member while control bytes sent before them were still
+    /// held back: each reached the member ahead of control the relay had sent earlier.
+    pub fn overtaking(&self) -> u64 {
+        self.overtaking.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for LossyPath {
@@ -108,8 +135,14 @@ impl Drop for LossyPath {
     }
 }
 
-/// Joins each accepted connection to a fresh one to the relay, byte for byte both ways.
-fn splice_tcp(listener: TcpListener, relay: SocketAddr) {
+/// Joins each accepted connection to a fresh one to the relay, byte for byte both ways,
+/// delivering the relay's bytes `delay` after they were read.
+fn splice_tcp(
+    listener: TcpListener,
+    relay: SocketAddr,
+    delay: Duration,
+    in_flight: Arc<AtomicU64>,
+) {
     for member in listener.incoming() {
         let Ok(member) = member else { continue };
         let Ok(upstream) = TcpStream::connect(relay) else {
@@ -121,8 +154,43 @@ fn splice_tcp(listener: TcpListener, relay: SocketAddr) {
             continue;
         };
         thread::spawn(move || pipe(member, upstream));
-        thread::spawn(move || pipe(upstream2, member2));
+        if delay.is_zero() {
+            thread::spawn(move || pipe(upstream2, member2));
+        } else {
+            let in_flight = Arc::clone(&in_flight);
+            thread::spawn(move || delay_line(upstream2, member2, delay, in_flight));
+        }
     }
+}
+
+/// Like [`pipe`], but each chunk read is written `delay` after it was read: a constant
+/// extra latency on the control path, with no effect on throughput.
+fn delay_line(mut from: TcpStream, mut to: TcpStream, delay: Duration, in_flight: Arc<AtomicU64>) {
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let counter = Arc::clone(&in_flight);
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            counter.fetch_add(1, Ordering::Relaxed);
+            if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                break;
+            }
+        }
+        let _ = from.shutdown(Shutdown::Read);
+    });
+    for (read_at, chunk) in rx {
+        // The delay being simulated, not a wait for an event.
+        thread::sleep((read_at + delay).saturating_duration_since(Instant::now()));
+        let written = to.write_all(&chunk);
+        in_flight.fetch_sub(1, Ordering::Relaxed);
+        if written.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
 }
 
 /// Copies `from` into `to` until EOF or an error, then closes `to`'s write side so the

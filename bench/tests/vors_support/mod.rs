@@ -18,6 +18,7 @@ mod metrics;
 pub use metrics::{Metrics, OnPanic, wait_metrics};
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -148,7 +149,19 @@ impl CallProc {
     /// Starts `moose-call` against the relay's VoRS port as `name` in `room`, with `extra`
     /// arguments after the required ones.
     pub fn start(relay: &Relay, name: &str, room: &str, extra: &[&str]) -> CallProc {
-        let server = relay.vors.to_string();
+        CallProc::start_via(relay.vors, relay, name, room, extra)
+    }
+
+    /// Like [`CallProc::start`], but reaching the relay through `server` (a proxy or a
+    /// lossy path in front of it).
+    pub fn start_via(
+        server: SocketAddr,
+        relay: &Relay,
+        name: &str,
+        room: &str,
+        extra: &[&str],
+    ) -> CallProc {
+        let server = server.to_string();
         let args = [
             &["--server", &server, "--pubkey", &relay.vors_pubkey][..],
             &["--name", name, "--room", room],
@@ -320,4 +333,70 @@ impl Drop for Exit {
             );
         }
     }
+}
+
+/// splitmix64: enough randomness for forged bytes, seeded per run and printed on failure.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// A one-way call: bob joins through `via` (the relay's VoRS address, or a path in front of
+/// it) recording into `rec`; alice joins directly and plays `tone` (`tone_seconds` long),
+/// then leaves a second later, so nothing of hers is in flight when she goes. Returns
+/// alice's and bob's exits, both checked successful, after bob printed exactly the joins
+/// and the leave.
+pub fn tone_call(
+    relay: &Relay,
+    via: SocketAddr,
+    room: &str,
+    tone: &Path,
+    tone_seconds: u32,
+    rec: &Path,
+) -> (Exit, Exit) {
+    const LINE: Duration = Duration::from_secs(15);
+    let mut bob = CallProc::start_via(
+        via,
+        relay,
+        "bob",
+        room,
+        &["--record", rec.to_str().expect("utf-8")],
+    );
+    bob.expect_line("joined bob", LINE);
+    let seconds = (tone_seconds + 1).to_string();
+    let mut alice = CallProc::start(
+        relay,
+        "alice",
+        room,
+        &[
+            "--input",
+            tone.to_str().expect("utf-8"),
+            "--seconds",
+            &seconds,
+        ],
+    );
+    bob.expect_line("left alice", LINE);
+    alice.close_stdin();
+    let alice = alice.wait(LINE);
+    alice.assert_success("alice");
+    bob.close_stdin();
+    let bob = bob.wait(LINE);
+    bob.assert_success("bob");
+    assert_eq!(bob.lines, ["joined bob", "joined alice", "left alice"]);
+    (alice, bob)
 }

@@ -41,6 +41,19 @@ pub struct WsClient {
 
 const TEST_KEY_HEADER: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
+/// A whole upgrade request head for `/ws?<query>` to `host`, with `extra` headers.
+pub fn upgrade_request(host: SocketAddr, query: &str, extra: &[(&str, &str)]) -> String {
+    let mut request = format!(
+        "GET /ws?{query} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {TEST_KEY_HEADER}\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for (name, value) in extra {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request
+}
+
 /// Sends an upgrade request for `/ws?<query>` with `extra` headers; returns the client on 101.
 pub fn try_connect(
     addr: SocketAddr,
@@ -49,14 +62,7 @@ pub fn try_connect(
 ) -> Result<WsClient, Refused> {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_nodelay(true).unwrap();
-    let mut request = format!(
-        "GET /ws?{query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {TEST_KEY_HEADER}\r\nSec-WebSocket-Version: 13\r\n"
-    );
-    for (name, value) in extra {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
+    let request = upgrade_request(addr, query, extra);
     stream.write_all(request.as_bytes()).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -1,0 +1,236 @@
+//! Floods against the VoRS port while a real call goes on: forged datagrams at a high rate,
+//! and stalled or half-finished handshakes holding TCP connections open. Each attacker uses
+//! its own loopback address (127.0.0.2 and up); the call is on 127.0.0.1. Every flood is
+//! bounded in count and time. The call keeps every packet and its tone, forgeries are
+//! dropped and counted, and the stalled connections are closed and their descriptors freed.
+
+#[path = "../../relay/tests/support/mod.rs"]
+mod support;
+mod vors_support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use support::{Relay, http_get};
+use vors_support::{Metrics, OnPanic, Rng, assert_tone, temp_dir, tone_call, tone_wav};
+
+const TONE_HZ: f64 = 440.0;
+/// Forged datagrams sent per millisecond at most: a 64 000 packet/s flood.
+const FLOOD_BATCH: usize = 64;
+/// The flood's bound, whatever happens to the call.
+const FLOOD_MAX: u64 = 400_000;
+
+fn seeded_rng() -> Rng {
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    eprintln!("forged bytes from seed {seed:#x}");
+    Rng(seed)
+}
+
+/// Sends random datagrams of 1 to 200 bytes (every first byte, so every core's lane) from
+/// 127.0.0.2 to `to`, `FLOOD_BATCH` a millisecond, until `stop` or `FLOOD_MAX`. Returns how
+/// many were sent.
+fn flood(to: SocketAddr, stop: Arc<AtomicBool>, mut rng: Rng) -> u64 {
+    let socket = UdpSocket::bind("127.0.0.2:0").expect("bind the flooder");
+    let mut sent = 0;
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) && sent < FLOOD_MAX {
+        for _ in 0..FLOOD_BATCH {
+            let len = 1 + rng.below(200) as usize;
+            if socket.send_to(&rng.bytes(len), to).is_ok() {
+                sent += 1;
+            }
+        }
+        // Pacing the flood's rate, not a wait for an event.
+        next += Duration::from_millis(1);
+        thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    sent
+}
+
+#[test]
+fn forged_flood_during_call() {
+    let relay = Relay::start(&["--cores", "2"], &[]);
+    let _metrics_on_failure = OnPanic(&relay);
+    let dir = temp_dir("flood");
+    let rec = dir.join("rec");
+    let tone = tone_wav(&dir, TONE_HZ, 3.0);
+    let before = Metrics::read(&relay);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = thread::spawn({
+        let (vors, stop, rng) = (relay.vors, Arc::clone(&stop), seeded_rng());
+        move || flood(vors, stop, rng)
+    });
+    let (alice, bob) = tone_call(&relay, relay.vors, "flooded", &tone, 3, &rec);
+    stop.store(true, Ordering::Relaxed);
+    let forged = flooder.join().expect("flooder");
+    eprintln!("{forged} forged datagrams sent during the call");
+    assert!(forged > 10_000, "the flood barely ran: {forged}");
+
+    let sent = alice.summary().sent;
+    assert_eq!(sent, 150, "3 s of steady tone:\n{}", alice.stderr);
+    let heard = bob.summary();
+    assert_eq!(
+        (heard.received, heard.lost),
+        (sent, 0),
+        "bob lost audio to the flood: {heard:?}"
+    );
+    assert_tone(&rec.join("alice.wav"), TONE_HZ, 2.8, 2.5);
+
+    let after = Metrics::read(&relay);
+    let forwarded = after.get("moose_vors_packets_forwarded_total")
+        - before.get("moose_vors_packets_forwarded_total");
+    assert_eq!(forwarded, sent, "only alice's packets were forwarded");
+    let dropped = after.sum("moose_vors_dropped_total") - before.sum("moose_vors_dropped_total");
+    // Every forgery that reached the relay was dropped and counted; the kernel may have
+    // dropped a few more on a busy machine before the relay saw them.
+    assert!(
+        dropped <= forged + 20 && dropped * 10 >= forged * 9,
+        "{dropped} counted of {forged} forged:\n{}",
+        after.vors()
+    );
+    assert_eq!(http_get(relay.admin, "/readyz").0, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    socket
+        .bind(&SocketAddr::new(IpAddr::V4(from), 0).into())
+        .expect("bind the attacker");
+    socket.connect(&to.into()).expect("connect");
+    socket.into()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the relay's fd table")
+        .count()
+}
+
+#[test]
+fn stalled_handshakes_during_call() {
+    const EACH: usize = 50;
+    let relay = Relay::start(&["--cores", "2"], &[]);
+    let _metrics_on_failure = OnPanic(&relay);
+    let baseline_fds = open_fds(relay.pid());
+    let attacker = Ipv4Addr::new(127, 0, 0, 3);
+    let started = Instant::now();
+    // Three ways to stall: nothing at all, the magic only, the magic and part of a
+    // handshake message (a netstring announcing 1 600 bytes, 100 of them sent).
+    let mut partial = b"VoRS v41600:".to_vec();
+    partial.extend(seeded_rng().bytes(100));
+    let mut stalled: Vec<Option<TcpStream>> = [&b""[..], b"VoRS v4", &partial]
+        .iter()
+        .flat_map(|bytes| {
+            (0..EACH).map(move |_| {
+                let mut s = connect_from(attacker, relay.vors);
+                s.write_all(bytes).expect("write the stall");
+                s.set_nonblocking(true).expect("nonblocking");
+                Some(s)
+            })
+        })
+        .collect();
+    let opened = stalled.len();
+
+    // While all of them hang on: a whole call, from join to leave, keeps every packet.
+    let dir = temp_dir("stalled");
+    let rec = dir.join("rec");
+    let tone = tone_wav(&dir, TONE_HZ, 2.0);
+    let (alice, bob) = tone_call(&relay, relay.vors, "unbothered", &tone, 2, &rec);
+    let sent = alice.summary().sent;
+    assert_eq!(sent, 100, "2 s of steady tone:\n{}", alice.stderr);
+    assert_eq!(bob.summary().received, sent, "bob: {:?}", bob.summary());
+    assert_tone(&rec.join("alice.wav"), TONE_HZ, 1.9, 1.7);
+
+    // The relay closes each stalled handshake at its deadline (10 s after connecting).
+    while stalled.iter().any(Option::is_some) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} of {opened} stalled handshakes still open after 20 s",
+            stalled.iter().flatten().count()
+        );
+        for conn in &mut stalled {
+            let Some(s) = conn else { continue };
+            let mut buf = [0u8; 64];
+            match s.read(&mut buf) {
+                Ok(0) => *conn = None,
+                Ok(n) => panic!("a stalled handshake got {:?}", &buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => *conn = None,
+            }
+        }
+        // Polling the sockets' state with a deadline.
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "stalled handshakes closed before their deadline"
+    );
+    // Their descriptors are back: the relay holds what it held before the attack.
+    wait_fds(&relay, "descriptors back to the baseline", |fds| {
+        fds <= baseline_fds
+    });
+    assert_eq!(http_get(relay.admin, "/readyz").0, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn abandoned_handshakes_are_freed_at_once() {
+    const CLIENTS: usize = 100;
+    let relay = Relay::start(&["--cores", "2"], &[]);
+    let _metrics_on_failure = OnPanic(&relay);
+    let baseline_fds = open_fds(relay.pid());
+    let attacker = Ipv4Addr::new(127, 0, 0, 5);
+    let mut partial = b"VoRS v41600:".to_vec();
+    partial.extend(seeded_rng().bytes(100));
+    let clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| {
+            let mut s = connect_from(attacker, relay.vors);
+            s.write_all(&partial).expect("write half a handshake");
+            s
+        })
+        .collect();
+    wait_fds(&relay, "the relay to hold the half handshakes", |fds| {
+        fds >= baseline_fds + CLIENTS
+    });
+    // Killed clients: half their kernels close (FIN), half reset.
+    let started = Instant::now();
+    for (i, s) in clients.into_iter().enumerate() {
+        if i % 2 == 1 {
+            Socket::from(s)
+                .set_linger(Some(Duration::ZERO))
+                .expect("linger 0");
+        }
+    }
+    wait_fds(&relay, "descriptors back to the baseline", |fds| {
+        fds <= baseline_fds
+    });
+    // Freed when the connections went, not at the 10 s handshake deadline.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "freed only after {:?}",
+        started.elapsed()
+    );
+}
+
+/// Polls the relay's descriptor count until `done` holds, for at most 10 s.
+fn wait_fds(relay: &Relay, what: &str, done: impl Fn(usize) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(open_fds(relay.pid())) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} descriptors open",
+            open_fds(relay.pid())
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
