@@ -5,12 +5,15 @@ use std::sync::Arc;
 
 use glommio::channels::channel_mesh::Senders;
 
+use crate::accept::AcceptWarnings;
 use crate::config::Config;
 use crate::drain::Lifecycle;
 use crate::handoff::Handoff;
+use crate::limits::Limits;
+use crate::limits::handshakes::HandshakeGate;
 use crate::line::Lines;
 use crate::owner::Owners;
-use crate::ratelimit::AuthLimiter;
+use crate::ratelimit::AddressBuckets;
 use crate::stats::CoreStats;
 use crate::vors::VorsCore;
 use crate::vors::keyfile::ServerKey;
@@ -26,7 +29,13 @@ pub struct Shard {
     pub all_stats: Arc<[Arc<CoreStats>]>,
     pub owners: Owners,
     pub lines: Lines,
-    pub limiter: RefCell<AuthLimiter>,
+    pub limiter: RefCell<AddressBuckets>,
+    /// The limits every core shares (per-address slots, handshake rate, line and room quotas).
+    pub limits: Arc<Limits>,
+    /// VoRS handshakes running on this core.
+    pub handshakes: HandshakeGate,
+    /// This core's rate-limited accept warnings.
+    pub accept_warnings: AcceptWarnings,
     /// Senders to every core's hand-off receiver (`None` with a single core).
     pub mesh: Option<Senders<Handoff>>,
     pub vors: VorsCore,
@@ -44,12 +53,21 @@ impl Shard {
         mesh: Option<Senders<Handoff>>,
         vors_key: Arc<ServerKey>,
         lifecycle: Arc<Lifecycle>,
+        limits: Arc<Limits>,
     ) -> Self {
         let stats = all_stats[core].clone();
         Shard {
             core,
-            lines: Lines::new(config.max_peers, config.queue_bytes, stats.clone()),
-            limiter: RefCell::new(AuthLimiter::new(config.auth_failures_per_minute)),
+            lines: Lines::new(
+                config.max_peers,
+                config.queue_bytes,
+                stats.clone(),
+                limits.lines.clone(),
+            ),
+            limiter: RefCell::new(AddressBuckets::new(config.auth_failures_per_minute)),
+            handshakes: HandshakeGate::new(config.max_handshakes),
+            accept_warnings: AcceptWarnings::default(),
+            limits,
             vors: VorsCore::new(core, config.cores(), config.max_members),
             config,
             stats,
