@@ -11,7 +11,7 @@ use glommio::channels::shared_channel::ConnectedReceiver;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{debug, info, warn};
 
-use crate::accept::{Accepted, Acceptor, WhenExhausted};
+use crate::accept::{Accepted, Acceptor, SparePool, WhenExhausted};
 use crate::config::Config;
 use crate::drain::{self, Lifecycle};
 use crate::handoff::Handoff;
@@ -68,6 +68,8 @@ pub fn run(
     let mesh = (cores > 1).then(|| MeshBuilder::<Handoff, _>::full(cores, HANDOFF_QUEUE));
     let lifecycle = Arc::new(Lifecycle::default());
     let limits = Arc::new(Limits::new(&config));
+    // One spare for each accept loop (HTTP and VoRS per core, and the admin endpoint).
+    let spares = Arc::new(SparePool::new(2 * cores + 1));
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut admin = Some(bound.admin);
     let mut executors = Vec::with_capacity(cores);
@@ -81,6 +83,7 @@ pub fn run(
             vors_key: vors_key.clone(),
             lifecycle: lifecycle.clone(),
             limits: limits.clone(),
+            spares: spares.clone(),
             sockets,
             admin: admin.take(),
             ready: ready_tx.clone(),
@@ -123,6 +126,7 @@ struct CoreStart {
     vors_key: Arc<ServerKey>,
     lifecycle: Arc<Lifecycle>,
     limits: Arc<Limits>,
+    spares: Arc<SparePool>,
     sockets: CoreSockets,
     admin: Option<OwnedFd>,
     ready: mpsc::Sender<usize>,
@@ -148,6 +152,7 @@ async fn core_main(start: CoreStart) {
         start.vors_key,
         start.lifecycle,
         start.limits,
+        start.spares,
     ));
     if let Some(mut receivers) = receivers {
         for (_, receiver) in receivers.streams() {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use glommio::channels::channel_mesh::Senders;
 
-use crate::accept::AcceptWarnings;
+use crate::accept::{AcceptWarnings, SparePool};
 use crate::config::Config;
 use crate::drain::Lifecycle;
 use crate::handoff::Handoff;
@@ -36,6 +36,8 @@ pub struct Shard {
     pub handshakes: HandshakeGate,
     /// This core's rate-limited accept warnings.
     pub accept_warnings: AcceptWarnings,
+    /// Descriptors held in reserve for every accept loop of the process.
+    pub spares: Arc<SparePool>,
     /// Senders to every core's hand-off receiver (`None` with a single core).
     pub mesh: Option<Senders<Handoff>>,
     pub vors: VorsCore,
@@ -54,6 +56,7 @@ impl Shard {
         vors_key: Arc<ServerKey>,
         lifecycle: Arc<Lifecycle>,
         limits: Arc<Limits>,
+        spares: Arc<SparePool>,
     ) -> Self {
         let stats = all_stats[core].clone();
         Shard {
@@ -67,6 +70,7 @@ impl Shard {
             limiter: RefCell::new(AddressBuckets::new(config.auth_failures_per_minute)),
             handshakes: HandshakeGate::new(config.max_handshakes),
             accept_warnings: AcceptWarnings::default(),
+            spares,
             limits,
             vors: VorsCore::new(core, config.cores(), config.max_members),
             config,

@@ -276,12 +276,9 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     Ok(nofile_limit())
 }
 
-/// Accepts one connection already waiting on the listening socket `listener`, without
-/// waiting: `None` when none is waiting. For the descriptor-exhaustion path only (see
-/// `accept`), where no glommio accept is in flight on that socket: each core has its own
-/// SO_REUSEPORT socket and runs one accept loop on it, so nothing can take the connection
-/// between the check and the accept.
-pub fn accept_waiting(listener: RawFd) -> io::Result<Option<OwnedFd>> {
+/// Whether a connection waits in the backlog of the listening socket `listener` (or the
+/// socket has an error to report), without waiting.
+pub fn connection_waiting(listener: RawFd) -> bool {
     let mut poll = libc::pollfd {
         fd: listener,
         events: libc::POLLIN,
@@ -289,10 +286,16 @@ pub fn accept_waiting(listener: RawFd) -> io::Result<Option<OwnedFd>> {
     };
     // SAFETY: poll reads and writes the one pollfd we own; timeout 0 never blocks.
     let ready = unsafe { libc::poll(&mut poll, 1, 0) };
-    if ready < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if ready == 0 || poll.revents & libc::POLLIN == 0 {
+    ready > 0 && poll.revents & libc::POLLIN != 0
+}
+
+/// Accepts one connection already waiting on the listening socket `listener`, without
+/// waiting: `None` when none is waiting. For the descriptor-exhaustion path only (see
+/// `accept`), where no glommio accept is in flight on that socket: each core has its own
+/// SO_REUSEPORT socket and runs one accept loop on it, so nothing can take the connection
+/// between the check and the accept.
+pub fn accept_waiting(listener: RawFd) -> io::Result<Option<OwnedFd>> {
+    if !connection_waiting(listener) {
         return Ok(None);
     }
     // SAFETY: accept4 on a listening socket the caller owns; the peer address is not wanted

@@ -20,7 +20,7 @@ use crate::shard::Shard;
 use crate::stats::{CoreStats, Drop, HistogramSnapshot, LATENCY_BOUNDS, VorsDrop};
 
 /// Accepts admin connections for as long as the relay runs. Out of file descriptors, it still
-/// answers one request at a time on its spare descriptor (see `accept`), so `/readyz` and
+/// answers one request at a time on a spare descriptor's slot (see `accept`), so `/readyz` and
 /// `/metrics` stay answerable while the relay sheds everything else.
 pub async fn serve(shard: Rc<Shard>, listener: OwnedFd) {
     let mut acceptor = Acceptor::new(listener, WhenExhausted::Serve);
@@ -32,7 +32,7 @@ pub async fn serve(shard: Rc<Shard>, listener: OwnedFd) {
             }
             Accepted::OnSpare(stream) => {
                 handle(shard.clone(), stream, None).await;
-                acceptor.restore_spare();
+                shard.spares.refill();
             }
         }
     }
