@@ -19,7 +19,7 @@ use crate::http::{self, admin, upgrade};
 use crate::limits::{ConnectionRefusal, Limits};
 use crate::owner::Owners;
 use crate::preflight;
-use crate::shard::Shard;
+use crate::shard::{Shard, Shared};
 use crate::sockets::{self, CoreSockets};
 use crate::stats::CoreStats;
 use crate::sys;
@@ -81,9 +81,11 @@ pub fn run(
             owners,
             mesh: mesh.clone(),
             vors_key: vors_key.clone(),
-            lifecycle: lifecycle.clone(),
-            limits: limits.clone(),
-            spares: spares.clone(),
+            shared: Shared {
+                lifecycle: lifecycle.clone(),
+                limits: limits.clone(),
+                spares: spares.clone(),
+            },
             sockets,
             admin: admin.take(),
             ready: ready_tx.clone(),
@@ -124,9 +126,7 @@ struct CoreStart {
     owners: Owners,
     mesh: Option<MeshBuilder<Handoff, glommio::channels::channel_mesh::Full>>,
     vors_key: Arc<ServerKey>,
-    lifecycle: Arc<Lifecycle>,
-    limits: Arc<Limits>,
-    spares: Arc<SparePool>,
+    shared: Shared,
     sockets: CoreSockets,
     admin: Option<OwnedFd>,
     ready: mpsc::Sender<usize>,
@@ -150,9 +150,7 @@ async fn core_main(start: CoreStart) {
         start.owners,
         senders,
         start.vors_key,
-        start.lifecycle,
-        start.limits,
-        start.spares,
+        start.shared,
     ));
     if let Some(mut receivers) = receivers {
         for (_, receiver) in receivers.streams() {

@@ -46,6 +46,14 @@ pub struct Shard {
     pub lifecycle: Arc<Lifecycle>,
 }
 
+/// The process-wide state every core gets a handle to, besides configuration and counters.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub lifecycle: Arc<Lifecycle>,
+    pub limits: Arc<Limits>,
+    pub spares: Arc<SparePool>,
+}
+
 impl Shard {
     pub fn new(
         core: usize,
@@ -54,10 +62,13 @@ impl Shard {
         owners: Owners,
         mesh: Option<Senders<Handoff>>,
         vors_key: Arc<ServerKey>,
-        lifecycle: Arc<Lifecycle>,
-        limits: Arc<Limits>,
-        spares: Arc<SparePool>,
+        shared: Shared,
     ) -> Self {
+        let Shared {
+            lifecycle,
+            limits,
+            spares,
+        } = shared;
         let stats = all_stats[core].clone();
         Shard {
             core,

@@ -28,8 +28,7 @@ fn lines_past_the_limit_get_503() {
         .map(|i| WsClient::connect(relay.http, &key(i)))
         .collect();
     let refused = try_connect(relay.http, &format!("apikey={}", key(MAX)), &[])
-        .err()
-        .expect("one line too many");
+        .expect_err("one line too many");
     assert_eq!(refused.status, 503);
     assert_eq!(refused.body, "server full\n");
     assert_eq!(
