@@ -176,6 +176,9 @@ pub async fn admit(shard: Rc<Shard>, mut stream: TcpStream, request: LineRequest
             return;
         }
     };
+    // Counted when the line admits the peer, before the 101 goes out: a client that has read
+    // its 101 finds itself counted.
+    shard.stats.ws_upgrades.inc();
     let mut response = Vec::with_capacity(160);
     http::write_switching_protocols(&ws_key, &mut response);
     if let Err(e) = stream.write_all(&response).await {
@@ -183,7 +186,6 @@ pub async fn admit(shard: Rc<Shard>, mut stream: TcpStream, request: LineRequest
         shard.lines.leave(&key, &member);
         return;
     }
-    shard.stats.ws_upgrades.inc();
     info!(
         line = tag,
         peers = line.len(),
