@@ -146,6 +146,64 @@ pub struct RunArgs {
     )]
     pub auth_failures_per_minute: u32,
 
+    /// TCP connections (HTTP/WebSocket and VoRS together) one IP address may have open at
+    /// once, over every core; more are closed at once (0: no limit).
+    #[arg(
+        long,
+        env = "MOOSE_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 64,
+        global = true
+    )]
+    pub max_connections_per_address: usize,
+
+    /// VoRS handshakes one core drives at once; more connections are closed before any Noise
+    /// work (0: no limit).
+    #[arg(
+        long,
+        env = "MOOSE_MAX_HANDSHAKES",
+        default_value_t = 256,
+        global = true
+    )]
+    pub max_handshakes: usize,
+
+    /// VoRS handshakes one IP address may have going at once, over every core (0: no limit).
+    #[arg(
+        long,
+        env = "MOOSE_MAX_HANDSHAKES_PER_ADDRESS",
+        default_value_t = 8,
+        global = true
+    )]
+    pub max_handshakes_per_address: usize,
+
+    /// VoRS handshakes one IP address may start per minute (a token bucket with this burst),
+    /// over every core (0: no limit).
+    #[arg(
+        long,
+        env = "MOOSE_HANDSHAKES_PER_MINUTE",
+        default_value_t = 120,
+        global = true
+    )]
+    pub handshakes_per_minute: u32,
+
+    /// Most Moose lines in the process; a peer that would open one more gets 503 (0: no
+    /// limit).
+    #[arg(long, env = "MOOSE_MAX_LINES", default_value_t = 10_000, global = true)]
+    pub max_lines: usize,
+
+    /// Most VoRS rooms in the process; a member that would open one more gets
+    /// ["ERR", "server full"] (0: no limit).
+    #[arg(long, env = "MOOSE_MAX_ROOMS", default_value_t = 10_000, global = true)]
+    pub max_rooms: usize,
+
+    /// Seconds a client gets to send its whole HTTP request head (slowloris protection).
+    #[arg(
+        long,
+        env = "MOOSE_HEADER_TIMEOUT",
+        default_value_t = 10,
+        global = true
+    )]
+    pub header_timeout: u64,
+
     /// On SIGTERM or SIGINT, how long calls may go on before the relay exits anyway, in
     /// seconds (0: exit at once).
     #[arg(long, env = "MOOSE_DRAIN_SECONDS", default_value_t = 30, global = true)]

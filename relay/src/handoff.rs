@@ -2,13 +2,15 @@
 //!
 //! The accepting core has read the request and checked the key; the owner core decides the
 //! rest (is the line full?) and runs the connection from then on. The socket travels as an
-//! owned descriptor, the bytes read so far travel with it.
+//! owned descriptor, the bytes read so far and its per-address slot travel with it.
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
 use moose_proto::vors::hello::HelloOwned;
 use moose_proto::vors::server::ServerSession;
+
+use crate::limits::address::AddressSlot;
 
 /// A WebSocket upgrade for a line owned by the receiving core.
 #[derive(Debug)]
@@ -20,6 +22,9 @@ pub struct LineRequest {
     pub addr: SocketAddr,
     /// Bytes the client sent after its request head.
     pub early: Vec<u8>,
+    /// The connection's place in `--max-connections-per-address`, given back when the peer's
+    /// connection ends on the owner core.
+    pub slot: AddressSlot,
 }
 
 /// A message on the core-to-core mesh.
@@ -35,5 +40,7 @@ pub enum Handoff {
         fd: OwnedFd,
         session: Box<ServerSession>,
         hello: HelloOwned,
+        /// As in [`LineRequest::slot`].
+        slot: AddressSlot,
     },
 }

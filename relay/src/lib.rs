@@ -2,11 +2,13 @@
 //!
 //! `proto` holds the wire formats; this crate owns every socket, executor and timer.
 
+pub mod accept;
 pub mod cli;
 pub mod config;
 pub mod drain;
 pub mod handoff;
 pub mod http;
+pub mod limits;
 pub mod line;
 pub mod logging;
 pub mod owner;

@@ -7,7 +7,7 @@ use moose_relay::cli::Command;
 use moose_relay::config::{self, Config, EXIT_CONFIG, LoadError, Loaded};
 use moose_relay::vors::keyfile;
 use moose_relay::{logging, preflight, runtime, sys};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -56,6 +56,14 @@ fn main() -> ExitCode {
     };
     if let Err(e) = preflight::check(config.cores()) {
         return config_error(&e);
+    }
+    // Every connection costs a descriptor; the default soft limit (often 1024) is far below
+    // what a public relay needs, and raising it to the hard limit needs no privilege.
+    match sys::raise_nofile_limit() {
+        Ok(limit) => info!(limit, "open file limit (RLIMIT_NOFILE soft limit)"),
+        Err(e) => {
+            warn!(error = %e, limit = sys::nofile_limit(), "cannot raise the open file limit")
+        }
     }
     let (vors_key, vors_key_made) = match keyfile::load_or_create(&config.vors_key) {
         Ok(loaded) => loaded,

@@ -1,10 +1,16 @@
-//! Limits failed apikey attempts per client address ("moosebombing").
+//! Token buckets per client address: how often one address may do something.
 //!
-//! A token bucket per address: `per_minute` failures are allowed in a burst, refilled evenly over
-//! a minute. An address with an empty bucket is refused with 429 before its key is even looked
-//! at, so the limit cannot be used to probe keys. Each core keeps its own table (no shared
-//! state); the kernel spreads one address's connections over cores by port, so the effective
-//! limit is at most `cores × per_minute`, which docs/security.md states.
+//! A bucket per address: `per_minute` events are allowed in a burst, refilled evenly over a
+//! minute. Two users:
+//!
+//! - Failed apikey attempts ("moosebombing"): an address with an empty bucket is refused with
+//!   429 before its key is even looked at, so the limit cannot be used to probe keys
+//!   ([`AddressBuckets::allows`], then [`AddressBuckets::spend`] on a failure). Each core keeps
+//!   its own table (no shared state); the kernel spreads one address's connections over cores
+//!   by port, so the effective limit is at most `cores × per_minute`.
+//! - VoRS handshakes (`--handshakes-per-minute`): every handshake spends a token
+//!   ([`AddressBuckets::try_spend`]); one table for the whole process behind a mutex (see
+//!   `limits`), so the limit is exact.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,16 +25,16 @@ struct Bucket {
     updated: Instant,
 }
 
-/// Failed-attempt buckets for one core.
+/// Buckets for one kind of event, by address.
 #[derive(Debug)]
-pub struct AuthLimiter {
+pub struct AddressBuckets {
     per_minute: f64,
     buckets: HashMap<IpAddr, Bucket>,
 }
 
-impl AuthLimiter {
+impl AddressBuckets {
     pub fn new(per_minute: u32) -> Self {
-        AuthLimiter {
+        AddressBuckets {
             per_minute: f64::from(per_minute),
             buckets: HashMap::new(),
         }
@@ -39,15 +45,25 @@ impl AuthLimiter {
         (bucket.tokens + elapsed * self.per_minute / 60.0).min(self.per_minute)
     }
 
-    /// False when `addr` has used up its failures and must be refused.
+    /// False when `addr` has used up its tokens and must be refused.
     pub fn allows(&self, addr: IpAddr, now: Instant) -> bool {
         self.buckets
             .get(&addr)
             .is_none_or(|b| self.refilled(*b, now) >= 1.0)
     }
 
-    /// Records one failed attempt from `addr`.
-    pub fn failed(&mut self, addr: IpAddr, now: Instant) {
+    /// Takes a token for one event from `addr` if it has one; false (and nothing taken) when
+    /// its bucket is empty.
+    pub fn try_spend(&mut self, addr: IpAddr, now: Instant) -> bool {
+        if !self.allows(addr, now) {
+            return false;
+        }
+        self.spend(addr, now);
+        true
+    }
+
+    /// Records one event from `addr` (a failed attempt), whether or not it had a token.
+    pub fn spend(&mut self, addr: IpAddr, now: Instant) {
         if self.buckets.len() >= MAX_TRACKED && !self.buckets.contains_key(&addr) {
             self.forget_full(now);
         }
@@ -84,13 +100,13 @@ mod tests {
 
     #[test]
     fn burst_then_refused_then_refilled() {
-        let mut limiter = AuthLimiter::new(3);
+        let mut limiter = AddressBuckets::new(3);
         let addr: IpAddr = [192, 0, 2, 1].into();
         let other: IpAddr = [192, 0, 2, 2].into();
         let t0 = Instant::now();
         for _ in 0..3 {
             assert!(limiter.allows(addr, t0));
-            limiter.failed(addr, t0);
+            limiter.spend(addr, t0);
         }
         assert!(
             !limiter.allows(addr, t0),
@@ -103,5 +119,19 @@ mod tests {
         // One failure is refilled every 20 s at 3 per minute.
         assert!(!limiter.allows(addr, t0 + Duration::from_secs(19)));
         assert!(limiter.allows(addr, t0 + Duration::from_secs(21)));
+    }
+
+    #[test]
+    fn try_spend_takes_only_what_there_is() {
+        let mut buckets = AddressBuckets::new(2);
+        let addr: IpAddr = [192, 0, 2, 3].into();
+        let t0 = Instant::now();
+        assert!(buckets.try_spend(addr, t0));
+        assert!(buckets.try_spend(addr, t0));
+        assert!(!buckets.try_spend(addr, t0), "the burst is spent");
+        assert!(!buckets.try_spend(addr, t0 + Duration::from_secs(29)));
+        // One token every 30 s at 2 per minute; a refusal took nothing.
+        assert!(buckets.try_spend(addr, t0 + Duration::from_secs(31)));
+        assert!(!buckets.try_spend(addr, t0 + Duration::from_secs(31)));
     }
 }

@@ -1,5 +1,6 @@
 //! Starts one pinned glommio executor per core and wires them together.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -7,17 +8,18 @@ use std::time::Duration;
 use anyhow::Context as _;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::channels::shared_channel::ConnectedReceiver;
-use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use crate::accept::{Accepted, Acceptor, SparePool, WhenExhausted};
 use crate::config::Config;
 use crate::drain::{self, Lifecycle};
 use crate::handoff::Handoff;
 use crate::http::{self, admin, upgrade};
+use crate::limits::{ConnectionRefusal, Limits};
 use crate::owner::Owners;
 use crate::preflight;
-use crate::shard::Shard;
+use crate::shard::{Shard, Shared};
 use crate::sockets::{self, CoreSockets};
 use crate::stats::CoreStats;
 use crate::sys;
@@ -65,6 +67,9 @@ pub fn run(
     let owners = Owners::new(cores, rand::random());
     let mesh = (cores > 1).then(|| MeshBuilder::<Handoff, _>::full(cores, HANDOFF_QUEUE));
     let lifecycle = Arc::new(Lifecycle::default());
+    let limits = Arc::new(Limits::new(&config));
+    // One spare for each accept loop (HTTP and VoRS per core, and the admin endpoint).
+    let spares = Arc::new(SparePool::new(2 * cores + 1));
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut admin = Some(bound.admin);
     let mut executors = Vec::with_capacity(cores);
@@ -76,7 +81,11 @@ pub fn run(
             owners,
             mesh: mesh.clone(),
             vors_key: vors_key.clone(),
-            lifecycle: lifecycle.clone(),
+            shared: Shared {
+                lifecycle: lifecycle.clone(),
+                limits: limits.clone(),
+                spares: spares.clone(),
+            },
             sockets,
             admin: admin.take(),
             ready: ready_tx.clone(),
@@ -117,9 +126,9 @@ struct CoreStart {
     owners: Owners,
     mesh: Option<MeshBuilder<Handoff, glommio::channels::channel_mesh::Full>>,
     vors_key: Arc<ServerKey>,
-    lifecycle: Arc<Lifecycle>,
+    shared: Shared,
     sockets: CoreSockets,
-    admin: Option<std::os::fd::OwnedFd>,
+    admin: Option<OwnedFd>,
     ready: mpsc::Sender<usize>,
 }
 
@@ -141,23 +150,24 @@ async fn core_main(start: CoreStart) {
         start.owners,
         senders,
         start.vors_key,
-        start.lifecycle,
+        start.shared,
     ));
     if let Some(mut receivers) = receivers {
         for (_, receiver) in receivers.streams() {
             glommio::spawn_local(receive_handoffs(shard.clone(), receiver)).detach();
         }
     }
-    let http_listener = sys::glommio_listener(start.sockets.http);
-    let http_accept = glommio::spawn_local(accept_http(shard.clone(), http_listener));
+    let http_accept = glommio::spawn_local(accept_http(shard.clone(), start.sockets.http));
     if let Some(admin_fd) = start.admin {
-        glommio::spawn_local(admin::serve(shard.clone(), sys::glommio_listener(admin_fd))).detach();
+        glommio::spawn_local(admin::serve(shard.clone(), admin_fd)).detach();
     }
     let udp = Rc::new(sys::glommio_udp(start.sockets.vors_udp));
     let _ = shard.vors.udp.set(udp);
     glommio::spawn_local(vors::media::receive(shard.clone())).detach();
-    let vors_listener = sys::glommio_listener(start.sockets.vors_tcp);
-    let vors_accept = glommio::spawn_local(vors::listener::accept(shard.clone(), vors_listener));
+    let vors_accept = glommio::spawn_local(vors::listener::accept(
+        shard.clone(),
+        start.sockets.vors_tcp,
+    ));
     glommio::spawn_local(publish_executor_stats(shard.clone())).detach();
     shard.stats.accepting.set(1);
     let _ = start.ready.send(start.core);
@@ -191,22 +201,28 @@ async fn publish_executor_stats(shard: Rc<Shard>) {
     }
 }
 
-async fn accept_http(shard: Rc<Shard>, listener: TcpListener) {
+/// Accepts HTTP connections on this core's socket. A connection from an address already at
+/// `--max-connections-per-address` is told 429 (if its socket takes the bytes at once) and
+/// closed; out of descriptors, waiting connections are closed at once (see `accept`).
+async fn accept_http(shard: Rc<Shard>, listener: OwnedFd) {
+    let mut acceptor = Acceptor::new(listener, WhenExhausted::Shed);
     loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                let Ok(addr) = stream.peer_addr() else {
-                    continue;
-                };
-                glommio::spawn_local(http::serve(shard.clone(), stream, addr)).detach();
-            }
-            Err(e) => {
-                // Typically EMFILE/ENFILE: out of descriptors. Back off instead of spinning;
-                // connections wait in the backlog until descriptors free up.
-                warn!(error = %e, core = shard.core, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        let stream = match acceptor.next(&shard).await {
+            Accepted::Stream(stream) | Accepted::OnSpare(stream) => stream,
+        };
+        let Ok(addr) = stream.peer_addr() else {
+            continue;
+        };
+        let Some(slot) = shard.limits.connections.try_take(addr.ip()) else {
+            shard
+                .stats
+                .connection_refused(ConnectionRefusal::PerAddress);
+            debug!(peer = %addr, "too many connections from one address");
+            // One non-blocking send on a fresh socket, then the close: nothing waits.
+            let _ = sys::send_vectored_now(stream.as_raw_fd(), &[http::TOO_MANY_CONNECTIONS]);
+            continue;
+        };
+        glommio::spawn_local(http::serve(shard.clone(), stream, addr, slot)).detach();
     }
 }
 
@@ -217,10 +233,21 @@ async fn receive_handoffs(shard: Rc<Shard>, receiver: ConnectedReceiver<Handoff>
                 let stream = sys::glommio_stream(fd);
                 glommio::spawn_local(upgrade::admit(shard.clone(), stream, request)).detach();
             }
-            Handoff::Vors { fd, session, hello } => {
+            Handoff::Vors {
+                fd,
+                session,
+                hello,
+                slot,
+            } => {
                 let stream = sys::glommio_stream(fd);
-                glommio::spawn_local(vors::room::admit(shard.clone(), stream, session, hello))
-                    .detach();
+                glommio::spawn_local(vors::room::admit(
+                    shard.clone(),
+                    stream,
+                    session,
+                    hello,
+                    slot,
+                ))
+                .detach();
             }
         }
     }

@@ -5,12 +5,15 @@ use std::sync::Arc;
 
 use glommio::channels::channel_mesh::Senders;
 
+use crate::accept::{AcceptWarnings, SparePool};
 use crate::config::Config;
 use crate::drain::Lifecycle;
 use crate::handoff::Handoff;
+use crate::limits::Limits;
+use crate::limits::handshakes::HandshakeGate;
 use crate::line::Lines;
 use crate::owner::Owners;
-use crate::ratelimit::AuthLimiter;
+use crate::ratelimit::AddressBuckets;
 use crate::stats::CoreStats;
 use crate::vors::VorsCore;
 use crate::vors::keyfile::ServerKey;
@@ -26,13 +29,29 @@ pub struct Shard {
     pub all_stats: Arc<[Arc<CoreStats>]>,
     pub owners: Owners,
     pub lines: Lines,
-    pub limiter: RefCell<AuthLimiter>,
+    pub limiter: RefCell<AddressBuckets>,
+    /// The limits every core shares (per-address slots, handshake rate, line and room quotas).
+    pub limits: Arc<Limits>,
+    /// VoRS handshakes running on this core.
+    pub handshakes: HandshakeGate,
+    /// This core's rate-limited accept warnings.
+    pub accept_warnings: AcceptWarnings,
+    /// Descriptors held in reserve for every accept loop of the process.
+    pub spares: Arc<SparePool>,
     /// Senders to every core's hand-off receiver (`None` with a single core).
     pub mesh: Option<Senders<Handoff>>,
     pub vors: VorsCore,
     pub vors_key: Arc<ServerKey>,
     /// Read-only here: is the relay draining?
     pub lifecycle: Arc<Lifecycle>,
+}
+
+/// The process-wide state every core gets a handle to, besides configuration and counters.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub lifecycle: Arc<Lifecycle>,
+    pub limits: Arc<Limits>,
+    pub spares: Arc<SparePool>,
 }
 
 impl Shard {
@@ -43,13 +62,27 @@ impl Shard {
         owners: Owners,
         mesh: Option<Senders<Handoff>>,
         vors_key: Arc<ServerKey>,
-        lifecycle: Arc<Lifecycle>,
+        shared: Shared,
     ) -> Self {
+        let Shared {
+            lifecycle,
+            limits,
+            spares,
+        } = shared;
         let stats = all_stats[core].clone();
         Shard {
             core,
-            lines: Lines::new(config.max_peers, config.queue_bytes, stats.clone()),
-            limiter: RefCell::new(AuthLimiter::new(config.auth_failures_per_minute)),
+            lines: Lines::new(
+                config.max_peers,
+                config.queue_bytes,
+                stats.clone(),
+                limits.lines.clone(),
+            ),
+            limiter: RefCell::new(AddressBuckets::new(config.auth_failures_per_minute)),
+            handshakes: HandshakeGate::new(config.max_handshakes),
+            accept_warnings: AcceptWarnings::default(),
+            spares,
+            limits,
             vors: VorsCore::new(core, config.cores(), config.max_members),
             config,
             stats,

@@ -133,17 +133,20 @@ pub enum Drop {
     RateLimited,
     /// A line already held `--max-peers` peers.
     LineFull,
+    /// A new line would have been one more than `--max-lines`.
+    ServerFull,
     /// A protocol violation (unmasked frame, bad opcode, text message, ...).
     Protocol,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 6] = [
+    pub const ALL: [Drop; 7] = [
         Drop::SlowReceiver,
         Drop::OverLimit,
         Drop::RefusedKey,
         Drop::RateLimited,
         Drop::LineFull,
+        Drop::ServerFull,
         Drop::Protocol,
     ];
 
@@ -155,6 +158,7 @@ impl Drop {
             Drop::RefusedKey => "refused_key",
             Drop::RateLimited => "rate_limited",
             Drop::LineFull => "line_full",
+            Drop::ServerFull => "server_full",
             Drop::Protocol => "protocol",
         }
     }
@@ -192,6 +196,12 @@ pub struct CoreStats {
     pub vors_rooms: Gauge,
     pub vors_members: Gauge,
     vors_drops: [Counter; VorsDrop::ALL.len()],
+    /// TCP connections closed as soon as accepted, by reason.
+    connections_refused: [Counter; ConnectionRefusal::ALL.len()],
+    /// VoRS connections closed before their handshake started, by reason.
+    vors_handshakes_refused: [Counter; HandshakeRefusal::ALL.len()],
+    /// VoRS members refused because a new room would pass `--max-rooms`.
+    pub vors_server_full: Counter,
     /// Receive to send submission of a line message, per recipient copy.
     pub ws_forward_latency: LatencyHistogram,
     /// Receive to send submission of a VoRS media packet (once per packet: one `sendmmsg`
@@ -208,6 +218,9 @@ pub struct CoreStats {
 
 pub use moose_proto::vors::room::DropReason as VorsDrop;
 
+use crate::limits::ConnectionRefusal;
+use crate::limits::handshakes::HandshakeRefusal;
+
 impl CoreStats {
     pub fn dropped(&self, reason: Drop) {
         self.drops[reason as usize].inc();
@@ -215,6 +228,22 @@ impl CoreStats {
 
     pub fn drops(&self, reason: Drop) -> u64 {
         self.drops[reason as usize].get()
+    }
+
+    pub fn connection_refused(&self, reason: ConnectionRefusal) {
+        self.connections_refused[reason as usize].inc();
+    }
+
+    pub fn connections_refused(&self, reason: ConnectionRefusal) -> u64 {
+        self.connections_refused[reason as usize].get()
+    }
+
+    pub fn handshake_refused(&self, reason: HandshakeRefusal) {
+        self.vors_handshakes_refused[reason as usize].inc();
+    }
+
+    pub fn handshakes_refused(&self, reason: HandshakeRefusal) -> u64 {
+        self.vors_handshakes_refused[reason as usize].get()
     }
 
     pub fn vors_dropped(&self, reason: VorsDrop) {
@@ -244,6 +273,12 @@ mod tests {
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), Drop::ALL.len());
+        for (i, reason) in ConnectionRefusal::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i);
+        }
+        for (i, reason) in HandshakeRefusal::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i);
+        }
     }
 
     #[test]

@@ -251,6 +251,70 @@ pub fn nofile_limit() -> u64 {
     lim.rlim_cur
 }
 
+/// Raises the soft limit on open file descriptors to the hard limit (common daemon practice:
+/// every connection costs one, and the default soft limit is often 1024). Returns the soft
+/// limit in force afterwards.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(nofile_limit())
+}
+
+/// Whether a connection waits in the backlog of the listening socket `listener` (or the
+/// socket has an error to report), without waiting.
+pub fn connection_waiting(listener: RawFd) -> bool {
+    let mut poll = libc::pollfd {
+        fd: listener,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes the one pollfd we own; timeout 0 never blocks.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready > 0 && poll.revents & libc::POLLIN != 0
+}
+
+/// Accepts one connection already waiting on the listening socket `listener`, without
+/// waiting: `None` when none is waiting. For the descriptor-exhaustion path only (see
+/// `accept`), where no glommio accept is in flight on that socket: each core has its own
+/// SO_REUSEPORT socket and runs one accept loop on it, so nothing can take the connection
+/// between the check and the accept.
+pub fn accept_waiting(listener: RawFd) -> io::Result<Option<OwnedFd>> {
+    if !connection_waiting(listener) {
+        return Ok(None);
+    }
+    // SAFETY: accept4 on a listening socket the caller owns; the peer address is not wanted
+    // (null pointers are allowed). The result is checked and then owned by the OwnedFd.
+    let fd = unsafe {
+        libc::accept4(
+            listener,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
 /// The stop signals, SIGTERM and SIGINT, blocked so that they can be waited for.
 pub struct StopSignals {
     set: libc::sigset_t,
@@ -384,6 +448,26 @@ mod tests {
             let (n, _) = socket.recv_from(&mut buf).expect("steered datagram");
             assert_eq!(&buf[..n], &[byte, 1, 2, 3]);
         }
+    }
+
+    #[test]
+    fn accept_waiting_takes_only_what_waits() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let fd = listener.as_raw_fd();
+        assert!(accept_waiting(fd).expect("poll").is_none(), "nothing waits");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let accepted = accept_waiting(fd).expect("accept").expect("one waits");
+        drop(accepted);
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).expect("clean close"), 0);
+        assert!(accept_waiting(fd).expect("poll").is_none());
+    }
+
+    #[test]
+    fn nofile_soft_limit_reaches_the_hard_limit() {
+        let soft = raise_nofile_limit().expect("raise");
+        assert_eq!(soft, nofile_limit());
+        assert!(soft >= 1024, "{soft}");
     }
 
     #[test]

@@ -166,10 +166,26 @@ fn wrong_key_flood() {
     );
 }
 
+/// Whether the relay has closed a slow head (EOF, reset, or a refused write); a 408 answer
+/// is fine, the close follows. Sends one more header byte otherwise.
+fn slow_head_closed(s: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match s.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) if e.kind() == ErrorKind::WouldBlock => s.write_all(b"a").is_err(),
+        Err(_) => true,
+    }
+}
+
 #[test]
 fn slowloris_heads_time_out() {
     const SLOW: usize = 64;
-    let relay = Relay::start(&[], &[("APIKEY", &format!("{KEY},{OTHER_KEY}"))]);
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+    let relay = Relay::start(
+        &["--header-timeout", "3"],
+        &[("APIKEY", &format!("{KEY},{OTHER_KEY}"))],
+    );
     let call = HonestCall::start(&relay);
     let attacker = Ipv4Addr::new(127, 0, 0, 3);
     let started = Instant::now();
@@ -181,29 +197,22 @@ fn slowloris_heads_time_out() {
             Some(s)
         })
         .collect();
-    // One more header byte from each every 200 ms, until the relay closes them all. The
-    // relay gives a head 10 s (relay/src/http/mod.rs, HEAD_TIMEOUT).
+    // One more header byte from each every 200 ms, until the relay closes them all at the
+    // end of their --header-timeout.
     let mut checked_mid_flood = false;
     while slow.iter().any(Option::is_some) {
         assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{} slow heads still open after 20 s",
-            slow.iter().flatten().count()
+            started.elapsed() < HEADER_TIMEOUT + Duration::from_secs(5),
+            "{} slow heads still open after {:?}",
+            slow.iter().flatten().count(),
+            started.elapsed()
         );
         for conn in &mut slow {
-            let Some(s) = conn else { continue };
-            let mut byte = [0u8; 1];
-            let closed = match s.read(&mut byte) {
-                Ok(0) => true,
-                Ok(_) => false, // A 408 answer is fine; the close follows.
-                Err(e) if e.kind() == ErrorKind::WouldBlock => s.write_all(b"a").is_err(),
-                Err(_) => true,
-            };
-            if closed {
+            if conn.as_mut().is_some_and(slow_head_closed) {
                 *conn = None;
             }
         }
-        if !checked_mid_flood && started.elapsed() > Duration::from_secs(2) {
+        if !checked_mid_flood && started.elapsed() > Duration::from_secs(1) {
             // While every slow head is still held open: honest newcomers get in.
             assert_eq!(slow.iter().flatten().count(), SLOW, "closed too early");
             assert_new_line_works(&relay);
@@ -214,12 +223,34 @@ fn slowloris_heads_time_out() {
         thread::sleep(Duration::from_millis(200));
     }
     assert!(
-        started.elapsed() >= Duration::from_secs(9),
-        "heads closed before their 10 s"
+        started.elapsed() >= HEADER_TIMEOUT - Duration::from_millis(200),
+        "heads closed before their {HEADER_TIMEOUT:?}"
     );
     assert!(checked_mid_flood);
     assert_ready(&relay);
     call.finish();
+}
+
+#[test]
+fn header_timeout_is_a_setting() {
+    let relay = Relay::start(&["--header-timeout", "1"], &[("APIKEY", KEY)]);
+    let mut s = connect_from(Ipv4Addr::new(127, 0, 0, 3), relay.http).unwrap();
+    let started = Instant::now();
+    s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    while !slow_head_closed(&mut s) {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "a slow head outlived --header-timeout 1"
+        );
+        // Pacing the attacker's bytes.
+        thread::sleep(Duration::from_millis(50));
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "closed after {elapsed:?}"
+    );
 }
 
 /// Open descriptors of a process.
@@ -229,9 +260,22 @@ fn open_fds(pid: u32) -> usize {
         .count()
 }
 
+/// The relay's "out of file descriptors" warnings among `lines`.
+fn exhaustion_warnings(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| l.contains("out of file descriptors"))
+        .count()
+}
+
 #[test]
 fn descriptor_exhaustion_recovers() {
-    let relay = Relay::start(&[], &[("APIKEY", &format!("{KEY},{OTHER_KEY}"))]);
+    let relay = Relay::start_capturing_stderr(
+        // The attacker's many connections come from one address: this test is about
+        // descriptors, not the per-address limit.
+        &["--max-connections-per-address", "0"],
+        &[("APIKEY", &format!("{KEY},{OTHER_KEY}"))],
+    );
     let call = HonestCall::start(&relay);
     // Leave the relay 24 descriptors to spare, then open 200 idle connections.
     let limit = open_fds(relay.pid()) + 24;
@@ -245,7 +289,8 @@ fn descriptor_exhaustion_recovers() {
         .unwrap();
     assert!(status.success(), "prlimit failed");
     let attacker = Ipv4Addr::new(127, 0, 0, 4);
-    let idle: Vec<TcpStream> = (0..200)
+    let flood_started = Instant::now();
+    let mut idle: Vec<TcpStream> = (0..200)
         .map(|_| connect_from(attacker, relay.http).unwrap())
         .collect();
     // The relay has run out of descriptors once its open count reaches the limit.
@@ -257,6 +302,40 @@ fn descriptor_exhaustion_recovers() {
         );
         thread::sleep(Duration::from_millis(10));
     }
+    // Connections it has no descriptor for are closed promptly, not left in the backlog;
+    // spread over 2.5 s, during which the relay's accept loops fail a hundred times a second.
+    for _ in 0..25 {
+        // Pacing the attacker's connections.
+        thread::sleep(Duration::from_millis(100));
+        let mut late = connect_from(attacker, relay.http).unwrap();
+        late.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut byte = [0u8; 1];
+        match late.read(&mut byte) {
+            Ok(0) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            other => panic!("a connection past the limit was not closed within 2 s: {other:?}"),
+        }
+    }
+    // Most of the 200 idle ones were shed too, rather than hanging.
+    let mut shed = 0;
+    for conn in &mut idle {
+        conn.set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        match conn.read(&mut byte) {
+            Ok(0) => shed += 1,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => shed += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        shed >= 150,
+        "only {shed} of 200 idle connections were closed"
+    );
+    // The admin endpoint answers on its spare descriptor, and counts what was shed.
+    assert_ready(&relay);
+    let counted = relay.metric("moose_connections_refused_total{reason=\"no_descriptors\"}");
+    assert!(counted >= 25 + 150, "{counted} connections counted as shed");
     // The call in progress is untouched by what the relay cannot accept.
     drop(idle);
     // Recovered: the idle connections' descriptors come back (closed by the attacker now,
@@ -276,4 +355,12 @@ fn descriptor_exhaustion_recovers() {
     assert_new_line_works(&relay);
     assert_ready(&relay);
     call.finish();
+    // The warning came at most about once a second per core (2 cores), not every attempt.
+    let warnings = exhaustion_warnings(&relay.stderr_lines());
+    let seconds = flood_started.elapsed().as_secs() as usize + 1;
+    assert!(warnings >= 1, "exhaustion was never logged");
+    assert!(
+        warnings <= 2 * (seconds + 1),
+        "{warnings} warnings in {seconds} s"
+    );
 }

@@ -49,6 +49,20 @@ pub struct Config {
     /// Most bytes queued for one receiver before its oldest audio is dropped.
     pub queue_bytes: usize,
     pub auth_failures_per_minute: u32,
+    /// TCP connections open at once per client address (0: no limit).
+    pub max_connections_per_address: usize,
+    /// VoRS handshakes at once per core (0: no limit).
+    pub max_handshakes: usize,
+    /// VoRS handshakes at once per client address (0: no limit).
+    pub max_handshakes_per_address: usize,
+    /// VoRS handshakes started per client address per minute (0: no limit).
+    pub handshakes_per_minute: u32,
+    /// Moose lines in the process (0: no limit).
+    pub max_lines: usize,
+    /// VoRS rooms in the process (0: no limit).
+    pub max_rooms: usize,
+    /// How long a client may take to send an HTTP request head.
+    pub header_timeout: Duration,
     /// How long calls may go on after SIGTERM/SIGINT (zero: exit at once).
     pub drain: Duration,
     pub log_format: LogFormat,
@@ -72,6 +86,13 @@ impl Default for Config {
             max_message: 64 * 1024,
             queue_bytes: queue_bytes(200, 64 * 1024),
             auth_failures_per_minute: 10,
+            max_connections_per_address: 64,
+            max_handshakes: 256,
+            max_handshakes_per_address: 8,
+            handshakes_per_minute: 120,
+            max_lines: 10_000,
+            max_rooms: 10_000,
+            header_timeout: Duration::from_secs(10),
             drain: Duration::from_secs(30),
             log_format: LogFormat::Text,
             log_peer_addresses: false,
@@ -210,6 +231,13 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if args.header_timeout == 0 || args.header_timeout > 3600 {
+            return Err(bad(
+                "header_timeout",
+                &args.header_timeout,
+                "must be between 1 and 3600 seconds",
+            ));
+        }
         if args.drain_seconds > 24 * 3600 {
             return Err(bad(
                 "drain_seconds",
@@ -257,6 +285,13 @@ impl Config {
             max_message: args.max_message,
             queue_bytes: queue_bytes(args.queue_ms, args.max_message),
             auth_failures_per_minute: args.auth_failures_per_minute,
+            max_connections_per_address: args.max_connections_per_address,
+            max_handshakes: args.max_handshakes,
+            max_handshakes_per_address: args.max_handshakes_per_address,
+            handshakes_per_minute: args.handshakes_per_minute,
+            max_lines: args.max_lines,
+            max_rooms: args.max_rooms,
+            header_timeout: Duration::from_secs(args.header_timeout),
             drain: Duration::from_secs(args.drain_seconds),
             log_format: args.log_format,
             log_peer_addresses: args.log_peer_addresses,
@@ -298,6 +333,19 @@ mod tests {
         assert_eq!(config.cpus, vec![0, 1]);
         assert_eq!(config.max_peers, 4);
         assert_eq!(config.drain, Duration::from_secs(30));
+        assert_eq!(config.max_connections_per_address, 64);
+        assert_eq!(config.max_handshakes, 256);
+        assert_eq!(config.max_handshakes_per_address, 8);
+        assert_eq!(config.handshakes_per_minute, 120);
+        assert_eq!(config.max_lines, 10_000);
+        assert_eq!(config.max_rooms, 10_000);
+        assert_eq!(config.header_timeout, Duration::from_secs(10));
+        let default = Config::default();
+        assert_eq!(
+            (default.max_handshakes, default.header_timeout),
+            (config.max_handshakes, config.header_timeout),
+            "Config::default matches the flags' defaults"
+        );
         assert!(config.queue_bytes >= 200 * PCM_BYTES_PER_MS);
     }
 
@@ -312,6 +360,12 @@ mod tests {
         let err = parse(&["--cores", "0"]).expect_err("no cores");
         assert!(
             err.to_string().starts_with("invalid setting cores = 0"),
+            "{err}"
+        );
+        let err = parse(&["--header-timeout", "0"]).expect_err("no time for a head");
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting header_timeout = 0 "),
             "{err}"
         );
         let err = parse(&["--apikey", "short"]).expect_err("short key");

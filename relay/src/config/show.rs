@@ -48,6 +48,46 @@ pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
         config.auth_failures_per_minute.to_string(),
         "",
     );
+    let or_unlimited = |n: usize| if n == 0 { "no limit" } else { "" };
+    line(
+        "max_connections_per_address",
+        config.max_connections_per_address.to_string(),
+        or_unlimited(config.max_connections_per_address),
+    );
+    line(
+        "max_handshakes",
+        config.max_handshakes.to_string(),
+        if config.max_handshakes == 0 {
+            "no limit"
+        } else {
+            "per core"
+        },
+    );
+    line(
+        "max_handshakes_per_address",
+        config.max_handshakes_per_address.to_string(),
+        or_unlimited(config.max_handshakes_per_address),
+    );
+    line(
+        "handshakes_per_minute",
+        config.handshakes_per_minute.to_string(),
+        or_unlimited(config.handshakes_per_minute as usize),
+    );
+    line(
+        "max_lines",
+        config.max_lines.to_string(),
+        or_unlimited(config.max_lines),
+    );
+    line(
+        "max_rooms",
+        config.max_rooms.to_string(),
+        or_unlimited(config.max_rooms),
+    );
+    line(
+        "header_timeout",
+        config.header_timeout.as_secs().to_string(),
+        "seconds",
+    );
     if let Some(list) = &args.apikey {
         let count = KeySet::parse_list(list).map_or(0, |k| k.len());
         line("apikey", quoted(REDACTED), &format!("{count} key(s)"));

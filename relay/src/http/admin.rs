@@ -8,31 +8,39 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use futures_lite::io::AsyncWriteExt;
-use glommio::net::{TcpListener, TcpStream};
-use moose_proto::http::{self, Parse, Status};
-use tracing::debug;
+use std::os::fd::OwnedFd;
 
+use glommio::net::TcpStream;
+use moose_proto::http::{self, Parse, Status};
+
+use crate::accept::{Accepted, Acceptor, WhenExhausted};
+use crate::limits::ConnectionRefusal;
+use crate::limits::handshakes::HandshakeRefusal;
 use crate::shard::Shard;
 use crate::stats::{CoreStats, Drop, HistogramSnapshot, LATENCY_BOUNDS, VorsDrop};
 
-/// Accepts admin connections until the listener fails.
-pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
+/// Accepts admin connections for as long as the relay runs. Out of file descriptors, it still
+/// answers one request at a time on a spare descriptor's slot (see `accept`), so `/readyz` and
+/// `/metrics` stay answerable while the relay sheds everything else.
+pub async fn serve(shard: Rc<Shard>, listener: OwnedFd) {
+    let mut acceptor = Acceptor::new(listener, WhenExhausted::Serve);
     loop {
-        match listener.accept().await {
-            Ok(stream) => {
+        match acceptor.next(&shard).await {
+            Accepted::Stream(stream) => {
                 let addr = stream.peer_addr().ok();
                 glommio::spawn_local(handle(shard.clone(), stream, addr)).detach();
             }
-            Err(e) => {
-                debug!(error = %e, "admin accept failed");
-                glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+            Accepted::OnSpare(stream) => {
+                handle(shard.clone(), stream, None).await;
+                shard.spares.refill();
             }
         }
     }
 }
 
 async fn handle(shard: Rc<Shard>, mut stream: TcpStream, _addr: Option<SocketAddr>) {
-    let Some((head, head_len)) = super::read_head(&mut stream).await else {
+    let Some((head, head_len)) = super::read_head(&mut stream, shard.config.header_timeout).await
+    else {
         return;
     };
     let Ok(Parse::Complete { value: request, .. }) = http::parse_request(&head[..head_len]) else {
@@ -214,6 +222,40 @@ pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>], draining: bool) -> St
             reason.label()
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP moose_connections_refused_total TCP connections (HTTP/WebSocket and VoRS) \
+         closed as soon as they were accepted, by reason.\n\
+         # TYPE moose_connections_refused_total counter"
+    );
+    for reason in ConnectionRefusal::ALL {
+        let value = sum(&|c| c.connections_refused(reason));
+        let _ = writeln!(
+            out,
+            "moose_connections_refused_total{{reason=\"{}\"}} {value}",
+            reason.label()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP moose_vors_handshakes_refused_total VoRS connections closed before any \
+         handshake work, by the limit they hit.\n\
+         # TYPE moose_vors_handshakes_refused_total counter"
+    );
+    for reason in HandshakeRefusal::ALL {
+        let value = sum(&|c| c.handshakes_refused(reason));
+        let _ = writeln!(
+            out,
+            "moose_vors_handshakes_refused_total{{reason=\"{}\"}} {value}",
+            reason.label()
+        );
+    }
+    counter(
+        &mut out,
+        "moose_vors_server_full_total",
+        "VoRS members refused because their new room would pass --max-rooms.",
+        sum(&|c| c.vors_server_full.get()),
+    );
     counter(
         &mut out,
         "moose_vors_handshakes_total",
@@ -241,7 +283,7 @@ pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>], draining: bool) -> St
     counter(
         &mut out,
         "moose_vors_rejects_total",
-        "VoRS members refused (room full, name taken, wrong password).",
+        "VoRS members refused (room full, name taken, wrong password, server full).",
         sum(&|c| c.vors_rejects.get()),
     );
     counter(
@@ -424,6 +466,16 @@ mod tests {
         assert!(text.contains("moose_forward_latency_seconds_sum{protocol=\"ws\"} 0.003003\n"));
         assert!(text.contains("moose_ws_dropped_total{reason=\"slow_receiver\"} 1\n"));
         assert!(text.contains("moose_lines{core=\"1\"} 5\n"));
+        cores[0].connection_refused(ConnectionRefusal::NoDescriptors);
+        cores[1].connection_refused(ConnectionRefusal::NoDescriptors);
+        cores[1].handshake_refused(HandshakeRefusal::Rate);
+        let text = render_metrics(&cores, false);
+        assert!(
+            text.contains("moose_connections_refused_total{reason=\"no_descriptors\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("moose_connections_refused_total{reason=\"per_address\"} 0\n"));
+        assert!(text.contains("moose_vors_handshakes_refused_total{reason=\"rate\"} 1\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("moose_"), "{line}");
         }

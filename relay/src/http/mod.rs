@@ -15,17 +15,16 @@ use glommio::net::TcpStream;
 use moose_proto::http::{self, Parse, Request, Status};
 use tracing::debug;
 
+use crate::limits::address::AddressSlot;
 use crate::shard::Shard;
 
-/// A client gets this long to send its whole request head (slowloris protection).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Reads one request head. Returns the head's bytes (and any bytes after it) and its length,
+/// Reads one request head, which must arrive whole within `timeout` (`--header-timeout`,
+/// slowloris protection). Returns the head's bytes (and any bytes after it) and its length,
 /// or `None` when the client went away, stalled or sent something unusable (answered already).
-pub async fn read_head(stream: &mut TcpStream) -> Option<(Vec<u8>, usize)> {
+pub async fn read_head(stream: &mut TcpStream, timeout: Duration) -> Option<(Vec<u8>, usize)> {
     let mut buf = vec![0u8; http::MAX_HEAD_BYTES];
     let mut filled = 0;
-    let read = glommio::timer::timeout(HEAD_TIMEOUT, async {
+    let read = glommio::timer::timeout(timeout, async {
         loop {
             let n = stream.read(&mut buf[filled..]).await?;
             if n == 0 {
@@ -57,10 +56,12 @@ pub async fn read_head(stream: &mut TcpStream) -> Option<(Vec<u8>, usize)> {
     }
 }
 
-/// Serves one connection accepted on this core.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, addr: SocketAddr) {
+/// Serves one connection accepted on this core; `slot` is its place in
+/// `--max-connections-per-address`, held until the connection ends (on the line's owner core
+/// for a WebSocket peer).
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, addr: SocketAddr, slot: AddressSlot) {
     let _ = stream.set_nodelay(true);
-    let Some((head, head_len)) = read_head(&mut stream).await else {
+    let Some((head, head_len)) = read_head(&mut stream, shard.config.header_timeout).await else {
         return;
     };
     shard.stats.http_requests.inc();
@@ -73,7 +74,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, addr: SocketAddr) {
         Ok(Route::Done) => {}
         Ok(Route::Upgrade(line_request)) => {
             let early = head[head_len..].to_vec();
-            upgrade::hand_to_owner(shard, stream, line_request, early).await;
+            upgrade::hand_to_owner(shard, stream, line_request, early, slot).await;
         }
         Err(e) => debug!(error = %e, "http response not sent"),
     }
@@ -126,6 +127,11 @@ async fn route(
     Ok(Route::Done)
 }
 
+/// What a connection over `--max-connections-per-address` is told before it is closed.
+pub const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\n\
+    Content-Type: text/plain; charset=utf-8\r\nContent-Length: 32\r\nConnection: close\r\n\r\n\
+    too many connections from you.\r\n";
+
 /// Sends a small plain-text response (the connection closes after it).
 pub async fn respond(
     stream: &mut TcpStream,
@@ -143,4 +149,22 @@ pub async fn respond(
     );
     stream.write_all(&out).await?;
     stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_too_many_connections_answer_is_whole() {
+        let text = std::str::from_utf8(TOO_MANY_CONNECTIONS).expect("ascii");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+        assert!(head.starts_with("HTTP/1.1 429 "), "{head}");
+        assert!(head.contains("\r\nConnection: close"), "{head}");
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .expect("a length");
+        assert_eq!(length.parse::<usize>().expect("a number"), body.len());
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! Every refusal is an HTTP status before the upgrade, never `101` and then a close:
 //! 429 rate limited, 426 not a valid WebSocket upgrade, 403 origin not allowed or key unknown,
-//! 401 key missing or malformed, 503 line full.
+//! 401 key missing or malformed, 503 line full or server full (`--max-lines`).
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -17,6 +17,7 @@ use moose_proto::http::{self, Request, Status, Upgrade};
 use tracing::{debug, info, warn};
 
 use crate::handoff::{Handoff, LineRequest};
+use crate::limits::address::AddressSlot;
 use crate::line::{JoinError, peer};
 use crate::shard::Shard;
 use crate::stats::Drop;
@@ -81,7 +82,7 @@ pub fn check(shard: &Shard, addr: SocketAddr, request: &Request<'_>) -> Result<A
         }
     }
     let refuse_key = |status: Status, body: &'static str| {
-        shard.limiter.borrow_mut().failed(addr.ip(), now);
+        shard.limiter.borrow_mut().spend(addr.ip(), now);
         shard.stats.dropped(Drop::RefusedKey);
         // What was wrong, never the key that was offered.
         info!(
@@ -118,6 +119,7 @@ pub async fn hand_to_owner(
     stream: TcpStream,
     accepted: Accepted,
     early: Vec<u8>,
+    slot: AddressSlot,
 ) {
     let owner = shard.owners.core_of(&accepted.key);
     let request = LineRequest {
@@ -125,6 +127,7 @@ pub async fn hand_to_owner(
         ws_key: accepted.ws_key,
         addr: accepted.addr,
         early,
+        slot,
     };
     let mesh = match &shard.mesh {
         Some(mesh) if owner != shard.core => mesh,
@@ -152,40 +155,48 @@ pub async fn hand_to_owner(
 
 /// On the owner core: joins the line (or answers 503) and runs the peer.
 pub async fn admit(shard: Rc<Shard>, mut stream: TcpStream, request: LineRequest) {
-    let tag = shard.owners.log_tag(&request.key);
-    let (line, member) = match shard.lines.join(&request.key, tag) {
+    let LineRequest {
+        key,
+        ws_key,
+        addr,
+        early,
+        // Held until the peer's connection ends, here on the owner core.
+        slot: _slot,
+    } = request;
+    let tag = shard.owners.log_tag(&key);
+    let (line, member) = match shard.lines.join(&key, tag) {
         Ok(joined) => joined,
-        Err(JoinError::Full) => {
-            info!(line = tag, "line full; peer refused");
-            let _ = super::respond(
-                &mut stream,
-                Status::SERVICE_UNAVAILABLE,
-                "line is full\n",
-                &[],
-            )
-            .await;
+        Err(refusal) => {
+            let body = match refusal {
+                JoinError::Full => "line is full\n",
+                JoinError::ServerFull => "server full\n",
+            };
+            info!(line = tag, reason = body.trim_end(), "peer refused");
+            let _ = super::respond(&mut stream, Status::SERVICE_UNAVAILABLE, body, &[]).await;
             return;
         }
     };
+    // Counted when the line admits the peer, before the 101 goes out: a client that has read
+    // its 101 finds itself counted.
+    shard.stats.ws_upgrades.inc();
     let mut response = Vec::with_capacity(160);
-    http::write_switching_protocols(&request.ws_key, &mut response);
+    http::write_switching_protocols(&ws_key, &mut response);
     if let Err(e) = stream.write_all(&response).await {
         debug!(error = %e, "101 not sent");
-        shard.lines.leave(&request.key, &member);
+        shard.lines.leave(&key, &member);
         return;
     }
-    shard.stats.ws_upgrades.inc();
     info!(
         line = tag,
         peers = line.len(),
-        peer = shard.peer_at_info(request.addr),
+        peer = shard.peer_at_info(addr),
         "peer joined line"
     );
     let peer = peer::Peer {
-        key: request.key,
-        addr: request.addr,
+        key,
+        addr,
         line,
         member,
     };
-    peer::run(shard, stream, peer, request.early).await;
+    peer::run(shard, stream, peer, early).await;
 }

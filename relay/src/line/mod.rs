@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::limits::quota::Quota;
 use crate::stats::{CoreStats, Drop};
 use queue::{Kind, OutQueue};
 
@@ -62,6 +63,8 @@ impl Line {
 pub enum JoinError {
     /// The line already holds `--max-peers` peers.
     Full,
+    /// The line does not exist and the process already holds `--max-lines` lines.
+    ServerFull,
 }
 
 /// All lines owned by this core.
@@ -72,31 +75,45 @@ pub struct Lines {
     queue_bytes: usize,
     next_member: Cell<u64>,
     stats: Arc<CoreStats>,
+    /// Lines of the whole process (`--max-lines`), shared by every core.
+    quota: Arc<Quota>,
 }
 
 impl Lines {
-    pub fn new(max_peers: usize, queue_bytes: usize, stats: Arc<CoreStats>) -> Self {
+    pub fn new(
+        max_peers: usize,
+        queue_bytes: usize,
+        stats: Arc<CoreStats>,
+        quota: Arc<Quota>,
+    ) -> Self {
         Lines {
             by_key: RefCell::new(HashMap::new()),
             max_peers,
             queue_bytes,
             next_member: Cell::new(1),
             stats,
+            quota,
         }
     }
 
     /// Adds a member to the line of `key`, creating the line if needed.
     pub fn join(&self, key: &[u8], tag: u32) -> Result<(Rc<Line>, Rc<Member>), JoinError> {
         let mut by_key = self.by_key.borrow_mut();
-        let line = by_key
-            .entry(key.into())
-            .or_insert_with(|| {
-                Rc::new(Line {
+        let line = match by_key.get(key) {
+            Some(line) => line.clone(),
+            None => {
+                if !self.quota.try_take() {
+                    self.stats.dropped(Drop::ServerFull);
+                    return Err(JoinError::ServerFull);
+                }
+                let line = Rc::new(Line {
                     tag,
                     members: RefCell::new(Vec::new()),
-                })
-            })
-            .clone();
+                });
+                by_key.insert(key.into(), line.clone());
+                line
+            }
+        };
         if line.len() >= self.max_peers {
             self.stats.dropped(Drop::LineFull);
             return Err(JoinError::Full);
@@ -119,6 +136,7 @@ impl Lines {
             line.members.borrow_mut().retain(|m| m.id != member.id);
             if line.is_empty() {
                 by_key.remove(key);
+                self.quota.give_back();
             }
         }
         self.publish(&by_key);
@@ -136,7 +154,12 @@ mod tests {
     use super::*;
 
     fn lines(max_peers: usize) -> Lines {
-        Lines::new(max_peers, 10_000, Arc::new(CoreStats::default()))
+        Lines::new(
+            max_peers,
+            10_000,
+            Arc::new(CoreStats::default()),
+            Arc::new(Quota::new(0)),
+        )
     }
 
     #[test]
@@ -167,5 +190,28 @@ mod tests {
         assert_eq!(lines.stats.line_peers.get(), 2);
         lines.leave(b"key-two-0123456789", &b);
         assert_eq!(lines.stats.lines.get(), 1);
+    }
+
+    #[test]
+    fn lines_past_the_quota_are_refused_until_one_goes() {
+        let quota = Arc::new(Quota::new(2));
+        let stats = Arc::new(CoreStats::default());
+        // Two cores' tables sharing one process-wide quota.
+        let here = Lines::new(2, 10_000, stats.clone(), quota.clone());
+        let there = Lines::new(2, 10_000, stats.clone(), quota.clone());
+        let (_, a) = here.join(b"key-one-0123456789", 1).expect("first line");
+        there.join(b"key-two-0123456789", 2).expect("second line");
+        assert_eq!(
+            there.join(b"key-three-012345678", 3).err(),
+            Some(JoinError::ServerFull)
+        );
+        assert_eq!(stats.drops(Drop::ServerFull), 1);
+        // Joining an existing line takes no quota.
+        let (_, b) = here.join(b"key-one-0123456789", 1).expect("second peer");
+        here.leave(b"key-one-0123456789", &a);
+        assert_eq!(quota.used(), 2, "the line stays while a peer is on it");
+        here.leave(b"key-one-0123456789", &b);
+        assert_eq!(quota.used(), 1);
+        assert!(there.join(b"key-three-012345678", 3).is_ok());
     }
 }

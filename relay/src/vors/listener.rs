@@ -1,43 +1,76 @@
 //! The VoRS TCP listener on every core: magic and message 1 on the accepting core, then the
 //! connection and its session move to the room's owner core.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 use moose_proto::vors::hello::HelloOwned;
 use moose_proto::vors::server::{ServerEvent, ServerSession};
 use tracing::{debug, warn};
 
+use crate::accept::{Accepted, Acceptor, WhenExhausted};
 use crate::handoff::Handoff;
+use crate::limits::ConnectionRefusal;
+use crate::limits::address::AddressSlot;
+use crate::limits::handshakes::HandshakePass;
 use crate::shard::Shard;
 use crate::sys;
 
-/// Accepts VoRS connections on this core's socket.
-pub async fn accept(shard: Rc<Shard>, listener: TcpListener) {
+/// Accepts VoRS connections on this core's socket. Before any Noise work, a connection is
+/// closed at once if its address is at `--max-connections-per-address`, or if this core, its
+/// address or its address's rate has no room for another handshake (see `limits`). Out of
+/// descriptors, waiting connections are closed at once (see `accept`).
+pub async fn accept(shard: Rc<Shard>, listener: OwnedFd) {
+    let mut acceptor = Acceptor::new(listener, WhenExhausted::Shed);
     loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                glommio::spawn_local(handshake(shard.clone(), stream)).detach();
+        let stream = match acceptor.next(&shard).await {
+            Accepted::Stream(stream) | Accepted::OnSpare(stream) => stream,
+        };
+        let Ok(addr) = stream.peer_addr() else {
+            continue;
+        };
+        let Some(slot) = shard.limits.connections.try_take(addr.ip()) else {
+            shard
+                .stats
+                .connection_refused(ConnectionRefusal::PerAddress);
+            debug!(peer = %addr, "too many connections from one address");
+            continue;
+        };
+        let pass = match shard
+            .handshakes
+            .admit(&shard.limits, addr.ip(), Instant::now())
+        {
+            Ok(pass) => pass,
+            Err(refusal) => {
+                shard.stats.handshake_refused(refusal);
+                debug!(peer = %addr, reason = refusal.label(), "vors handshake refused");
+                continue;
             }
-            Err(e) => {
-                warn!(error = %e, core = shard.core, "vors accept failed");
-                glommio::timer::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        };
+        glommio::spawn_local(handshake(shard.clone(), stream, slot, pass)).detach();
     }
 }
 
-/// Reads until message 1 is decrypted (or the session fails), then hands over.
-async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
+/// Reads until message 1 is decrypted (or the session fails), then hands over. `pass` is the
+/// handshake's place in the handshake limits, given back once message 1 is decrypted (or the
+/// handshake fails); `slot`, the connection's, travels with it.
+async fn handshake(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    slot: AddressSlot,
+    pass: HandshakePass,
+) {
     let _ = stream.set_nodelay(true);
     let mut session = Box::new(ServerSession::new(Instant::now(), &shard.vors_key.private));
-    match read_hello(&mut stream, &mut session).await {
+    let hello = read_hello(&mut stream, &mut session).await;
+    drop(pass);
+    match hello {
         Some(hello) => {
             shard.stats.vors_handshakes.inc();
-            hand_to_owner(shard, stream, session, hello).await;
+            hand_to_owner(shard, stream, session, hello, slot).await;
         }
         None => {
             shard.stats.vors_handshake_failures.inc();
@@ -82,11 +115,12 @@ async fn hand_to_owner(
     stream: TcpStream,
     session: Box<ServerSession>,
     hello: HelloOwned,
+    slot: AddressSlot,
 ) {
     let owner = shard.owners.core_of(hello.room.as_bytes());
     let mesh = match &shard.mesh {
         Some(mesh) if owner != shard.core => mesh,
-        _ => return super::room::admit(shard, stream, session, hello).await,
+        _ => return super::room::admit(shard, stream, session, hello, slot).await,
     };
     let fd = match sys::dup_fd(stream.as_raw_fd()) {
         Ok(fd) => fd,
@@ -97,7 +131,12 @@ async fn hand_to_owner(
     };
     drop(stream);
     shard.stats.vors_handoffs.inc();
-    let handoff = Handoff::Vors { fd, session, hello };
+    let handoff = Handoff::Vors {
+        fd,
+        session,
+        hello,
+        slot,
+    };
     if mesh.send_to(owner, handoff).await.is_err() {
         warn!(owner, "owner core is gone; vors connection dropped");
     }

@@ -22,6 +22,7 @@ use glommio::net::UdpSocket;
 use moose_proto::vors::packet::COOKIE_LEN;
 use moose_proto::vors::room::RoomConfig;
 
+use crate::limits::quota::Quota;
 use room::RoomCell;
 
 /// The VoRS state of one core.
@@ -56,20 +57,24 @@ impl VorsCore {
         }
     }
 
-    /// The room called `name`, made empty if it does not exist.
-    fn room(&self, name: &str) -> Rc<RoomCell> {
-        self.rooms
-            .borrow_mut()
-            .entry(name.to_owned())
-            .or_insert_with(|| {
-                let config = RoomConfig {
-                    max_members: self.max_members,
-                    sid_lanes: self.lanes,
-                    sid_lane: self.lane,
-                };
-                Rc::new(RoomCell::new(name, config))
-            })
-            .clone()
+    /// The room called `name`, made empty if it does not exist and `quota` (`--max-rooms`,
+    /// shared by every core) has room for one more; `None` when it has not.
+    fn room(&self, name: &str, quota: &Quota) -> Option<Rc<RoomCell>> {
+        let mut rooms = self.rooms.borrow_mut();
+        if let Some(cell) = rooms.get(name) {
+            return Some(cell.clone());
+        }
+        if !quota.try_take() {
+            return None;
+        }
+        let config = RoomConfig {
+            max_members: self.max_members,
+            sid_lanes: self.lanes,
+            sid_lane: self.lane,
+        };
+        let cell = Rc::new(RoomCell::new(name, config));
+        rooms.insert(name.to_owned(), cell.clone());
+        Some(cell)
     }
 
     /// A fresh random cookie whose first byte steers its datagram to this core.
@@ -97,10 +102,14 @@ impl VorsCore {
         self.sources.borrow().get(&from).cloned()
     }
 
-    /// Forgets an empty room and everything that pointed at it.
-    fn forget_if_empty(&self, cell: &Rc<RoomCell>) {
+    /// Forgets an empty room and everything that pointed at it, and gives its place in
+    /// `quota` back.
+    fn forget_if_empty(&self, cell: &Rc<RoomCell>, quota: &Quota) {
         if cell.is_empty() {
-            self.rooms.borrow_mut().remove(&cell.name());
+            let removed = self.rooms.borrow_mut().remove(&cell.name());
+            if removed.is_some() {
+                quota.give_back();
+            }
             self.cookies
                 .borrow_mut()
                 .retain(|_, c| !Rc::ptr_eq(c, cell));
@@ -131,5 +140,23 @@ mod tests {
                 assert_eq!(usize::from(cookie[0]) % cores, core);
             }
         }
+    }
+
+    #[test]
+    fn rooms_past_the_quota_are_not_made_until_one_goes() {
+        let quota = Quota::new(1);
+        let vors = VorsCore::new(0, 1, 64);
+        let first = vors.room("first", &quota).expect("room");
+        assert!(vors.room("second", &quota).is_none(), "over --max-rooms");
+        assert!(
+            vors.room("first", &quota).is_some(),
+            "an existing room is no new one"
+        );
+        vors.forget_if_empty(&first, &quota);
+        assert_eq!(quota.used(), 0);
+        // Forgetting twice gives back once.
+        vors.forget_if_empty(&first, &quota);
+        assert_eq!(quota.used(), 0);
+        assert!(vors.room("second", &quota).is_some());
     }
 }

@@ -18,6 +18,7 @@ use moose_proto::vors::server::{ServerEvent, ServerSession};
 use socket2::SockAddr;
 use tracing::{debug, info};
 
+use crate::limits::address::AddressSlot;
 use crate::line::queue::{Kind, OutQueue};
 use crate::shard::Shard;
 use crate::sys;
@@ -25,6 +26,8 @@ use crate::sys;
 /// Control traffic a member may have queued before its oldest is dropped. Control messages
 /// are small and rare; this only bounds a member that never reads.
 const CONTROL_QUEUE_BYTES: usize = 256 << 10;
+/// The ERR reason for a member whose room would pass `--max-rooms`.
+pub const SERVER_FULL: &str = "server full";
 /// How often a member's timers (cookie, PING) are checked.
 const TIMER_TICK: Duration = Duration::from_secs(1);
 
@@ -138,16 +141,27 @@ impl RoomCell {
 }
 
 /// On the owner core: asks the room, answers message 2, and runs the member until it leaves.
+/// `slot` is the connection's place in `--max-connections-per-address`, held until the member
+/// leaves.
 pub async fn admit(
     shard: Rc<Shard>,
     stream: TcpStream,
     mut session: Box<ServerSession>,
     hello: HelloOwned,
+    slot: AddressSlot,
 ) {
+    let _slot = slot;
     let vors = &shard.vors;
     let stats = &shard.stats;
     let now = Instant::now();
-    let cell = vors.room(&hello.room);
+    let Some(cell) = vors.room(&hello.room, &shard.limits.rooms) else {
+        stats.vors_rejects.inc();
+        stats.vors_server_full.inc();
+        info!(reason = SERVER_FULL, "vors member refused");
+        let _ = session.reject(now, SERVER_FULL);
+        send_and_close(stream, &mut session).await;
+        return;
+    };
     let cookie = vors.new_cookie();
     let joined = cell
         .room
@@ -161,7 +175,7 @@ pub async fn admit(
             info!(reason = reject.reason(), "vors member refused");
             let _ = session.reject(now, reject.reason());
             send_and_close(stream, &mut session).await;
-            vors.forget_if_empty(&cell);
+            vors.forget_if_empty(&cell, &shard.limits.rooms);
             return;
         }
     };
@@ -171,7 +185,7 @@ pub async fn admit(
             debug!(error = %e, "message 2 not made");
             cell.room.borrow_mut().leave(sid);
             cell.pump(now);
-            vors.forget_if_empty(&cell);
+            vors.forget_if_empty(&cell, &shard.limits.rooms);
             return;
         }
     };
@@ -320,7 +334,7 @@ fn leave(shard: &Shard, cell: &RoomCell, member: &MemberConn) {
     sys::shutdown_read(member.fd);
     let this = shard.vors.rooms.borrow().get(&cell.name()).cloned();
     if let Some(this) = this {
-        shard.vors.forget_if_empty(&this);
+        shard.vors.forget_if_empty(&this, &shard.limits.rooms);
     }
     publish(shard);
 }

@@ -4,11 +4,12 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use moose_proto::vors::client::{ClientSession, ClientTransmit};
+use moose_proto::vors::client::{ClientEvent, ClientSession, ClientTransmit};
 use moose_proto::vors::hello::Hello;
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// How long one TCP read waits before timers and datagrams are looked at again.
 const READ_SLICE: Duration = Duration::from_millis(10);
@@ -19,6 +20,8 @@ pub struct VorsMember {
     pub tcp: TcpStream,
     udp: UdpSocket,
     relay: SocketAddr,
+    /// The reason of an ERR the relay sent, until `try_join` reports it.
+    rejected: Option<String>,
 }
 
 impl VorsMember {
@@ -36,6 +39,20 @@ impl VorsMember {
         room: &str,
         password: &str,
     ) -> VorsMember {
+        Self::try_join(relay, pubkey_hex, name, room, password, None)
+            .unwrap_or_else(|reason| panic!("{name}: refused: {reason}"))
+    }
+
+    /// Joins `room` as `name` from the loopback address `from` (default 127.0.0.1); the
+    /// relay's ERR reason when it refuses. Panics when neither comes within 10 s.
+    pub fn try_join(
+        relay: SocketAddr,
+        pubkey_hex: &str,
+        name: &str,
+        room: &str,
+        password: &str,
+        from: Option<IpAddr>,
+    ) -> Result<VorsMember, String> {
         let mut key = [0u8; 32];
         hex::decode_to_slice(pubkey_hex, &mut key).unwrap();
         let password_hash = moose_proto::vors::keys::password_field(password);
@@ -45,10 +62,14 @@ impl VorsMember {
             password_hash: password_hash.as_ref(),
         };
         let session = ClientSession::new(Instant::now(), &key, &hello).unwrap();
-        let tcp = TcpStream::connect(relay).unwrap();
+        let from = from.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+        socket.connect(&relay.into()).unwrap();
+        let tcp: TcpStream = socket.into();
         tcp.set_nodelay(true).unwrap();
         tcp.set_read_timeout(Some(READ_SLICE)).unwrap();
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp = UdpSocket::bind(SocketAddr::new(from, 0)).unwrap();
         udp.set_nonblocking(true).unwrap();
         let mut member = VorsMember {
             name: name.to_owned(),
@@ -56,11 +77,18 @@ impl VorsMember {
             tcp,
             udp,
             relay,
+            rejected: None,
         };
-        member.run_until(Duration::from_secs(10), "a SID", |m| {
-            m.session.sid().is_some()
-        });
-        member
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while member.session.sid().is_none() {
+            if let Some(reason) = member.rejected.take() {
+                return Err(reason);
+            }
+            assert!(!member.session.is_closed(), "{name}: session closed");
+            assert!(Instant::now() < deadline, "{name}: no SID within 10 s");
+            member.step();
+        }
+        Ok(member)
     }
 
     /// Media packets accepted from peers (tag and counter checked by the session).
@@ -143,7 +171,11 @@ impl VorsMember {
                 }
             }
         }
-        while self.session.poll_event().is_some() {}
+        while let Some(event) = self.session.poll_event() {
+            if let ClientEvent::Rejected(reason) = event {
+                self.rejected = Some(reason);
+            }
+        }
         sent
     }
 }

@@ -1,0 +1,84 @@
+//! The limits a public server needs, each a setting with a safe default
+//! (docs/configuration.md; docs/architecture.md, "Limits", says how each is counted).
+//!
+//! [`Limits`] holds what is shared by every core: per-address connection and handshake slots,
+//! the handshake rate buckets, and the line and room quotas. Each is touched when a connection,
+//! handshake, line or room starts or ends, never per message. What is per core lives in the
+//! core's `Shard` (the [`handshakes::HandshakeGate`]).
+
+pub mod address;
+pub mod handshakes;
+pub mod quota;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::ratelimit::AddressBuckets;
+use address::AddressSlots;
+use quota::Quota;
+
+/// Why a TCP connection was closed as soon as it was accepted; one counter each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionRefusal {
+    /// Its address already had `--max-connections-per-address` connections open.
+    PerAddress,
+    /// The process was out of file descriptors (EMFILE/ENFILE): accepted on the spare
+    /// descriptor and closed at once (see `accept`).
+    NoDescriptors,
+}
+
+impl ConnectionRefusal {
+    pub const ALL: [ConnectionRefusal; 2] = [
+        ConnectionRefusal::PerAddress,
+        ConnectionRefusal::NoDescriptors,
+    ];
+
+    /// The `reason` label in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionRefusal::PerAddress => "per_address",
+            ConnectionRefusal::NoDescriptors => "no_descriptors",
+        }
+    }
+}
+
+/// The limits every core shares.
+#[derive(Debug)]
+pub struct Limits {
+    /// TCP connections open per address, HTTP/WebSocket and VoRS together.
+    pub connections: Arc<AddressSlots>,
+    /// VoRS handshakes going on per address.
+    pub handshakes_per_address: Arc<AddressSlots>,
+    /// VoRS handshakes started per address per minute (`None`: no limit).
+    handshake_rate: Option<Mutex<AddressBuckets>>,
+    /// Moose lines in the process.
+    pub lines: Arc<Quota>,
+    /// VoRS rooms in the process.
+    pub rooms: Quota,
+}
+
+impl Limits {
+    pub fn new(config: &Config) -> Self {
+        Limits {
+            connections: AddressSlots::new(config.max_connections_per_address),
+            handshakes_per_address: AddressSlots::new(config.max_handshakes_per_address),
+            handshake_rate: (config.handshakes_per_minute != 0)
+                .then(|| Mutex::new(AddressBuckets::new(config.handshakes_per_minute))),
+            lines: Arc::new(Quota::new(config.max_lines)),
+            rooms: Quota::new(config.max_rooms),
+        }
+    }
+
+    /// Spends one of `addr`'s handshake tokens; false when it has none left.
+    pub fn spend_handshake_token(&self, addr: IpAddr, now: Instant) -> bool {
+        match &self.handshake_rate {
+            None => true,
+            Some(buckets) => buckets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .try_spend(addr, now),
+        }
+    }
+}
