@@ -5,7 +5,7 @@
 #
 # On a fresh Debian 12 machine (root, with cargo, cargo-nextest and gcc) it first installs what
 # the tests need and is missing (Chromium for the real-browser call, CMake for the bundled
-# libopus), raises the locked-memory limit glommio needs, then runs, stopping at the first
+# libopus, nginx and systemd-analyze for the deployment tests), raises the locked-memory limit glommio needs, then runs, stopping at the first
 # failing step:
 #   1. cargo fmt --check
 #   2. cargo clippy on every target, warnings denied

@@ -101,3 +101,48 @@ fn a_wrong_server_key_fails_the_handshake() {
     let err = stderr(&out);
     assert!(err.contains("stream ") && err.contains("--pubkey"), "{err}");
 }
+
+#[test]
+fn the_baseline_carries_the_same_packets_side_by_side() {
+    let relay = Relay::start(&[], &[]);
+    let json = std::env::temp_dir().join(format!(
+        "moose-bench-vors-baseline-{}.json",
+        std::process::id()
+    ));
+    let target = relay.vors.to_string();
+    let out = bench(&[
+        "vors",
+        "--target",
+        &target,
+        "--pubkey",
+        &relay.vors_pubkey,
+        "--streams",
+        "8",
+        "--room-size",
+        "4",
+        "--seconds",
+        "1",
+        "--grace-ms",
+        "500",
+        "--baseline",
+        "--baseline-cores",
+        "2",
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "moose-bench failed:\n{}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(&json).expect("JSON written");
+    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
+    let base = &v["baseline"];
+    let sent = base["sent"].as_u64().expect("baseline sent");
+    assert!(sent >= 400, "8 streams for 1 s: {text}");
+    // Rooms of 4: each packet reaches the 3 others through the static fan-out table.
+    assert_eq!(base["received"].as_u64(), Some(sent * 3), "{text}");
+    assert_eq!(base["lost"].as_u64(), Some(0), "{text}");
+    assert_eq!(base["corrupted"].as_u64(), Some(0), "{text}");
+    assert!(v["ratio"]["p99"].as_f64().is_some(), "{text}");
+}

@@ -238,3 +238,45 @@ fn a_ramp_reports_the_largest_step_within_the_slo() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("max streams within SLO"), "{table}");
 }
+
+#[test]
+fn the_baseline_carries_the_same_load_side_by_side() {
+    let relay = Relay::start(&["--open"], &[]);
+    let json = temp_file("baseline.json");
+    let target = relay.http.to_string();
+    let out = bench(&[
+        "ws",
+        "--target",
+        &target,
+        "--streams",
+        "4",
+        "--seconds",
+        "1",
+        "--grace-ms",
+        "500",
+        "--baseline",
+        "--baseline-cores",
+        "2",
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "moose-bench failed:\n{}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(&json).expect("JSON written");
+    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
+    let base = &v["baseline"];
+    // The same streams and messages went through moose-baseline, all of them delivered.
+    assert_eq!(base["streams"], v["streams"], "{text}");
+    assert_eq!(base["sent"], v["sent"], "{text}");
+    let sent = base["sent"].as_u64().expect("baseline sent");
+    assert!(sent > 0, "{text}");
+    assert_eq!(base["received"].as_u64(), Some(sent), "lines of 2: {text}");
+    assert_eq!(base["lost"].as_u64(), Some(0), "{text}");
+    assert!(base["latency_us"]["p99"].as_f64().is_some(), "{text}");
+    assert!(v["ratio"]["p50"].as_f64().is_some(), "{text}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("baseline"), "{table}");
+}
