@@ -30,16 +30,6 @@ fn open_fds(relay: &Relay) -> usize {
         .count()
 }
 
-/// Sum of one gauge over every core.
-fn gauge(relay: &Relay, family: &str) -> u64 {
-    relay
-        .metrics()
-        .lines()
-        .filter(|l| l.starts_with(&format!("{family}{{")))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
-}
-
 /// Waits until `done` holds, polling the relay's state, for at most `within`.
 fn wait_for(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
@@ -65,7 +55,7 @@ fn vanished_peers_are_freed() {
     let relay = Relay::start(&["--open", "--max-connections-per-address", "0"], &[]);
     // The admin connection of the first scrape and the executors' own descriptors settle
     // before the baseline is taken.
-    assert_eq!(gauge(&relay, "moose_lines"), 0);
+    assert_eq!(relay.metric_sum("moose_lines"), 0);
     let baseline_fds = open_fds(&relay);
     let mut warm_peak = 0;
 
@@ -83,7 +73,7 @@ fn vanished_peers_are_freed() {
             a.send_binary(&[round as u8; 1024]);
             assert_eq!(b.recv().payload, [round as u8; 1024]);
         }
-        assert_eq!(gauge(&relay, "moose_line_peers"), 2 * LINES as u64);
+        assert_eq!(relay.metric_sum("moose_line_peers"), 2 * LINES as u64);
 
         // Every `a` vanishes, half with a FIN and half with a reset; each `b` stays.
         let mut partners = Vec::with_capacity(LINES);
@@ -96,7 +86,7 @@ fn vanished_peers_are_freed() {
             partners.push(b);
         }
         wait_for(Duration::from_secs(10), "the vanished peers gone", || {
-            gauge(&relay, "moose_line_peers") == LINES as u64
+            relay.metric_sum("moose_line_peers") == LINES as u64
         });
         // The partners are alone on working lines: a newcomer reaches each of them.
         for (i, b) in partners.iter_mut().enumerate().take(4) {
@@ -106,7 +96,7 @@ fn vanished_peers_are_freed() {
         }
         drop(partners);
         wait_for(Duration::from_secs(10), "every line gone", || {
-            gauge(&relay, "moose_lines") == 0 && gauge(&relay, "moose_line_peers") == 0
+            relay.metric_sum("moose_lines") == 0 && relay.metric_sum("moose_line_peers") == 0
         });
         wait_for(
             Duration::from_secs(10),

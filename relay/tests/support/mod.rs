@@ -150,6 +150,22 @@ impl Relay {
             .sum()
     }
 
+    /// The sum of every sample of `family`, whatever its labels (e.g. `moose_lines` over
+    /// every core); 0 when absent.
+    pub fn metric_sum(&self, family: &str) -> u64 {
+        let text = self.metrics();
+        text.lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(family)?;
+                let value = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.split_once("} ")?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                Some(value.trim().parse::<f64>().unwrap() as u64)
+            })
+            .sum()
+    }
+
     /// Resident memory of the relay process in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
