@@ -4,12 +4,13 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # SECONDS_PER_TARGET defaults to 60; with no TARGET every target in fuzz/fuzz_targets runs,
-# one after the other. Needs the nightly toolchain (rustup toolchain install nightly) and
-# installs cargo-fuzz when it is missing. Builds all targets once, then runs each on its
-# working corpus fuzz/corpus/<target> (kept between runs, ignored by git) plus the checked-in
-# seeds fuzz/seeds/<target>, and prints the executions of each from libFuzzer's final stats.
+# one after the other. cargo-fuzz needs a nightly toolchain: this installs it (rustup,
+# minimal profile) and cargo-fuzz (cargo install --locked) when they are missing. It builds
+# all targets once, then runs each on its working corpus fuzz/corpus/<target> (kept between
+# runs, ignored by git) plus the checked-in seeds fuzz/seeds/<target>, and prints the
+# executions of each from libFuzzer's final stats.
 # Exit status: 0 when no target crashed; otherwise 1, after naming each crash's artifact
-# (reproduce with: cargo +nightly fuzz run <target> <artifact>).
+# (reproduce: cargo +nightly fuzz run <target> <artifact>). 2 for a usage error.
 # FUZZ_JOBS=N runs N targets at once (default 1: CI machines are small).
 set -euo pipefail
 
@@ -22,8 +23,12 @@ esac
 shift $(($# > 0 ? 1 : 0))
 
 toolchain=nightly
-cargo "+$toolchain" --version >/dev/null 2>&1 ||
-    { echo "fuzz.sh: the nightly toolchain is missing: rustup toolchain install nightly" >&2; exit 2; }
+if ! cargo "+$toolchain" --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null ||
+        { echo "fuzz.sh: needs a nightly Rust toolchain, and rustup to install one" >&2; exit 2; }
+    echo "==> installing the nightly toolchain (rustup)"
+    rustup toolchain install --profile minimal nightly
+fi
 if ! cargo "+$toolchain" fuzz --version >/dev/null 2>&1; then
     echo "==> installing cargo-fuzz (crates.io)"
     cargo install --quiet --locked cargo-fuzz
