@@ -3,7 +3,7 @@
 //! layout changes:
 //!
 //! ```sh
-//! cargo +nightly run --manifest-path fuzz/Cargo.toml --example make_seeds
+//! cargo +nightly run --manifest-path fuzz/Cargo.toml --example make_seeds [TARGET...]
 //! ```
 //!
 //! Everything is deterministic except the Noise messages (`noise_msg1` mode 0 and
@@ -62,18 +62,29 @@ fn with_prefix(prefix: u8, bytes: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Regenerates the seeds of the targets named on the command line, or of all.
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
-    http_request(&root);
-    ws_frames(&root);
-    netstrings(&root);
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let messages = control_messages();
-    vors_control(&root, &messages);
-    vors_hello(&root);
-    noise_msg1(&root);
-    noise_msg2(&root, &messages);
-    media_open(&root);
-    media_edge(&root);
+    let makers: [(&str, &dyn Fn(&Path)); 10] = [
+        ("http_request", &http_request),
+        ("ws_frames", &ws_frames),
+        ("netstring", &netstrings),
+        ("vors_control", &|r| vors_control(r, &messages)),
+        ("vors_hello", &vors_hello),
+        ("noise_msg1", &noise_msg1),
+        ("noise_msg2", &|r| noise_msg2(r, &messages)),
+        ("vors_sessions", &|r| vors_sessions(r, &messages)),
+        ("media_open", &media_open),
+        ("media_edge", &media_edge),
+    ];
+    for (name, make) in makers {
+        if wanted(name) {
+            make(&root);
+        }
+    }
 }
 
 fn http_request(root: &Path) {
@@ -211,6 +222,22 @@ fn vors_control(root: &Path, messages: &[(&str, Vec<u8>)]) {
 }
 
 /// Seeds need no `--cfg fuzzing`: message 1 comes from the public `ClientHandshake::start`.
+fn vors_sessions(root: &Path, messages: &[(&str, Vec<u8>)]) {
+    let mut s = Seeds::target(root, "vors_sessions");
+    // Flags 3: both sessions joined; 0: both waiting for the cookie or SID.
+    for flags in [0u8, 3] {
+        let mut all = vec![flags];
+        for (direction, (name, plaintext)) in (0u8..).zip(messages) {
+            let mut one = vec![flags];
+            record(0, plaintext, &mut one);
+            record(1, plaintext, &mut one);
+            s.add(&format!("{name}_flags{flags}"), &one);
+            record(direction % 4, plaintext, &mut all);
+        }
+        s.add(&format!("all_flags{flags}"), &all);
+    }
+}
+
 fn hellos() -> Vec<(&'static str, HelloOwned)> {
     let hash = hash_password("secret");
     let hellos = [
