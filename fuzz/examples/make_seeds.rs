@@ -62,13 +62,16 @@ fn with_prefix(prefix: u8, bytes: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Writes one target's seeds under the given root.
+type Maker<'a> = dyn Fn(&Path) + 'a;
+
 /// Regenerates the seeds of the targets named on the command line, or of all.
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let messages = control_messages();
-    let makers: [(&str, &dyn Fn(&Path)); 10] = [
+    let makers: [(&str, &Maker<'_>); 10] = [
         ("http_request", &http_request),
         ("ws_frames", &ws_frames),
         ("netstring", &netstrings),
