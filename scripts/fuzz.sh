@@ -14,6 +14,9 @@
 # FUZZ_JOBS=N runs N targets at once (default 1: CI machines are small).
 set -euo pipefail
 
+# The whole script is one block, read before it runs: editing this file during a long run
+# cannot change what the run does.
+{
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 seconds=${1:-60}
@@ -96,3 +99,5 @@ if [ ${#failed[@]} -gt 0 ]; then
     exit 1
 fi
 echo "==> no crash in ${#targets[@]} targets"
+exit 0
+}
