@@ -11,6 +11,7 @@
 #   2. cargo clippy on every target, warnings denied
 #   3. the doc tests
 #   4. every test with cargo-nextest (one build, settings in .config/nextest.toml)
+#   5. every fuzz target for 10 s (scripts/fuzz.sh: nightly and cargo-fuzz, installed if missing)
 # Exit status: 0 when everything passed, otherwise that of the failing step (78 when the
 # machine cannot run the relay at all).
 set -euo pipefail
@@ -120,6 +121,7 @@ step "build the tests" \
     cargo nextest run --workspace --all-targets --no-run --cargo-quiet --color "$color"
 step "run every test (cargo nextest)" \
     cargo nextest run --workspace --all-targets --cargo-quiet --color "$color"
+step "fuzz every decoder briefly" bash scripts/fuzz.sh 10
 
 elapsed=$((SECONDS - started))
 say "all checks and tests passed in $((elapsed / 60))m$((elapsed % 60))s"

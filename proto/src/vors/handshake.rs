@@ -141,6 +141,23 @@ impl ClientHandshake {
         hello
             .encode(&mut payload)
             .map_err(HandshakeError::Payload)?;
+        Self::start_with_payload(server_public, &payload)
+    }
+
+    /// Message 1 carrying any payload, so that a fuzz target can reach the server's hello
+    /// decoder through a real decryption.
+    #[cfg(fuzzing)]
+    pub fn start_raw(
+        server_public: &[u8; KEY_LEN],
+        payload: &[u8],
+    ) -> Result<(Self, Vec<u8>), HandshakeError> {
+        Self::start_with_payload(server_public, payload)
+    }
+
+    fn start_with_payload(
+        server_public: &[u8; KEY_LEN],
+        payload: &[u8],
+    ) -> Result<(Self, Vec<u8>), HandshakeError> {
         let mut state = builder()?
             .remote_public_key(server_public)
             .map_err(|_| HandshakeError::Setup)?
@@ -148,7 +165,7 @@ impl ClientHandshake {
             .map_err(|_| HandshakeError::Setup)?;
         let mut msg = vec![0u8; MAX_HANDSHAKE_LEN];
         let len = state
-            .write_message(&payload, &mut msg)
+            .write_message(payload, &mut msg)
             .map_err(|_| HandshakeError::Setup)?;
         msg.truncate(len);
         Ok((
@@ -246,15 +263,29 @@ impl ServerHandshake {
         Ok(self.reply(&Control::Err(reason))?.0)
     }
 
-    fn reply(mut self, reply: &Control<'_>) -> Result<(Vec<u8>, HandshakeState), HandshakeError> {
+    /// Message 2 carrying any payload, so that a fuzz target can reach the client's reply
+    /// decoder through a real decryption.
+    #[cfg(fuzzing)]
+    pub fn reply_raw(self, payload: &[u8]) -> Result<Vec<u8>, HandshakeError> {
+        Ok(self.reply_with_payload(payload)?.0)
+    }
+
+    fn reply(self, reply: &Control<'_>) -> Result<(Vec<u8>, HandshakeState), HandshakeError> {
         let mut payload = Vec::new();
         reply
             .encode(&mut payload)
             .map_err(HandshakeError::Payload)?;
+        self.reply_with_payload(&payload)
+    }
+
+    fn reply_with_payload(
+        mut self,
+        payload: &[u8],
+    ) -> Result<(Vec<u8>, HandshakeState), HandshakeError> {
         let mut msg = vec![0u8; MAX_HANDSHAKE_LEN];
         let len = self
             .state
-            .write_message(&payload, &mut msg)
+            .write_message(payload, &mut msg)
             .map_err(|_| HandshakeError::Setup)?;
         msg.truncate(len);
         Ok((msg, *self.state))

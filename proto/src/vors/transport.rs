@@ -71,12 +71,27 @@ impl Transport {
     ) -> Result<(), TransportError> {
         let mut plaintext = Vec::new();
         msg.encode(&mut plaintext).map_err(TransportError::Encode)?;
+        self.encrypt_frame(&plaintext, out)
+    }
+
+    /// Encrypts any plaintext as one TCP frame, so that a fuzz target can reach the peer's
+    /// control decoder through a real transport.
+    #[cfg(fuzzing)]
+    pub fn encrypt_raw(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TransportError> {
+        self.encrypt_frame(plaintext, out)
+    }
+
+    fn encrypt_frame(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), TransportError> {
         if plaintext.len() + AEAD_TAG_LEN > MAX_TRANSPORT_LEN {
             return Err(TransportError::TooLong);
         }
         let len = self
             .state
-            .write_message(&plaintext, &mut self.buf)
+            .write_message(plaintext, &mut self.buf)
             .map_err(|_| TransportError::TooLong)?;
         netstring::encode(&self.buf[..len], out);
         Ok(())

@@ -201,6 +201,11 @@ impl Room {
         if let Some(add) = self.add_message(sid) {
             self.broadcast(sid, add);
         }
+        // A member that muted before registering was announced to nobody then; ADD alone
+        // would leave the others thinking it unmuted until it toggles again.
+        if self.member(sid).is_some_and(|m| m.muted) {
+            self.broadcast(sid, ControlOwned::Muted(Some(sid)));
+        }
         self.registered.insert(sid);
         EdgeVerdict::Registered(sid)
     }
@@ -376,6 +381,47 @@ mod tests {
             EdgeVerdict::Drop(DropReason::UnknownSid)
         );
         assert_eq!(room.stats().keepalives, 1);
+    }
+
+    /// Found by `prop_sessions::room_keeps_its_invariants_and_tells_every_member_the_truth`:
+    /// a member muted before its cookie arrived was announced with ADD only, so the others
+    /// took it for unmuted.
+    #[test]
+    fn a_member_muted_before_registering_is_announced_muted() {
+        let (mut room, [a, b, c]) = room();
+        let late = room.join("late", None, [9; COOKIE_LEN]).expect("join");
+        room.set_keys(late, keys(9));
+        room.set_muted(late, true);
+        assert_eq!(
+            room.poll_message(),
+            None,
+            "nobody to tell before it registers"
+        );
+        assert_eq!(
+            room.verify_datagram(addr(9), &[9; COOKIE_LEN]),
+            EdgeVerdict::Registered(late)
+        );
+        let to_others: Vec<_> = std::iter::from_fn(|| room.poll_message())
+            .filter(|(to, _)| *to != late)
+            .collect();
+        let key = keys(9).to_wire();
+        let add = ControlOwned::Add {
+            sid: late,
+            username: "late".to_owned(),
+            key,
+        };
+        let muted = ControlOwned::Muted(Some(late));
+        assert_eq!(
+            to_others,
+            [
+                (a, add.clone()),
+                (b, add.clone()),
+                (c, add),
+                (a, muted.clone()),
+                (b, muted.clone()),
+                (c, muted),
+            ]
+        );
     }
 
     #[test]
