@@ -46,13 +46,34 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString>,
 {
+    load_with(argv, |path| std::fs::read_to_string(path))
+}
+
+/// [`load`] of a `--config` file holding `text`, for the fuzz target of the file's decoder
+/// (fuzz/fuzz_targets/config_file.rs): no file is read.
+#[cfg(fuzzing)]
+pub fn load_file_text(text: &str) -> Result<Loaded, LoadError> {
+    load_with(["moose-relay", "--config", "fuzz.toml"], |_| {
+        Ok(text.to_owned())
+    })
+}
+
+/// [`load`], reading the `--config` file with `read`.
+fn load_with<I, T>(
+    argv: I,
+    read: impl Fn(&Path) -> std::io::Result<String>,
+) -> Result<Loaded, LoadError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
     let mut argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
     let command = Cli::command();
     let mut matches = parse(&command, &argv)?;
     let mut from_file: Vec<String> = Vec::new();
     let path = matches.get_one::<PathBuf>("config").cloned();
     if let Some(path) = &path {
-        let table = read_table(path)?;
+        let table = read_table(path, &read)?;
         let mut extra = Vec::new();
         for (key, value) in &table {
             let arg = find_setting(&command, key).ok_or_else(|| ConfigError::File {
@@ -142,12 +163,15 @@ fn find_setting<'c>(command: &'c clap::Command, key: &str) -> Option<&'c Arg> {
     })
 }
 
-fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+fn read_table(
+    path: &Path,
+    read: impl Fn(&Path) -> std::io::Result<String>,
+) -> Result<toml::Table, ConfigError> {
     let file_error = |problem: String| ConfigError::File {
         path: path.to_owned(),
         problem,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let text = read(path).map_err(|e| file_error(e.to_string()))?;
     text.parse::<toml::Table>().map_err(|e| {
         // The message only: toml's full report quotes the line, which may hold an apikey.
         let line = e
