@@ -17,10 +17,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let shown = show::render(&loaded.cli.run, &config, &loaded.sources);
-    for key in loaded.cli.run.apikey.iter().flat_map(|keys| keys.split(',')) {
+    for key in loaded
+        .cli
+        .run
+        .apikey
+        .iter()
+        .flat_map(|keys| keys.split(','))
+    {
         // Well-formed keys are at least 16 characters; shorter ones are refused above.
         if key.len() >= 16 {
-            assert!(!shown.contains(key), "check-config printed an apikey:\n{shown}");
+            assert!(
+                !shown.contains(key),
+                "check-config printed an apikey:\n{shown}"
+            );
         }
     }
 });
