@@ -187,7 +187,8 @@ fn nothing_listening_fails_with_the_reason() {
     let out = bench(&["ws", "--target", &target, "--seconds", "0.5", "--quiet"]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("stream 0") && err.contains("refused"), "{err}");
+    // Whichever stream's worker fails first names itself.
+    assert!(err.contains("stream ") && err.contains("refused"), "{err}");
 }
 
 #[test]
