@@ -28,6 +28,8 @@ use crate::sys;
 const CONTROL_QUEUE_BYTES: usize = 256 << 10;
 /// The ERR reason for a member whose room would pass `--max-rooms`.
 pub const SERVER_FULL: &str = "server full";
+/// Bytes read from a member's TCP connection at a time.
+const CONTROL_READ: usize = 512;
 /// How often a member's timers (cookie, PING) are checked.
 const TIMER_TICK: Duration = Duration::from_secs(1);
 
@@ -272,7 +274,8 @@ async fn read_loop(
     member: &MemberConn,
     mut reader: ReadHalf<TcpStream>,
 ) {
-    let mut buf = vec![0u8; 4096];
+    // Control messages are small and rare; a bigger buffer only costs every idle member.
+    let mut buf = vec![0u8; CONTROL_READ];
     while !member.left.get() {
         let n = match reader.read(&mut buf).await {
             Ok(n) => n,
