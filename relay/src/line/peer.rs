@@ -28,9 +28,10 @@ use crate::sys;
 const BLOCK: usize = 64 * 1024;
 /// A new block is taken when less than this is free at the end of the current one.
 const MIN_FREE: usize = 4 * 1024;
-/// The first block, until the peer sends something: an idle peer holds this, not a whole
-/// [`BLOCK`] (64 KiB per idle peer was most of its memory).
-const FIRST_BLOCK: usize = 2 * 1024;
+/// The first block, until the peer sends a frame that does not fit: an idle peer holds this,
+/// not a whole [`BLOCK`] (64 KiB per idle peer was most of its memory). A PCM frame does not
+/// fit, so a sending peer moves to full blocks after one short read.
+const FIRST_BLOCK: usize = 512;
 /// The relay pings an idle peer this often; browsers answer with pong.
 const PING_EVERY: Duration = Duration::from_secs(15);
 /// A peer that sends nothing at all (not even a pong) for this long is gone.
@@ -340,7 +341,7 @@ mod tests {
         // block, keeping the bytes read.
         buf.block[..3].copy_from_slice(b"abc");
         buf.filled = 3;
-        buf.make_room(1030);
+        buf.make_room(FIRST_BLOCK / 2);
         assert_eq!(buf.block.len(), FIRST_BLOCK);
         buf.make_room(FIRST_BLOCK);
         assert_eq!(buf.block.len(), BLOCK);
