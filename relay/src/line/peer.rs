@@ -28,6 +28,10 @@ use crate::sys;
 const BLOCK: usize = 64 * 1024;
 /// A new block is taken when less than this is free at the end of the current one.
 const MIN_FREE: usize = 4 * 1024;
+/// The first block, until the peer sends a frame that does not fit: an idle peer holds this,
+/// not a whole [`BLOCK`] (64 KiB per idle peer was most of its memory). A PCM frame does not
+/// fit, so a sending peer moves to full blocks after one short read.
+const FIRST_BLOCK: usize = 512;
 /// The relay pings an idle peer this often; browsers answer with pong.
 const PING_EVERY: Duration = Duration::from_secs(15);
 /// A peer that sends nothing at all (not even a pong) for this long is gone.
@@ -131,24 +135,30 @@ fn close_frame(code: CloseCode, reason: &str) -> Bytes {
 struct RecvBuf {
     block: BytesMut,
     filled: usize,
+    /// Still the small first block: full blocks are taken once it runs out.
+    first: bool,
 }
 
 impl RecvBuf {
     fn new(early: &[u8]) -> Self {
-        let mut block = BytesMut::zeroed(BLOCK.max(early.len()));
+        let mut block = BytesMut::zeroed(FIRST_BLOCK.max(early.len()));
         block[..early.len()].copy_from_slice(early);
         RecvBuf {
             block,
             filled: early.len(),
+            first: true,
         }
     }
 
     /// Makes room for at least `want` more bytes, moving the unparsed tail to a fresh block
     /// when the current one is nearly used up (earlier frames in it may still be queued).
     fn make_room(&mut self, want: usize) {
-        if self.block.len() - self.filled >= want.max(MIN_FREE) {
+        let free = self.block.len() - self.filled;
+        let enough = if self.first { want } else { want.max(MIN_FREE) };
+        if free >= enough {
             return;
         }
+        self.first = false;
         let mut fresh = BytesMut::zeroed(BLOCK.max(self.filled + want));
         fresh[..self.filled].copy_from_slice(&self.block[..self.filled]);
         self.block = fresh;
@@ -311,5 +321,44 @@ async fn ping_loop(member: Rc<Member>) {
     while !member.out.is_closed() {
         glommio::timer::sleep(PING_EVERY).await;
         member.out.push(ping.clone(), Kind::Control);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_peer_holds_a_small_block_until_it_sends() {
+        let mut buf = RecvBuf::new(&[]);
+        buf.make_room(2);
+        assert_eq!(
+            buf.block.len(),
+            FIRST_BLOCK,
+            "waiting for a header costs no full block"
+        );
+        // A frame that fits is read into it; one longer than what is left takes a full
+        // block, keeping the bytes read.
+        buf.block[..3].copy_from_slice(b"abc");
+        buf.filled = 3;
+        buf.make_room(FIRST_BLOCK / 2);
+        assert_eq!(buf.block.len(), FIRST_BLOCK);
+        buf.make_room(FIRST_BLOCK);
+        assert_eq!(buf.block.len(), BLOCK);
+        assert_eq!(&buf.block[..3], b"abc");
+        // From then on a block nearly used up is replaced by a full one, as before.
+        buf.filled = BLOCK - 100;
+        let _frames = buf.take(BLOCK - 200);
+        buf.make_room(2);
+        assert_eq!(buf.block.len(), BLOCK);
+        assert_eq!(buf.filled, 100);
+    }
+
+    #[test]
+    fn early_bytes_larger_than_the_first_block_are_kept_whole() {
+        let early = vec![7u8; FIRST_BLOCK + 10];
+        let buf = RecvBuf::new(&early);
+        assert_eq!(buf.filled, early.len());
+        assert_eq!(&buf.block[..buf.filled], &early[..]);
     }
 }

@@ -28,6 +28,8 @@ use crate::sys;
 const CONTROL_QUEUE_BYTES: usize = 256 << 10;
 /// The ERR reason for a member whose room would pass `--max-rooms`.
 pub const SERVER_FULL: &str = "server full";
+/// Bytes read from a member's TCP connection at a time.
+const CONTROL_READ: usize = 512;
 /// How often a member's timers (cookie, PING) are checked.
 const TIMER_TICK: Duration = Duration::from_secs(1);
 
@@ -91,18 +93,18 @@ impl RoomCell {
         self.room.borrow_mut().verify_datagram(from, datagram)
     }
 
-    /// Sends a verified packet unchanged to every registered member but `sender`; returns
-    /// (copies sent, copies the kernel refused).
-    pub fn forward(&self, fd: RawFd, datagram: &[u8], sender: Sid) -> (usize, usize) {
+    /// Adds a copy of datagram `index` of a batch for every registered member but `sender`
+    /// to `copies`; returns how many it added.
+    pub fn fan_out(&self, index: usize, sender: Sid, copies: &mut Vec<(usize, SockAddr)>) -> usize {
         let targets = self.targets.borrow();
         let (sids, addrs) = &*targets;
-        let (before, after) = match sids.binary_search(&sender) {
-            Ok(i) => (&addrs[..i], &addrs[i + 1..]),
-            Err(_) => (&addrs[..], &addrs[..0]),
-        };
-        let wanted = before.len() + after.len();
-        let sent = sys::send_to_many(fd, datagram, before) + sys::send_to_many(fd, datagram, after);
-        (sent, wanted - sent)
+        let before = copies.len();
+        for (sid, addr) in sids.iter().zip(addrs) {
+            if *sid != sender {
+                copies.push((index, addr.clone()));
+            }
+        }
+        copies.len() - before
     }
 
     /// Rebuilds the fan-out table after a member registered or left.
@@ -272,7 +274,8 @@ async fn read_loop(
     member: &MemberConn,
     mut reader: ReadHalf<TcpStream>,
 ) {
-    let mut buf = vec![0u8; 4096];
+    // Control messages are small and rare; a bigger buffer only costs every idle member.
+    let mut buf = vec![0u8; CONTROL_READ];
     while !member.left.get() {
         let n = match reader.read(&mut buf).await {
             Ok(n) => n,
