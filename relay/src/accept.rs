@@ -51,8 +51,9 @@ pub enum WhenExhausted {
 #[derive(Debug)]
 pub enum Accepted {
     Stream(TcpStream),
-    /// Accepted on a spare's slot while exhausted ([`WhenExhausted::Serve`] only): serve it
-    /// before accepting again, then call [`SparePool::refill`].
+    /// Accepted on a spare's slot while exhausted, or while the pool is short
+    /// ([`WhenExhausted::Serve`] only): serve it before accepting again, then call
+    /// [`SparePool::refill`].
     OnSpare(TcpStream),
 }
 
@@ -201,6 +202,12 @@ impl Acceptor {
                 Ok(stream) if spares.keep_after_accept() => {
                     shard.accept_warnings.accepted(shard.core);
                     return Accepted::Stream(stream);
+                }
+                // The admin endpoint answers even then: its few, trusted requests (is the
+                // relay ready, what do the counters say) matter most while descriptors are
+                // out. The pool is refilled once the request is served, as for `OnSpare`.
+                Ok(stream) if self.when_exhausted == WhenExhausted::Serve => {
+                    return Accepted::OnSpare(stream);
                 }
                 Ok(stream) => {
                     // The pool is short and descriptors are out: this slot goes to the pool.

@@ -71,7 +71,11 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream, _addr: Option<SocketAdd
     };
     let mut out = Vec::with_capacity(body.len() + 200);
     http::write_response(status, content_type, &[], body.as_bytes(), &mut out);
-    let _ = stream.write_all(&out).await;
+    // Flushed before the stream is dropped, as `respond` does, so no part of the answer can
+    // be left behind when the connection closes.
+    if stream.write_all(&out).await.is_ok() {
+        let _ = stream.flush().await;
+    }
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
