@@ -21,10 +21,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use glommio::net::{TcpListener, TcpStream};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::limits::ConnectionRefusal;
+use crate::limits::address::AddressSlot;
 use crate::shard::Shard;
 use crate::sys;
 
@@ -190,6 +193,35 @@ impl Acceptor {
             listener: sys::glommio_listener(listener),
             fd,
             when_exhausted,
+        }
+    }
+
+    /// The next connection to serve whose address has room under
+    /// `--max-connections-per-address`, with its address and its slot. A connection over the
+    /// limit is counted and closed, after `refusal` (if not empty) in one non-blocking send:
+    /// nothing waits on a client that is refused.
+    pub async fn next_admitted(
+        &mut self,
+        shard: &Shard,
+        refusal: &[u8],
+    ) -> (TcpStream, SocketAddr, AddressSlot) {
+        loop {
+            let stream = match self.next(shard).await {
+                Accepted::Stream(stream) | Accepted::OnSpare(stream) => stream,
+            };
+            let Ok(addr) = stream.peer_addr() else {
+                continue;
+            };
+            if let Some(slot) = shard.limits.connections.try_take(addr.ip()) {
+                return (stream, addr, slot);
+            }
+            shard
+                .stats
+                .connection_refused(ConnectionRefusal::PerAddress);
+            debug!(peer = %addr, "too many connections from one address");
+            if !refusal.is_empty() {
+                let _ = sys::send_vectored_now(stream.as_raw_fd(), &[refusal]);
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! Starts one pinned glommio executor per core and wires them together.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -9,14 +9,14 @@ use anyhow::Context as _;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use glommio::{LocalExecutorBuilder, Placement};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::accept::{Accepted, Acceptor, SparePool, WhenExhausted};
+use crate::accept::{Acceptor, SparePool, WhenExhausted};
 use crate::config::Config;
 use crate::drain::{self, Lifecycle};
 use crate::handoff::Handoff;
 use crate::http::{self, admin, upgrade};
-use crate::limits::{ConnectionRefusal, Limits};
+use crate::limits::Limits;
 use crate::owner::Owners;
 use crate::preflight;
 use crate::shard::{Shard, Shared};
@@ -207,21 +207,9 @@ async fn publish_executor_stats(shard: Rc<Shard>) {
 async fn accept_http(shard: Rc<Shard>, listener: OwnedFd) {
     let mut acceptor = Acceptor::new(listener, WhenExhausted::Shed);
     loop {
-        let stream = match acceptor.next(&shard).await {
-            Accepted::Stream(stream) | Accepted::OnSpare(stream) => stream,
-        };
-        let Ok(addr) = stream.peer_addr() else {
-            continue;
-        };
-        let Some(slot) = shard.limits.connections.try_take(addr.ip()) else {
-            shard
-                .stats
-                .connection_refused(ConnectionRefusal::PerAddress);
-            debug!(peer = %addr, "too many connections from one address");
-            // One non-blocking send on a fresh socket, then the close: nothing waits.
-            let _ = sys::send_vectored_now(stream.as_raw_fd(), &[http::TOO_MANY_CONNECTIONS]);
-            continue;
-        };
+        let (stream, addr, slot) = acceptor
+            .next_admitted(&shard, http::TOO_MANY_CONNECTIONS)
+            .await;
         glommio::spawn_local(http::serve(shard.clone(), stream, addr, slot)).detach();
     }
 }

@@ -11,9 +11,8 @@ use moose_proto::vors::hello::HelloOwned;
 use moose_proto::vors::server::{ServerEvent, ServerSession};
 use tracing::{debug, warn};
 
-use crate::accept::{Accepted, Acceptor, WhenExhausted};
+use crate::accept::{Acceptor, WhenExhausted};
 use crate::handoff::Handoff;
-use crate::limits::ConnectionRefusal;
 use crate::limits::address::AddressSlot;
 use crate::limits::handshakes::HandshakePass;
 use crate::shard::Shard;
@@ -26,19 +25,8 @@ use crate::sys;
 pub async fn accept(shard: Rc<Shard>, listener: OwnedFd) {
     let mut acceptor = Acceptor::new(listener, WhenExhausted::Shed);
     loop {
-        let stream = match acceptor.next(&shard).await {
-            Accepted::Stream(stream) | Accepted::OnSpare(stream) => stream,
-        };
-        let Ok(addr) = stream.peer_addr() else {
-            continue;
-        };
-        let Some(slot) = shard.limits.connections.try_take(addr.ip()) else {
-            shard
-                .stats
-                .connection_refused(ConnectionRefusal::PerAddress);
-            debug!(peer = %addr, "too many connections from one address");
-            continue;
-        };
+        // A refused VoRS client is just closed: it speaks no HTTP.
+        let (stream, addr, slot) = acceptor.next_admitted(&shard, &[]).await;
         let pass = match shard
             .handshakes
             .admit(&shard.limits, addr.ip(), Instant::now())
