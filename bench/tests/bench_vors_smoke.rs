@@ -21,30 +21,31 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[test]
-fn vors_streams_join_and_every_packet_arrives_whole() {
-    let relay = Relay::start(&[], &[]);
-    let json = std::env::temp_dir().join(format!("moose-bench-vors-{}.json", std::process::id()));
+/// Runs 8 VoRS streams in rooms of 4 against `relay` with `extra` flags, checks the run
+/// succeeded, and returns its JSON, parsed and as text.
+fn rooms_of_4(relay: &Relay, name: &str, extra: &[&str]) -> (Value, String) {
+    let json = std::env::temp_dir().join(format!("moose-bench-{name}-{}.json", std::process::id()));
     let target = relay.vors.to_string();
-    let out = bench(&[
-        "vors",
-        "--target",
-        &target,
-        "--pubkey",
-        &relay.vors_pubkey,
-        "--streams",
-        "8",
-        "--room-size",
-        "4",
-        "--seconds",
-        "2",
-        "--threads",
-        "2",
-        "--grace-ms",
-        "500",
-        "--json",
-        json.to_str().expect("utf-8"),
-    ]);
+    let args = [
+        &[
+            "vors",
+            "--target",
+            &target,
+            "--pubkey",
+            &relay.vors_pubkey,
+            "--streams",
+            "8",
+            "--room-size",
+            "4",
+            "--grace-ms",
+            "500",
+            "--json",
+            json.to_str().expect("utf-8"),
+        ][..],
+        extra,
+    ]
+    .concat();
+    let out = bench(&args);
     assert!(
         out.status.success(),
         "moose-bench failed:\n{}",
@@ -52,6 +53,13 @@ fn vors_streams_join_and_every_packet_arrives_whole() {
     );
     let text = std::fs::read_to_string(&json).expect("JSON written");
     let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
+    (v, text)
+}
+
+#[test]
+fn vors_streams_join_and_every_packet_arrives_whole() {
+    let relay = Relay::start(&[], &[]);
+    let (v, text) = rooms_of_4(&relay, "vors", &["--seconds", "2", "--threads", "2"]);
     let sent = v["sent"].as_u64().expect("sent");
     // 2 s of 20 ms frames: 100 per stream (101 for a stream whose phase lets one more in).
     assert!((800..=808).contains(&sent), "sent {sent}: {text}");
@@ -105,38 +113,11 @@ fn a_wrong_server_key_fails_the_handshake() {
 #[test]
 fn the_baseline_carries_the_same_packets_side_by_side() {
     let relay = Relay::start(&[], &[]);
-    let json = std::env::temp_dir().join(format!(
-        "moose-bench-vors-baseline-{}.json",
-        std::process::id()
-    ));
-    let target = relay.vors.to_string();
-    let out = bench(&[
-        "vors",
-        "--target",
-        &target,
-        "--pubkey",
-        &relay.vors_pubkey,
-        "--streams",
-        "8",
-        "--room-size",
-        "4",
-        "--seconds",
-        "1",
-        "--grace-ms",
-        "500",
-        "--baseline",
-        "--baseline-cores",
-        "2",
-        "--json",
-        json.to_str().expect("utf-8"),
-    ]);
-    assert!(
-        out.status.success(),
-        "moose-bench failed:\n{}",
-        stderr(&out)
+    let (v, text) = rooms_of_4(
+        &relay,
+        "vors-baseline",
+        &["--seconds", "1", "--baseline", "--baseline-cores", "2"],
     );
-    let text = std::fs::read_to_string(&json).expect("JSON written");
-    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
     let base = &v["baseline"];
     let sent = base["sent"].as_u64().expect("baseline sent");
     assert!(sent >= 400, "8 streams for 1 s: {text}");

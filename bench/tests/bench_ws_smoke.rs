@@ -5,7 +5,7 @@
 #[path = "../../relay/tests/support/mod.rs"]
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -24,6 +24,14 @@ fn bench(args: &[&str]) -> Output {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Checks that a run writing `json` succeeded, and returns the JSON, parsed and as text.
+fn succeeded(out: &Output, json: &Path) -> (Value, String) {
+    assert!(out.status.success(), "moose-bench failed:\n{}", stderr(out));
+    let text = std::fs::read_to_string(json).expect("JSON written");
+    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
+    (v, text)
 }
 
 fn temp_file(name: &str) -> PathBuf {
@@ -60,14 +68,7 @@ fn pcm_streams_through_an_open_relay_arrive_whole() {
         "--plot",
         plot.to_str().expect("utf-8"),
     ]);
-    assert!(
-        out.status.success(),
-        "moose-bench failed:\n{}",
-        stderr(&out)
-    );
-
-    let text = std::fs::read_to_string(&json).expect("JSON written");
-    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
+    let (v, text) = succeeded(&out, &json);
     for key in [
         "sent",
         "received",
@@ -220,9 +221,7 @@ fn a_ramp_reports_the_largest_step_within_the_slo() {
         "--json",
         json.to_str().expect("utf-8"),
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = std::fs::read_to_string(&json).expect("JSON written");
-    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
+    let (v, text) = succeeded(&out, &json);
     assert_eq!(v["max_streams"].as_u64(), Some(4), "{text}");
     let steps: Vec<u64> = v["ramp"]
         .as_array()
@@ -261,13 +260,7 @@ fn the_baseline_carries_the_same_load_side_by_side() {
         "--json",
         json.to_str().expect("utf-8"),
     ]);
-    assert!(
-        out.status.success(),
-        "moose-bench failed:\n{}",
-        stderr(&out)
-    );
-    let text = std::fs::read_to_string(&json).expect("JSON written");
-    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
+    let (v, text) = succeeded(&out, &json);
     let base = &v["baseline"];
     // The same streams and messages went through moose-baseline, all of them delivered.
     assert_eq!(base["streams"], v["streams"], "{text}");
