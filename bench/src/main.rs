@@ -91,6 +91,10 @@ struct Common {
     /// How long receivers keep reading after the last send, ms.
     #[arg(long, env = "MOOSE_BENCH_GRACE_MS", default_value_t = 1000)]
     grace_ms: u64,
+    /// Seconds every stream stays set up and idle before sending starts; the server's
+    /// resident memory (`relay_memory_kib`) is sampled at their end.
+    #[arg(long, env = "MOOSE_BENCH_IDLE_SECONDS", default_value_t = 0.0)]
+    idle_seconds: f64,
     /// How long connecting and joining every stream may take, s.
     #[arg(long, env = "MOOSE_BENCH_SETUP_TIMEOUT", default_value_t = 60)]
     setup_timeout: u64,
@@ -298,6 +302,8 @@ impl Bench {
             grace: Duration::from_millis(c.grace_ms),
             setup_timeout: Duration::from_secs(c.setup_timeout),
             progress: !c.quiet,
+            idle: Duration::try_from_secs_f64(c.idle_seconds)
+                .map_err(|_| load::LoadError::Plan("--idle-seconds must be zero or more".into()))?,
         };
         let rooms = streams / c.room_size.max(1);
         if !c.quiet {

@@ -59,7 +59,11 @@ fn rooms_of_4(relay: &Relay, name: &str, extra: &[&str]) -> (Value, String) {
 #[test]
 fn vors_streams_join_and_every_packet_arrives_whole() {
     let relay = Relay::start(&[], &[]);
-    let (v, text) = rooms_of_4(&relay, "vors", &["--seconds", "2", "--threads", "2"]);
+    let (v, text) = rooms_of_4(
+        &relay,
+        "vors",
+        &["--seconds", "2", "--threads", "2", "--idle-seconds", "0.2"],
+    );
     let sent = v["sent"].as_u64().expect("sent");
     // 2 s of 20 ms frames: 100 per stream (101 for a stream whose phase lets one more in).
     assert!((800..=808).contains(&sent), "sent {sent}: {text}");
@@ -72,6 +76,12 @@ fn vors_streams_join_and_every_packet_arrives_whole() {
     }
     // Found by its listening port, without --relay-pid.
     assert!(v["relay_cpu_ns_per_message"].is_number(), "{text}");
+    // And its memory, before the members and with all 8 idle.
+    let memory = &v["relay_memory_kib"];
+    let (before, idle) = (memory["before"].as_u64(), memory["idle"].as_u64());
+    assert!(before.is_some_and(|b| b > 0), "{text}");
+    assert!(idle.is_some_and(|i| i > 0), "{text}");
+    assert!(memory["per_stream"].is_number(), "{text}");
 
     // Every member joined with a full handshake, and the relay forwarded exactly the
     // packets the bench counted as sent, dropping none at the edge.

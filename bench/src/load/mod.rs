@@ -7,6 +7,8 @@
 //!    worker `i % threads`): WebSocket upgrades, or VoRS handshakes until every member has
 //!    heard of every other (ADD). Nothing is sent before every stream is ready, so no
 //!    message can meet a room that is still forming.
+//!    With `--idle-seconds`, every stream then stays idle that long and the server's memory is
+//!    sampled (it is also sampled before setup).
 //! 2. **Load.** From one shared start time every stream sends on its own phase (spread evenly
 //!    over the period) for `--seconds`; every delivery is checked whole ([`stamp`]),
 //!    attributed to its sender and timed.
@@ -98,6 +100,9 @@ pub struct Plan {
     pub setup_timeout: Duration,
     /// Print the progress line on stderr.
     pub progress: bool,
+    /// How long every stream stays idle (set up, not sending) before the load starts; the
+    /// server's memory is sampled at its end.
+    pub idle: Duration,
 }
 
 /// Where the streams go and how they identify themselves.
@@ -218,6 +223,17 @@ pub struct Outcome {
     /// The server's CPU time (user + system) per delivered message, ns, when it was
     /// measured.
     pub server_cpu_ns_per_message: Option<f64>,
+    /// The server's resident memory before setup and with every stream idle, when measured.
+    pub server_memory: Option<ServerMemory>,
+}
+
+/// The server's resident memory (`VmRSS`) around setup, KiB.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerMemory {
+    /// Before the first stream connected.
+    pub before_kib: u64,
+    /// With every stream set up and idle, at the end of `--idle-seconds`.
+    pub idle_kib: u64,
 }
 
 impl Outcome {
@@ -385,6 +401,7 @@ impl Pacer {
 pub fn run(plan: &Plan, endpoint: Endpoint, server_pid: Option<u32>) -> Result<Outcome, LoadError> {
     validate(plan)?;
     let protocol = endpoint.protocol();
+    let rss_before = server_pid.and_then(procstat::rss_kib);
     let (tx, rx) = mpsc::channel();
     let shared = Arc::new(Shared {
         clock: Clock::new(),
@@ -447,12 +464,18 @@ pub fn run(plan: &Plan, endpoint: Endpoint, server_pid: Option<u32>) -> Result<O
     if let Some(e) = first_error {
         return Err(e);
     }
-    let cpu_ns = outcome?;
+    let (cpu_ns, rss_idle) = outcome?;
     let mut outcome = Outcome {
         tally,
         streams: plan.streams,
         room_size: plan.room_size,
         server_cpu_ns_per_message: None,
+        server_memory: rss_before
+            .zip(rss_idle)
+            .map(|(before_kib, idle_kib)| ServerMemory {
+                before_kib,
+                idle_kib,
+            }),
     };
     if let Some(ns) = cpu_ns
         && outcome.tally.received > 0
@@ -481,14 +504,14 @@ fn validate(plan: &Plan) -> Result<(), LoadError> {
 }
 
 /// Waits for setup, sets the run's times, prints progress, and returns the server's CPU ns
-/// over the run when it was measured. Any worker failing ends it early (its error is the
-/// one reported).
+/// over the run and its resident KiB with every stream idle, each when measured. Any worker
+/// failing ends it early (its error is the one reported).
 fn drive(
     plan: &Plan,
     shared: &Shared,
     workers: &[thread::JoinHandle<Result<Tally, LoadError>>],
     server_pid: Option<u32>,
-) -> Result<Option<u64>, LoadError> {
+) -> Result<(Option<u64>, Option<u64>), LoadError> {
     let clock = shared.clock;
     let setup_deadline = clock.now_ns() + plan.setup_timeout.as_nanos() as u64;
     let poll = Duration::from_millis(5);
@@ -509,6 +532,15 @@ fn drive(
         }
         thread::sleep(poll);
     }
+    // The idle time is part of what is measured (memory once the setup has settled), not a
+    // wait for an event; workers keep answering keepalives meanwhile.
+    if !plan.idle.is_zero() {
+        thread::sleep(plan.idle);
+        if workers.iter().any(|w| w.is_finished()) {
+            return Err(LoadError::Plan("a worker stopped while idle".into()));
+        }
+    }
+    let rss_idle = server_pid.and_then(procstat::rss_kib);
 
     let start = clock.now_ns() + START_DELAY_NS;
     let end = start + (plan.seconds * 1e9) as u64;
@@ -546,5 +578,6 @@ fn drive(
         }
     }
     let cpu_after = server_pid.and_then(procstat::cpu_ns);
-    Ok(cpu_before.zip(cpu_after).map(|(a, b)| b.saturating_sub(a)))
+    let cpu = cpu_before.zip(cpu_after).map(|(a, b)| b.saturating_sub(a));
+    Ok((cpu, rss_idle))
 }

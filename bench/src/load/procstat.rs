@@ -31,6 +31,19 @@ fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Resident memory of process `pid` now, in KiB: `VmRSS` from `/proc/PID/status`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    parse_status_rss_kib(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// `VmRSS` in KiB from the text of `/proc/PID/status` (a line `VmRSS:     1234 kB`).
+fn parse_status_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut fields = line["VmRSS:".len()..].split_whitespace();
+    let kib = fields.next()?.parse().ok()?;
+    (fields.next()? == "kB").then_some(kib)
+}
+
 /// The process listening on TCP `target`'s port on this machine, if exactly one does (on
 /// the target's address or on a wildcard address).
 pub fn find_listener(target: SocketAddr) -> Option<u32> {
@@ -140,6 +153,20 @@ mod tests {
         }
         assert!(x > 0);
         assert!(cpu_ns(pid).expect("own stat") >= before);
+    }
+
+    #[test]
+    fn resident_memory_is_read_from_the_status_text() {
+        let status = "Name:\tmoose-relay\nVmPeak:\t  90000 kB\nVmRSS:\t   36176 kB\nThreads:\t3\n";
+        assert_eq!(parse_status_rss_kib(status), Some(36176));
+        assert_eq!(parse_status_rss_kib("Name:\tx\n"), None);
+        assert_eq!(parse_status_rss_kib("VmRSS:\t12 pages\n"), None);
+        // Our own resident memory is some and grows when we touch more pages.
+        let before = rss_kib(std::process::id()).expect("own status");
+        let touched = vec![1u8; 16 << 20];
+        let after = rss_kib(std::process::id()).expect("own status");
+        assert!(std::hint::black_box(&touched).iter().all(|&b| b == 1));
+        assert!(after >= before + 8 * 1024, "{before} -> {after} KiB");
     }
 
     #[test]

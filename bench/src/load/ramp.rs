@@ -110,6 +110,7 @@ mod tests {
                 max: p99,
             },
             relay_cpu_ns_per_message: None,
+            relay_memory_kib: None,
             send_skipped: 0,
             send_lag_us_p99: 0.0,
         }

@@ -2,7 +2,9 @@
 //!
 //! JSON keys (a contract: scripts read them): `protocol`, `room_size`, `seconds`, `streams`,
 //! `sent`, `received`, `lost`, `corrupted`, `latency_us.{p50,p90,p99,p999,max}`,
-//! `relay_cpu_ns_per_message` (null when unknown), and the bench's own health:
+//! `relay_cpu_ns_per_message` (null when unknown), `relay_memory_kib.{before,idle,per_stream}`
+//! (null when unknown: the server's resident memory before setup, with every stream idle,
+//! and the growth per stream), and the bench's own health:
 //! `send_skipped`, `send_lag_us_p99`. With `--ramp`: `max_streams` and `ramp` (one entry per
 //! step). With `--baseline`: `baseline` (the same keys, measured against `moose-baseline`)
 //! and `ratio` (relay over baseline, for each latency and the CPU figure).
@@ -12,6 +14,8 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+#[cfg(test)]
+use super::ServerMemory;
 use super::tally::new_histogram;
 use super::{Outcome, Protocol, Sample};
 
@@ -56,6 +60,18 @@ impl Latency {
     }
 }
 
+/// The server's resident memory around setup, KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Memory {
+    /// Before the first stream connected.
+    pub before: u64,
+    /// With every stream set up and idle.
+    pub idle: u64,
+    /// `(idle - before) / streams`: an upper bound on the memory each idle stream costs (it
+    /// includes whatever the first streams warmed up once).
+    pub per_stream: f64,
+}
+
 /// One measured run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Run {
@@ -79,6 +95,8 @@ pub struct Run {
     pub latency_us: Latency,
     /// The server's CPU time per delivered message, when it runs here.
     pub relay_cpu_ns_per_message: Option<f64>,
+    /// The server's resident memory, when it runs here.
+    pub relay_memory_kib: Option<Memory>,
     /// Sends the bench skipped because a connection's backlog was full.
     pub send_skipped: u64,
     /// 99th percentile of how late sends left against their schedule: above a few ms the
@@ -101,6 +119,15 @@ impl Run {
             corrupted: t.corrupted,
             latency_us: Latency::of(&t.latency),
             relay_cpu_ns_per_message: outcome.server_cpu_ns_per_message.map(|v| v.round()),
+            relay_memory_kib: outcome.server_memory.map(|m| Memory {
+                before: m.before_kib,
+                idle: m.idle_kib,
+                per_stream: (m.idle_kib.saturating_sub(m.before_kib) as f64
+                    / outcome.streams.max(1) as f64
+                    * 10.0)
+                    .round()
+                    / 10.0,
+            }),
             send_skipped: t.send_skipped,
             send_lag_us_p99: if t.send_lag.is_empty() {
                 0.0
@@ -233,7 +260,7 @@ impl Report {
         }
         out.push('\n');
         type Pick = fn(&Run) -> Option<f64>;
-        let rows: [(&str, Pick, bool); 13] = [
+        let rows: [(&str, Pick, bool); 14] = [
             ("latency p50 (µs)", |x| Some(x.latency_us.p50), true),
             ("latency p90 (µs)", |x| Some(x.latency_us.p90), true),
             ("latency p99 (µs)", |x| Some(x.latency_us.p99), true),
@@ -246,6 +273,11 @@ impl Report {
             (
                 "server CPU per message (ns)",
                 |x| x.relay_cpu_ns_per_message,
+                true,
+            ),
+            (
+                "server KiB per idle stream",
+                |x| x.relay_memory_kib.map(|m| m.per_stream),
                 true,
             ),
             ("streams", |x| Some(x.streams as f64), false),
@@ -359,6 +391,10 @@ mod tests {
             streams: 4,
             room_size,
             server_cpu_ns_per_message: Some(1234.4),
+            server_memory: Some(ServerMemory {
+                before_kib: 30_000,
+                idle_kib: 30_050,
+            }),
         }
     }
 
@@ -381,12 +417,17 @@ mod tests {
             run.latency_us
         );
         assert_eq!(run.relay_cpu_ns_per_message, Some(1234.0));
+        // 50 KiB more with 4 streams idle.
+        let memory = run.relay_memory_kib.expect("memory");
+        assert_eq!((memory.before, memory.idle), (30_000, 30_050));
+        assert_eq!(memory.per_stream, 12.5);
     }
 
     #[test]
     fn json_has_every_key_and_null_for_unknown_cpu() {
         let mut o = outcome(&[100, 200], 1, 3);
         o.server_cpu_ns_per_message = None;
+        o.server_memory = None;
         let report = Report::new(Run::of(Protocol::Vors, 1.5, &o));
         let v: serde_json::Value = serde_json::from_str(&report.to_json()).expect("valid JSON");
         for key in [
@@ -399,6 +440,7 @@ mod tests {
             "lost",
             "corrupted",
             "relay_cpu_ns_per_message",
+            "relay_memory_kib",
         ] {
             assert!(v.get(key).is_some(), "{key} missing in {v}");
         }
@@ -407,6 +449,7 @@ mod tests {
         }
         assert_eq!(v["protocol"], "vors");
         assert!(v["relay_cpu_ns_per_message"].is_null());
+        assert!(v["relay_memory_kib"].is_null());
         assert!(v.get("baseline").is_none() && v.get("max_streams").is_none());
     }
 
