@@ -176,10 +176,9 @@ impl Room {
 
     /// A cookie from an unregistered address: find the joining member it belongs to.
     fn register(&mut self, from: SocketAddr, cookie: &[u8; COOKIE_LEN]) -> EdgeVerdict {
-        let found = self.members.iter().enumerate().find_map(|(i, m)| {
-            let m = m.as_ref()?;
+        let found = self.members.iter().find_map(|(sid, m)| {
             let waiting = m.udp.is_none() && m.keys.is_some();
-            (waiting && bool::from(m.cookie.ct_eq(cookie))).then_some(Sid(i as u8))
+            (waiting && bool::from(m.cookie.ct_eq(cookie))).then_some(*sid)
         });
         let Some(sid) = found else {
             return EdgeVerdict::Drop(DropReason::UnknownSource);

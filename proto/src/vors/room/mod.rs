@@ -32,6 +32,9 @@ pub use edge::{DropReason, EdgeVerdict, RoomStats};
 pub const RESERVED_SID: Sid = Sid(255);
 /// The most members any room can hold.
 pub const MAX_MEMBERS: usize = 255;
+/// `Room::slot_of` for a SID that is nobody's: no member's index can be 255, since a room
+/// holds at most 255 members (indices 0..=254).
+const NO_SLOT: u8 = u8::MAX;
 
 /// Room limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,9 +122,13 @@ pub struct Room {
     name: String,
     config: RoomConfig,
     password_hash: Option<[u8; PASSWORD_HASH_LEN]>,
-    /// Indexed by SID; slot 255 ([`RESERVED_SID`]) stays empty.
-    members: Vec<Option<Member>>,
-    count: usize,
+    /// The members, joined or joining, in no order. Dense, so that a room costs memory for
+    /// the members it has: a table of every possible SID's member cost 35 KiB per room, more
+    /// than the rest of a small room's members together.
+    members: Vec<(Sid, Member)>,
+    /// Each SID's index in `members`, or [`NO_SLOT`]: the per-datagram lookup stays one
+    /// array read.
+    slot_of: [u8; 256],
     next_sid: u8,
     /// Members with a registered address: the recipients of media.
     registered: SidSet,
@@ -143,8 +150,8 @@ impl Room {
             name: name.to_owned(),
             config,
             password_hash: None,
-            members: (0..=MAX_MEMBERS).map(|_| None).collect(),
-            count: 0,
+            members: Vec::new(),
+            slot_of: [NO_SLOT; 256],
             next_sid: 0,
             registered: SidSet::new(),
             by_addr: HashMap::new(),
@@ -160,12 +167,12 @@ impl Room {
 
     /// Members, joined or joining.
     pub fn len(&self) -> usize {
-        self.count
+        self.members.len()
     }
 
     /// Whether nobody is in (or joining) the room.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.members.is_empty()
     }
 
     /// The room's counters.
@@ -184,11 +191,13 @@ impl Room {
     }
 
     fn member(&self, sid: Sid) -> Option<&Member> {
-        self.members.get(usize::from(sid.0))?.as_ref()
+        let slot = self.slot_of[usize::from(sid.0)];
+        Some(&self.members.get(usize::from(slot))?.1)
     }
 
     fn member_mut(&mut self, sid: Sid) -> Option<&mut Member> {
-        self.members.get_mut(usize::from(sid.0))?.as_mut()
+        let slot = self.slot_of[usize::from(sid.0)];
+        Some(&mut self.members.get_mut(usize::from(slot))?.1)
     }
 
     /// Admits a member (not yet announced): checks the password (the first member sets it),
@@ -199,7 +208,7 @@ impl Room {
         password_hash: Option<&[u8; PASSWORD_HASH_LEN]>,
         cookie: [u8; COOKIE_LEN],
     ) -> Result<Sid, Reject> {
-        if self.count == 0 {
+        if self.members.is_empty() {
             self.password_hash = password_hash.copied();
         } else {
             // Password first, so that a stranger learns nothing about who is inside.
@@ -212,15 +221,10 @@ impl Room {
                 return Err(Reject::WrongPassword);
             }
         }
-        if self
-            .members
-            .iter()
-            .flatten()
-            .any(|m| m.username == username)
-        {
+        if self.members.iter().any(|(_, m)| m.username == username) {
             return Err(Reject::NameTaken);
         }
-        if self.count >= self.config.max_members {
+        if self.members.len() >= self.config.max_members {
             return Err(Reject::RoomFull);
         }
         // Round robin, so that a SID is not handed out again right after its member left
@@ -231,15 +235,19 @@ impl Room {
             .find(|sid| sid.0 % lanes == lane && self.member(*sid).is_none())
             .ok_or(Reject::RoomFull)?;
         self.next_sid = ((usize::from(sid.0) + 1) % MAX_MEMBERS) as u8;
-        self.members[usize::from(sid.0)] = Some(Member {
-            username: username.to_owned(),
-            cookie,
-            keys: None,
-            udp: None,
-            last_pkt: None,
-            muted: false,
-        });
-        self.count += 1;
+        // Below 255: `max_members` is at most `MAX_MEMBERS` and the room was not full.
+        self.slot_of[usize::from(sid.0)] = self.members.len() as u8;
+        self.members.push((
+            sid,
+            Member {
+                username: username.to_owned(),
+                cookie,
+                keys: None,
+                udp: None,
+                last_pkt: None,
+                muted: false,
+            },
+        ));
         Ok(sid)
     }
 
@@ -252,14 +260,17 @@ impl Room {
     /// Removes a member; if it had registered, the others get `DEL`. Returns false if `sid`
     /// was not a member.
     pub fn leave(&mut self, sid: Sid) -> bool {
-        let Some(member) = self
-            .members
-            .get_mut(usize::from(sid.0))
-            .and_then(Option::take)
-        else {
+        let slot = usize::from(std::mem::replace(
+            &mut self.slot_of[usize::from(sid.0)],
+            NO_SLOT,
+        ));
+        if slot >= self.members.len() {
             return false;
-        };
-        self.count -= 1;
+        }
+        let (_, member) = self.members.swap_remove(slot);
+        if let Some((moved, _)) = self.members.get(slot) {
+            self.slot_of[usize::from(moved.0)] = slot as u8;
+        }
         if let Some(addr) = member.udp {
             self.by_addr.remove(&addr);
             self.registered.remove(sid);
@@ -427,6 +438,34 @@ mod tests {
         assert_eq!(Reject::RoomFull.reason(), "room is full");
         assert_eq!(Reject::NameTaken.reason(), "name is taken");
         assert_eq!(Reject::WrongPassword.reason(), "wrong password");
+    }
+
+    #[test]
+    fn members_stay_found_by_sid_while_others_leave_in_any_order() {
+        let mut room = Room::new("r", RoomConfig::with_max_members(MAX_MEMBERS));
+        let mut inside: Vec<(Sid, String)> = Vec::new();
+        // Joins and leaves interleaved, leaving from the front, the back and the middle, so
+        // that every member is at some point moved into a leaver's place.
+        for round in 0..300usize {
+            let name = format!("m{round}");
+            let sid = room.join(&name, None, [0; 16]).expect("room has space");
+            inside.push((sid, name));
+            if round % 3 == 2 {
+                let (gone, _) = inside.remove((round * 7) % inside.len());
+                assert!(room.leave(gone));
+                assert!(!room.leave(gone), "a member leaves once");
+                assert_eq!(room.username(gone), None);
+            }
+            assert_eq!(room.len(), inside.len());
+            for (sid, name) in &inside {
+                assert_eq!(room.username(*sid), Some(name.as_str()), "{sid:?}");
+            }
+        }
+        assert!(!room.leave(RESERVED_SID));
+        for (sid, _) in inside {
+            assert!(room.leave(sid));
+        }
+        assert!(room.is_empty());
     }
 
     #[test]
