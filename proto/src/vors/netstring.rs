@@ -124,6 +124,19 @@ pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
     out.push(b',');
 }
 
+/// Appends one netstring of `len` bytes to `out`, its payload written in place by `fill`
+/// (given exactly `len` zero bytes), and returns what `fill` returns. Spares a scratch
+/// buffer when the payload is produced by a writer into a slice (an encryption).
+pub fn encode_in_place<T>(len: usize, out: &mut Vec<u8>, fill: impl FnOnce(&mut [u8]) -> T) -> T {
+    out.reserve(encoded_len(len));
+    write_prefix(len, out);
+    let start = out.len();
+    out.resize(start + len, 0);
+    let result = fill(&mut out[start..]);
+    out.push(b',');
+    result
+}
+
 /// Appends the list `NS(NS(items[0]) || NS(items[1]) || ...)` to `out`.
 pub fn encode_list(items: &[&[u8]], out: &mut Vec<u8>) {
     let inner: usize = items.iter().map(|item| encoded_len(item.len())).sum();
@@ -182,6 +195,23 @@ impl<'a> Iterator for ListItems<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_written_in_place_makes_the_same_netstring() {
+        let mut out = b"x".to_vec();
+        let answer = encode_in_place(5, &mut out, |slot| {
+            assert_eq!(slot, &[0; 5]);
+            slot.copy_from_slice(b"hello");
+            42
+        });
+        assert_eq!(answer, 42);
+        let mut expected = b"x".to_vec();
+        encode(b"hello", &mut expected);
+        assert_eq!(out, expected);
+        let mut empty = Vec::new();
+        encode_in_place(0, &mut empty, |slot| assert!(slot.is_empty()));
+        assert_eq!(empty, b"0:,");
+    }
 
     #[test]
     fn decodes_a_whole_netstring_and_leaves_the_rest() {

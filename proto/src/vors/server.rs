@@ -42,6 +42,9 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub const COOKIE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A joined member that sends no PING for this long is gone.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(30);
+/// Input buffer capacity kept once every byte read is consumed: enough for the control
+/// frames of a call, not for the handshake's message 1.
+const IDLE_INBUF: usize = 256;
 
 /// What the relay must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,7 +260,12 @@ impl ServerSession {
 
     /// The next event for the relay.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if self.events.is_empty() {
+            // Events are rare (the hello, then mutes and chat); an idle member holds no queue.
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     /// When to call [`ServerSession::handle_timeout`] next.
@@ -301,7 +309,14 @@ impl ServerSession {
                 State::Deciding(_) | State::Closed => None,
             };
             match consumed {
-                Some(n) if !self.closed => drop(self.inbuf.drain(..n)),
+                Some(n) if !self.closed => {
+                    self.inbuf.drain(..n);
+                    if self.inbuf.is_empty() && self.inbuf.capacity() > IDLE_INBUF {
+                        // Message 1 is over a kilobyte; a member then idles for the whole
+                        // call, reading a few small control frames.
+                        self.inbuf = Vec::new();
+                    }
+                }
                 _ => return,
             }
         }
@@ -537,6 +552,18 @@ mod tests {
             peer.session.accept(peer.t0, &[0; 16]),
             Err(SessionError::Closed)
         );
+    }
+
+    #[test]
+    fn an_idle_member_keeps_no_handshake_buffers() {
+        // A relay holds a session per member for the whole call: message 1's bytes and the
+        // hello event must not stay allocated behind it.
+        let mut peer = accepted();
+        assert_eq!(peer.session.inbuf.capacity(), 0);
+        assert_eq!(peer.session.events.capacity(), 0);
+        let t0 = peer.t0;
+        send(&mut peer, t0, Control::Ping);
+        assert!(peer.session.inbuf.capacity() <= IDLE_INBUF);
     }
 
     #[test]

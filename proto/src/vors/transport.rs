@@ -45,7 +45,6 @@ impl std::error::Error for TransportError {}
 /// decrypted in the order they were sent (TCP guarantees it).
 pub struct Transport {
     state: TransportState,
-    buf: Vec<u8>,
 }
 
 impl fmt::Debug for Transport {
@@ -55,12 +54,11 @@ impl fmt::Debug for Transport {
 }
 
 impl Transport {
+    /// No buffer of its own: a relay holds one transport per member for as long as the
+    /// member stays, and control messages are rare. Encryption writes into the outgoing
+    /// frame, decryption into the stack.
     pub(super) fn new(state: TransportState) -> Self {
-        // Both directions are capped at MAX_TRANSPORT_LEN, so that is all the buffer needs.
-        Transport {
-            state,
-            buf: vec![0; MAX_TRANSPORT_LEN],
-        }
+        Transport { state }
     }
 
     /// Encrypts `msg` and appends the whole TCP frame, `NS(ciphertext)`, to `out`.
@@ -89,12 +87,18 @@ impl Transport {
         if plaintext.len() + AEAD_TAG_LEN > MAX_TRANSPORT_LEN {
             return Err(TransportError::TooLong);
         }
-        let len = self
-            .state
-            .write_message(plaintext, &mut self.buf)
-            .map_err(|_| TransportError::TooLong)?;
-        netstring::encode(&self.buf[..len], out);
-        Ok(())
+        let len = plaintext.len() + AEAD_TAG_LEN;
+        let start = out.len();
+        let written = netstring::encode_in_place(len, out, |frame| {
+            self.state.write_message(plaintext, frame)
+        });
+        match written {
+            Ok(n) if n == len => Ok(()),
+            _ => {
+                out.truncate(start);
+                Err(TransportError::TooLong)
+            }
+        }
     }
 
     /// Decrypts one frame's payload (the ciphertext inside the netstring) into a message.
@@ -102,11 +106,13 @@ impl Transport {
         if ciphertext.len() > MAX_TRANSPORT_LEN {
             return Err(TransportError::TooLong);
         }
+        // Both directions are capped at MAX_TRANSPORT_LEN, so that is all the plaintext needs.
+        let mut plaintext = [0u8; MAX_TRANSPORT_LEN];
         let len = self
             .state
-            .read_message(ciphertext, &mut self.buf)
+            .read_message(ciphertext, &mut plaintext)
             .map_err(|_| TransportError::Decrypt)?;
-        let msg = Control::decode(&self.buf[..len]).map_err(TransportError::Malformed)?;
+        let msg = Control::decode(&plaintext[..len]).map_err(TransportError::Malformed)?;
         Ok(msg.to_owned())
     }
 }
