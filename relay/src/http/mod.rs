@@ -74,6 +74,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, addr: SocketAddr, sl
         Ok(Route::Done) => {}
         Ok(Route::Upgrade(line_request)) => {
             let early = head[head_len..].to_vec();
+            // The head's buffer (`MAX_HEAD_BYTES`) would otherwise live as long as the call:
+            // this future runs the peer when the line is on this core.
+            drop(head);
             upgrade::hand_to_owner(shard, stream, line_request, early, slot).await;
         }
         Err(e) => debug!(error = %e, "http response not sent"),
