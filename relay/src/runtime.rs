@@ -38,6 +38,9 @@ pub struct Listening {
 
 /// How often each core adds its executor's figures to its counters.
 const EXECUTOR_STATS_EVERY: Duration = Duration::from_secs(1);
+/// How often each core lets the allocator return freed memory to the OS. mimalloc waits a
+/// second (its `purge_delay`) before freed pages may go; this gives them the chance then.
+const COLLECT_MEMORY_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the relay until a stop signal and the drain that follows (see `drain`); returns the
 /// process's exit status. `on_ready` is called once every core serves.
@@ -169,6 +172,7 @@ async fn core_main(start: CoreStart) {
         start.sockets.vors_tcp,
     ));
     glommio::spawn_local(publish_executor_stats(shard.clone())).detach();
+    glommio::spawn_local(collect_freed_memory()).detach();
     shard.stats.accepting.set(1);
     let _ = start.ready.send(start.core);
     // Draining: the accept tasks own the listeners, so cancelling them closes this core's
@@ -180,6 +184,15 @@ async fn core_main(start: CoreStart) {
     shard.stats.accepting.set(0);
     info!(core = shard.core, "stopped accepting connections");
     futures_lite::future::pending::<()>().await;
+}
+
+/// Hands this core's long-freed memory back to the OS every second, so that the relay's
+/// resident memory follows its calls down after a burst instead of staying at the peak.
+async fn collect_freed_memory() {
+    loop {
+        glommio::timer::sleep(COLLECT_MEMORY_EVERY).await;
+        sys::collect_freed_memory();
+    }
 }
 
 /// Adds the executor's own figures to this core's counters every second (glommio hands out
