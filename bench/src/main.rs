@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
 use moose_bench::load::baseline::{self, Baseline};
 use moose_bench::load::plot::{self, Curve};
-use moose_bench::load::ramp::{self, Slo, Steps};
+use moose_bench::load::ramp::{self, Side, Slo, Steps};
 use moose_bench::load::report::{Report, Run};
 use moose_bench::load::{self, Endpoint, Plan, Protocol, procstat};
 use moose_proto::vors::keys::SessionKeys;
@@ -102,7 +102,8 @@ struct Common {
     #[arg(long, short, env = "MOOSE_BENCH_QUIET")]
     quiet: bool,
 
-    /// Raise the streams step by step until the SLO breaks; report `max_streams`.
+    /// Raise the streams step by step until the SLO breaks; report `max_streams` (with
+    /// --baseline, the baseline's too).
     #[arg(long, env = "MOOSE_BENCH_RAMP")]
     ramp: bool,
     /// First ramp step's streams [default: --streams].
@@ -125,7 +126,8 @@ struct Common {
     slo_p99_ms: f64,
 
     /// Run the same load against `moose-baseline` (a minimal forwarder, started here) and
-    /// report both, side by side, with the ratio.
+    /// report both, side by side, with the ratio. With --ramp both ramp, step by step, each
+    /// until it breaks the SLO, and the report gives both `max_streams`.
     #[arg(long, env = "MOOSE_BENCH_BASELINE")]
     baseline: bool,
     /// Cores for `moose-baseline` [default: the CPUs this process may use].
@@ -216,40 +218,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_loss: c.slo_loss_percent / 100.0,
             max_p99_us: c.slo_p99_ms * 1000.0,
         };
-        let mut histograms = Vec::new();
-        let result = ramp::ramp(steps, slo, |n| {
-            let (run, h) = bench.measure(n, c.ramp_step_seconds, Against::Target)?;
-            if !c.quiet {
-                eprintln!(
-                    "moose-bench: ramp step {n} streams: p99 {} µs, loss {:.3} %, {}",
-                    run.latency_us.p99,
-                    run.loss_ratio() * 100.0,
-                    if slo.met_by(&run) {
-                        "within SLO"
-                    } else {
-                        "SLO broken"
-                    }
-                );
-            }
-            histograms.push((n, h));
-            Ok(run)
-        })?;
-        let best = result.best.context("the ramp ran no step")?;
-        let streams = best.streams as usize;
-        let hist = histograms
-            .into_iter()
-            .find(|(n, _)| *n == streams)
-            .map(|(_, h)| h);
-        let mut report = Report::new(best);
-        report.max_streams = Some(result.max_streams);
-        report.ramp = result.steps;
-        let mut curves = vec![("relay", hist)];
         if c.baseline {
-            let (base, h) = bench.measure(streams, c.ramp_step_seconds, Against::Baseline)?;
-            report = report.with_baseline(base);
-            curves.push(("baseline", Some(h)));
+            // Each server's histogram at its best step so far, as the ramp picks `best`: the
+            // last step within the SLO, else the first.
+            let (mut relay_h, mut baseline_h) = (None, None);
+            let result = ramp::ramp_side_by_side(steps, slo, |side, n| {
+                let (against, slot) = match side {
+                    Side::Relay => (Against::Target, &mut relay_h),
+                    Side::Baseline => (Against::Baseline, &mut baseline_h),
+                };
+                let (run, h) = bench.measure(n, c.ramp_step_seconds, against)?;
+                let ok = slo.met_by(&run);
+                bench.tell_step(against, n, &run, ok);
+                if ok || slot.is_none() {
+                    *slot = Some(h);
+                }
+                Ok(run)
+            })?;
+            let relay = result.relay.best.context("the ramp ran no step")?;
+            let base = result.baseline.best.context("the ramp ran no step")?;
+            let mut report = Report::new(relay);
+            report.max_streams = Some(result.relay.max_streams);
+            report.ramp = result.relay.steps;
+            let report =
+                report.with_baseline_ramp(base, result.baseline.max_streams, result.baseline.steps);
+            (report, vec![("relay", relay_h), ("baseline", baseline_h)])
+        } else {
+            let mut best_h = None;
+            let result = ramp::ramp(steps, slo, |n| {
+                let (run, h) = bench.measure(n, c.ramp_step_seconds, Against::Target)?;
+                let ok = slo.met_by(&run);
+                bench.tell_step(Against::Target, n, &run, ok);
+                if ok || best_h.is_none() {
+                    best_h = Some(h);
+                }
+                Ok(run)
+            })?;
+            let best = result.best.context("the ramp ran no step")?;
+            let mut report = Report::new(best);
+            report.max_streams = Some(result.max_streams);
+            report.ramp = result.steps;
+            (report, vec![("relay", best_h)])
         }
-        (report, curves)
     } else {
         let (run, h) = bench.measure(c.streams, c.seconds, Against::Target)?;
         let mut report = Report::new(run);
@@ -285,6 +295,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 impl Bench {
+    /// The progress line of one ramp step.
+    fn tell_step(&self, against: Against, streams: usize, run: &Run, ok: bool) {
+        if self.common.quiet {
+            return;
+        }
+        let who = match against {
+            Against::Target => "relay",
+            Against::Baseline => "baseline",
+        };
+        eprintln!(
+            "moose-bench: ramp step {streams} streams, {who}: p99 {} µs, loss {:.3} %, {}",
+            run.latency_us.p99,
+            run.loss_ratio() * 100.0,
+            if ok { "within SLO" } else { "SLO broken" }
+        );
+    }
+
     /// One complete run of `streams` streams for `seconds`, against the target or a
     /// baseline started for it.
     fn measure(

@@ -1,6 +1,7 @@
 //! `moose-bench ws` against a real relay: a short run whose every message arrives whole, the
 //! JSON it writes, and the ways a server can refuse it (wrong apikey, Origin not allowed,
-//! nothing listening), each a non-zero exit that names the reason.
+//! nothing listening), each a non-zero exit that names the reason; a ramp, the baseline
+//! beside it, and both ramped side by side.
 
 #[path = "../../relay/tests/support/mod.rs"]
 mod support;
@@ -235,6 +236,10 @@ fn a_ramp_reports_the_largest_step_within_the_slo() {
         Some(4),
         "figures of the last good step"
     );
+    assert!(
+        v.get("baseline_max_streams").is_none() && v.get("baseline_ramp").is_none(),
+        "no baseline asked for: {text}"
+    );
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("max streams within SLO"), "{table}");
 }
@@ -273,4 +278,99 @@ fn the_baseline_carries_the_same_load_side_by_side() {
     assert!(v["ratio"]["p50"].as_f64().is_some(), "{text}");
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("baseline"), "{table}");
+}
+
+/// The streams of each step of a ramp in `v[key]`, and whether each met the SLO.
+fn ramp_steps(v: &Value, key: &str) -> Vec<(u64, bool)> {
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in {v}"))
+        .iter()
+        .map(|s| {
+            let streams = s["streams"].as_u64().expect("streams");
+            (streams, s["ok"].as_bool().expect("ok"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_ramp_with_the_baseline_ramps_both_servers_side_by_side() {
+    let relay = Relay::start(&["--open"], &[]);
+    let json = temp_file("ramp-baseline.json");
+    let target = relay.http.to_string();
+    let pid = relay.pid().to_string();
+    // An objective every step meets: both servers climb to --ramp-max, 2 steps of 1 s each.
+    let out = bench(&[
+        "ws",
+        "--target",
+        &target,
+        "--relay-pid",
+        &pid,
+        "--ramp",
+        "--ramp-start",
+        "2",
+        "--ramp-step",
+        "2",
+        "--ramp-max",
+        "4",
+        "--ramp-step-seconds",
+        "1",
+        "--slo-p99-ms",
+        "60000",
+        "--slo-loss-percent",
+        "100",
+        "--grace-ms",
+        "300",
+        "--baseline",
+        "--baseline-cores",
+        "2",
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    let (v, text) = succeeded(&out, &json);
+    let both_met = vec![(2, true), (4, true)];
+    assert_eq!(ramp_steps(&v, "ramp"), both_met, "{text}");
+    assert_eq!(ramp_steps(&v, "baseline_ramp"), both_met, "{text}");
+    assert_eq!(v["max_streams"].as_u64(), Some(4), "{text}");
+    assert_eq!(v["baseline_max_streams"].as_u64(), Some(4), "{text}");
+    assert_eq!(v["ratio"]["max_streams"].as_f64(), Some(1.0), "{text}");
+
+    // `baseline` is the baseline's own best step, carried whole.
+    let base = &v["baseline"];
+    assert_eq!(base["streams"], v["baseline_max_streams"], "{text}");
+    let base_sent = base["sent"].as_u64().expect("baseline sent");
+    assert!(
+        (4 * 390..=4 * 391).contains(&base_sent),
+        "4 streams for 1 s send 1560..=1564 messages, not {base_sent}"
+    );
+    assert_eq!(base["received"].as_u64(), Some(base_sent), "{text}");
+
+    // The relay carried its two steps (2 streams, then 4) and none of the baseline's load.
+    let sent = v["sent"].as_u64().expect("sent");
+    let first_step = relay
+        .metric("moose_ws_messages_in_total")
+        .checked_sub(sent)
+        .unwrap_or_else(|| panic!("the relay saw fewer than the {sent} of its best step"));
+    assert!(
+        (2 * 390..=2 * 391).contains(&first_step),
+        "2 streams for 1 s send 780..=782 messages, not {first_step}"
+    );
+
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table
+        .lines()
+        .find_map(|l| l.strip_prefix("max streams within SLO"))
+        .unwrap_or_else(|| panic!("no max streams row in {table}"));
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        vec!["4", "4", "1.000"],
+        "{table}"
+    );
+    let err = stderr(&out);
+    for line in [
+        "ramp step 4 streams, relay:",
+        "ramp step 4 streams, baseline:",
+    ] {
+        assert!(err.contains(line), "no {line:?} in {err}");
+    }
 }

@@ -3,6 +3,11 @@
 //! Each step is a complete run (setup, load, grace) with `step` more streams than the last,
 //! so every step's figures stand on their own and a step never inherits the backlog of the
 //! one before. The answer is the largest stream count whose step met the SLO.
+//!
+//! With `--baseline` the relay and the baseline ramp side by side: each step runs the relay,
+//! then the baseline, with the same stream count, so both capacities come from one run on
+//! one machine. A server that broke the SLO is not measured again (its answer is found); the
+//! other climbs on until it breaks too or the ramp reaches its maximum.
 
 use super::LoadError;
 use super::report::{RampStep, Run};
@@ -36,8 +41,24 @@ pub struct Steps {
     pub max: usize,
 }
 
+impl Steps {
+    /// `start`, `start + step`, ... up to `max`.
+    fn counts(self) -> Result<impl Iterator<Item = usize>, LoadError> {
+        if self.start == 0 || self.step == 0 {
+            return Err(LoadError::Plan(
+                "--ramp-start and --ramp-step must be positive".into(),
+            ));
+        }
+        let Steps { start, step, max } = self;
+        Ok(
+            std::iter::successors(Some(start), move |n| n.checked_add(step))
+                .take_while(move |n| *n <= max),
+        )
+    }
+}
+
 /// What a ramp found.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RampResult {
     /// Every step, in order.
     pub steps: Vec<RampStep>,
@@ -47,6 +68,27 @@ pub struct RampResult {
     pub best: Option<Run>,
 }
 
+impl RampResult {
+    /// Records the step of `streams` that measured `run`; says whether it met `slo`, that
+    /// is whether the ramp goes on.
+    fn record(&mut self, streams: usize, run: Run, slo: &Slo) -> bool {
+        let ok = slo.met_by(&run);
+        self.steps.push(RampStep {
+            streams: streams as u64,
+            p99_us: run.latency_us.p99,
+            loss: run.loss_ratio(),
+            ok,
+        });
+        if ok {
+            self.max_streams = streams as u64;
+            self.best = Some(run);
+        } else if self.best.is_none() {
+            self.best = Some(run);
+        }
+        ok
+    }
+}
+
 /// Runs `measure` with `start`, `start + step`, ... streams until a step breaks `slo` or
 /// `max` is passed.
 pub fn ramp(
@@ -54,35 +96,56 @@ pub fn ramp(
     slo: Slo,
     mut measure: impl FnMut(usize) -> Result<Run, LoadError>,
 ) -> Result<RampResult, LoadError> {
-    if steps.start == 0 || steps.step == 0 {
-        return Err(LoadError::Plan(
-            "--ramp-start and --ramp-step must be positive".into(),
-        ));
-    }
-    let mut result = RampResult {
-        steps: Vec::new(),
-        max_streams: 0,
-        best: None,
-    };
-    let mut streams = steps.start;
-    while streams <= steps.max {
+    let mut result = RampResult::default();
+    for streams in steps.counts()? {
         let run = measure(streams)?;
-        let ok = slo.met_by(&run);
-        result.steps.push(RampStep {
-            streams: streams as u64,
-            p99_us: run.latency_us.p99,
-            loss: run.loss_ratio(),
-            ok,
-        });
-        if !ok {
-            if result.best.is_none() {
-                result.best = Some(run);
-            }
+        if !result.record(streams, run, &slo) {
             break;
         }
-        result.max_streams = streams as u64;
-        result.best = Some(run);
-        streams += steps.step;
+    }
+    Ok(result)
+}
+
+/// Which server a side-by-side step measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The target, the relay under test.
+    Relay,
+    /// `moose-baseline`, the minimal forwarder.
+    Baseline,
+}
+
+/// What a side-by-side ramp found: one ramp per server.
+#[derive(Debug, Clone, Default)]
+pub struct SideBySide {
+    /// The relay's steps and answer.
+    pub relay: RampResult,
+    /// The baseline's steps and answer.
+    pub baseline: RampResult,
+}
+
+/// Runs `measure(Relay, n)` then `measure(Baseline, n)` for n = `start`, `start + step`,
+/// ..., leaving out a server once one of its steps broke `slo`, until both have broken it
+/// or `max` is passed.
+pub fn ramp_side_by_side(
+    steps: Steps,
+    slo: Slo,
+    mut measure: impl FnMut(Side, usize) -> Result<Run, LoadError>,
+) -> Result<SideBySide, LoadError> {
+    let mut result = SideBySide::default();
+    let (mut relay_on, mut baseline_on) = (true, true);
+    for streams in steps.counts()? {
+        if relay_on {
+            let run = measure(Side::Relay, streams)?;
+            relay_on = result.relay.record(streams, run, &slo);
+        }
+        if baseline_on {
+            let run = measure(Side::Baseline, streams)?;
+            baseline_on = result.baseline.record(streams, run, &slo);
+        }
+        if !relay_on && !baseline_on {
+            break;
+        }
     }
     Ok(result)
 }
@@ -169,5 +232,153 @@ mod tests {
         let result = ramp(steps, SLO, |n| Ok(run(n, 9000.0, 0))).expect("ramp");
         assert_eq!(result.max_streams, 0);
         assert_eq!(result.best.map(|r| r.streams), Some(10));
+    }
+
+    fn steps(start: usize, step: usize, max: usize) -> Steps {
+        Steps { start, step, max }
+    }
+
+    #[test]
+    fn side_by_side_runs_the_relay_then_the_baseline_and_drops_a_server_once_broken() {
+        // The relay's p99 passes 5 ms above 250 streams, the baseline's above 500.
+        let mut tried = Vec::new();
+        let result = ramp_side_by_side(steps(100, 100, 10_000), SLO, |side, n| {
+            tried.push((side, n));
+            let per_stream = match side {
+                Side::Relay => 20.0,
+                Side::Baseline => 10.0,
+            };
+            Ok(run(n, n as f64 * per_stream, 0))
+        })
+        .expect("ramp");
+        use Side::{Baseline as B, Relay as R};
+        assert_eq!(
+            tried,
+            vec![
+                (R, 100),
+                (B, 100),
+                (R, 200),
+                (B, 200),
+                (R, 300),
+                (B, 300),
+                (B, 400),
+                (B, 500),
+                (B, 600),
+            ]
+        );
+        let (relay, baseline) = (&result.relay, &result.baseline);
+        assert_eq!((relay.max_streams, baseline.max_streams), (200, 500));
+        let verdicts = |r: &RampResult| {
+            r.steps
+                .iter()
+                .map(|s| (s.streams, s.ok))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            verdicts(relay),
+            vec![(100, true), (200, true), (300, false)]
+        );
+        assert_eq!(
+            verdicts(baseline),
+            vec![
+                (100, true),
+                (200, true),
+                (300, true),
+                (400, true),
+                (500, true),
+                (600, false),
+            ]
+        );
+        assert_eq!(baseline.steps[5].p99_us, 6000.0);
+        assert_eq!(relay.best.as_ref().map(|r| r.streams), Some(200));
+        assert_eq!(baseline.best.as_ref().map(|r| r.streams), Some(500));
+    }
+
+    #[test]
+    fn side_by_side_climbs_on_with_the_relay_after_the_baseline_breaks() {
+        // The baseline loses 2 in 1000 from the second step on; the relay never breaks, so
+        // --ramp-max ends the ramp.
+        let mut tried = Vec::new();
+        let result = ramp_side_by_side(steps(2, 2, 8), SLO, |side, n| {
+            tried.push((side, n));
+            let lost = if side == Side::Baseline && n >= 4 {
+                2
+            } else {
+                0
+            };
+            Ok(run(n, 10.0, lost))
+        })
+        .expect("ramp");
+        assert_eq!(
+            tried.iter().filter(|(s, _)| *s == Side::Baseline).count(),
+            2
+        );
+        assert_eq!(tried.last(), Some(&(Side::Relay, 8)));
+        assert_eq!(result.relay.max_streams, 8);
+        assert!(result.relay.steps.iter().all(|s| s.ok));
+        assert_eq!(result.baseline.max_streams, 2);
+        assert!((result.baseline.steps[1].loss - 0.002).abs() < 1e-12);
+    }
+
+    #[test]
+    fn side_by_side_ends_at_the_step_where_both_break_and_at_max_when_neither_does() {
+        let mut calls = 0;
+        let result = ramp_side_by_side(steps(10, 10, 1000), SLO, |_, n| {
+            calls += 1;
+            Ok(run(n, if n >= 30 { 9000.0 } else { 10.0 }, 0))
+        })
+        .expect("ramp");
+        assert_eq!(calls, 6, "three steps of two servers, then none");
+        assert_eq!(
+            (result.relay.max_streams, result.baseline.max_streams),
+            (20, 20)
+        );
+
+        let result =
+            ramp_side_by_side(steps(10, 10, 25), SLO, |_, n| Ok(run(n, 10.0, 0))).expect("ramp");
+        for r in [&result.relay, &result.baseline] {
+            assert_eq!(r.max_streams, 20);
+            assert_eq!(r.steps.len(), 2);
+        }
+    }
+
+    #[test]
+    fn side_by_side_a_baseline_broken_at_once_reports_zero_and_its_first_figures() {
+        let result = ramp_side_by_side(steps(10, 10, 30), SLO, |side, n| {
+            Ok(run(
+                n,
+                if side == Side::Baseline { 9000.0 } else { 10.0 },
+                0,
+            ))
+        })
+        .expect("ramp");
+        assert_eq!(result.baseline.max_streams, 0);
+        assert_eq!(result.baseline.steps.len(), 1);
+        assert_eq!(result.baseline.best.map(|r| r.streams), Some(10));
+        assert_eq!(result.relay.max_streams, 30);
+    }
+
+    #[test]
+    fn side_by_side_stops_at_a_failed_measurement_and_refuses_empty_steps() {
+        let mut calls = 0;
+        let err = ramp_side_by_side(steps(1, 1, 10), SLO, |side, n| {
+            calls += 1;
+            if side == Side::Baseline && n == 2 {
+                return Err(LoadError::Plan("setup failed".into()));
+            }
+            Ok(run(n, 10.0, 0))
+        })
+        .expect_err("the failure ends the ramp");
+        assert!(err.to_string().contains("setup failed"), "{err}");
+        assert_eq!(calls, 4);
+
+        for bad in [steps(0, 1, 10), steps(1, 0, 10)] {
+            let mut called = false;
+            let err = ramp_side_by_side(bad, SLO, |_, n| {
+                called = true;
+                Ok(run(n, 10.0, 0))
+            });
+            assert!(matches!(err, Err(LoadError::Plan(_))) && !called);
+        }
     }
 }

@@ -6,8 +6,15 @@
 //! (null when unknown: the server's resident memory before setup, with every stream idle,
 //! and the growth per stream), and the bench's own health:
 //! `send_skipped`, `send_lag_us_p99`. With `--ramp`: `max_streams` and `ramp` (one entry per
-//! step). With `--baseline`: `baseline` (the same keys, measured against `moose-baseline`)
-//! and `ratio` (relay over baseline, for each latency and the CPU figure).
+//! step: `streams`, `p99_us`, `loss`, `ok`), the top-level figures being those of the step at
+//! `max_streams` (of the first step if none met the SLO). With `--baseline`: `baseline` (the
+//! same keys, measured against `moose-baseline`) and `ratio` (relay over baseline, for each
+//! latency and the CPU figure: `p50`, `p90`, `p99`, `p999`, `max`,
+//! `relay_cpu_ns_per_message`, each null when the baseline's is 0 or unknown). With both,
+//! the baseline ramps side by side with the relay: `baseline_max_streams`, `baseline_ramp`
+//! (its steps, as `ramp`), `baseline` is its run at its own best step, and
+//! `ratio.max_streams` is `max_streams / baseline_max_streams`, unrounded (null when the
+//! baseline's is 0).
 
 use std::fmt::Write as _;
 
@@ -162,6 +169,11 @@ pub struct Ratio {
     pub max: Option<f64>,
     /// Of the CPU time per message.
     pub relay_cpu_ns_per_message: Option<f64>,
+    /// With `--ramp`: of the most streams within the SLO, unrounded so that a comparison
+    /// with a target share (0.9) is exact. `Some(None)` (JSON null) when the baseline's is 0;
+    /// `None` (no key) without a ramp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_streams: Option<Option<f64>>,
 }
 
 fn ratio(a: f64, b: f64) -> Option<f64> {
@@ -182,6 +194,7 @@ impl Ratio {
                 .relay_cpu_ns_per_message
                 .zip(baseline.relay_cpu_ns_per_message)
                 .and_then(|(a, b)| ratio(a, b)),
+            max_streams: None,
         }
     }
 }
@@ -211,9 +224,16 @@ pub struct Report {
     /// With `--ramp`: every step.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ramp: Vec<RampStep>,
-    /// With `--baseline`: the same load against `moose-baseline`.
+    /// With `--baseline`: the same load against `moose-baseline` (with `--ramp`, its run at
+    /// its own best step).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Run>,
+    /// With `--ramp --baseline`: the most streams the baseline carried within the SLO.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_max_streams: Option<u64>,
+    /// With `--ramp --baseline`: every step of the baseline's ramp.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baseline_ramp: Vec<RampStep>,
     /// With `--baseline`: relay over baseline.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<Ratio>,
@@ -227,6 +247,8 @@ impl Report {
             max_streams: None,
             ramp: Vec::new(),
             baseline: None,
+            baseline_max_streams: None,
+            baseline_ramp: Vec::new(),
             ratio: None,
         }
     }
@@ -236,6 +258,19 @@ impl Report {
         self.ratio = Some(Ratio::of(&self.run, &baseline));
         self.baseline = Some(baseline);
         self
+    }
+
+    /// Adds the baseline's side of a side-by-side ramp: its run at its best step, the most
+    /// streams it carried within the SLO, its steps, and the ratio of the two maxima (set
+    /// `max_streams` first).
+    pub fn with_baseline_ramp(self, best: Run, max_streams: u64, steps: Vec<RampStep>) -> Self {
+        let mut report = self.with_baseline(best);
+        report.baseline_max_streams = Some(max_streams);
+        report.baseline_ramp = steps;
+        if let (Some(ratio), Some(relay)) = (report.ratio.as_mut(), report.max_streams) {
+            ratio.max_streams = Some((max_streams > 0).then(|| relay as f64 / max_streams as f64));
+        }
+        report
     }
 
     /// The JSON text.
@@ -249,11 +284,18 @@ impl Report {
         let r = &self.run;
         let b = self.baseline.as_ref();
         let mut out = String::new();
-        let _ = writeln!(
+        let _ = write!(
             out,
             "moose-bench {}: {} streams in rooms of {}, {} s",
             r.protocol, r.streams, r.room_size, r.seconds
         );
+        // A side-by-side ramp shows each server at its own best step.
+        match b {
+            Some(b) if b.streams != r.streams => {
+                let _ = writeln!(out, " (baseline: {} streams)", b.streams);
+            }
+            _ => out.push('\n'),
+        }
         let _ = write!(out, "{:<28}{:>14}", "", "relay");
         if b.is_some() {
             let _ = write!(out, "{:>14}{:>10}", "baseline", "ratio");
@@ -310,7 +352,13 @@ impl Report {
             out.push('\n');
         }
         if let Some(max) = self.max_streams {
-            let _ = writeln!(out, "{:<28}{max:>14}", "max streams within SLO");
+            let _ = write!(out, "{:<28}{max:>14}", "max streams within SLO");
+            if let Some(base) = self.baseline_max_streams {
+                let q = self.ratio.and_then(|q| q.max_streams).flatten();
+                let q = q.map_or("n/a".to_owned(), |q| format!("{q:.3}"));
+                let _ = write!(out, "{base:>14}{q:>10}");
+            }
+            out.push('\n');
         }
         out
     }
@@ -469,6 +517,95 @@ mod tests {
             .find(|l| l.starts_with("latency p50"))
             .expect("row");
         assert!(p50.ends_with("2.00"), "{p50}");
+    }
+
+    fn step(streams: u64, ok: bool) -> RampStep {
+        RampStep {
+            streams,
+            p99_us: 100.0,
+            loss: 0.0,
+            ok,
+        }
+    }
+
+    #[test]
+    fn a_side_by_side_ramp_reports_both_maxima_and_their_ratio() {
+        let mut o = outcome(&[200, 200], 2, 2);
+        o.streams = 900;
+        let mut report = Report::new(Run::of(Protocol::Vors, 5.0, &o));
+        report.max_streams = Some(900);
+        report.ramp = vec![step(900, true), step(1000, false)];
+        o.streams = 1000;
+        let base = Run::of(Protocol::Vors, 5.0, &o);
+        let steps = vec![step(900, true), step(1000, true), step(1100, false)];
+        let report = report.with_baseline_ramp(base, 1000, steps);
+
+        let v: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON");
+        assert_eq!(v["max_streams"], 900);
+        assert_eq!(v["baseline_max_streams"], 1000);
+        assert_eq!(v["baseline"]["streams"], 1000);
+        assert_eq!(v["ratio"]["max_streams"], 0.9);
+        assert_eq!(v["ratio"]["p50"], 1.0);
+        let streams = |key: &str| -> Vec<u64> {
+            v[key]
+                .as_array()
+                .expect(key)
+                .iter()
+                .map(|s| s["streams"].as_u64().expect("streams"))
+                .collect()
+        };
+        assert_eq!(streams("ramp"), vec![900, 1000]);
+        assert_eq!(streams("baseline_ramp"), vec![900, 1000, 1100]);
+        assert_eq!(v["baseline_ramp"][2]["ok"], false);
+
+        let table = report.table();
+        assert!(
+            table
+                .lines()
+                .next()
+                .expect("title")
+                .ends_with("(baseline: 1000 streams)"),
+            "{table}"
+        );
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("max streams within SLO"))
+            .expect("row");
+        let cells: Vec<&str> = row["max streams within SLO".len()..]
+            .split_whitespace()
+            .collect();
+        assert_eq!(cells, vec!["900", "1000", "0.900"], "{table}");
+    }
+
+    #[test]
+    fn a_baseline_that_never_met_the_slo_makes_the_ratio_null() {
+        let o = outcome(&[200, 200], 2, 2);
+        let mut report = Report::new(Run::of(Protocol::Ws, 1.0, &o));
+        report.max_streams = Some(4);
+        let report =
+            report.with_baseline_ramp(Run::of(Protocol::Ws, 1.0, &o), 0, vec![step(4, false)]);
+        let v: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON");
+        assert_eq!(v["baseline_max_streams"], 0);
+        assert!(
+            v["ratio"].get("max_streams").is_some_and(|q| q.is_null()),
+            "{v}"
+        );
+        let table = report.table();
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("max streams within SLO"))
+            .expect("row");
+        assert!(row.ends_with("n/a"), "{row}");
+
+        // Without a ramp there is no ratio of maxima at all.
+        let plain = Report::new(Run::of(Protocol::Ws, 1.0, &o)).with_baseline(Run::of(
+            Protocol::Ws,
+            1.0,
+            &o,
+        ));
+        let v: serde_json::Value = serde_json::from_str(&plain.to_json()).expect("JSON");
+        assert!(v["ratio"].get("max_streams").is_none(), "{v}");
+        assert!(v.get("baseline_max_streams").is_none() && v.get("baseline_ramp").is_none());
     }
 
     #[test]
