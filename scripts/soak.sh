@@ -16,36 +16,17 @@ seconds=${1:-600}
 pcm=${2:-100}
 vors=${3:-400}
 work=$(mktemp -d)
-relay_pid=
+bin=target/release
+. scripts/lib/relay.sh
 cleanup() {
-    [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
+    stop_relay
     jobs -p | xargs -r kill 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 cargo build --quiet --release -p moose-relay -p moose-bench
-bin=target/release
-
-# One machine is one address: the per-address limits would stop the load itself.
-"$bin/moose-relay" --open --listen 127.0.0.1:0 --vors-listen 127.0.0.1:0 \
-    --admin-listen 127.0.0.1:0 --vors-key "$work/vors.key" \
-    --max-connections-per-address 0 --max-handshakes-per-address 0 \
-    --handshakes-per-minute 0 >"$work/relay.out" 2>"$work/relay.err" &
-relay_pid=$!
-for _ in $(seq 100); do
-    grep -q '^listening ' "$work/relay.out" 2>/dev/null && break
-    sleep 0.1
-done
-ready=$(grep '^listening ' "$work/relay.out") || {
-    cat "$work/relay.err" >&2
-    echo "soak.sh: the relay did not start" >&2
-    exit 1
-}
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$ready"; }
-http=$(field http)
-vors_addr=$(field vors)
-pubkey=$(field vors_pubkey)
+start_relay
 
 "$bin/moose-bench" ws --target "$http" --streams "$pcm" --room-size 2 --seconds "$seconds" \
     --quiet --json "$work/ws.json" >"$work/ws.txt" 2>&1 &
