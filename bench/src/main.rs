@@ -133,6 +133,10 @@ struct Common {
     /// Cores for `moose-baseline` [default: the CPUs this process may use].
     #[arg(long, env = "MOOSE_BENCH_BASELINE_CORES")]
     baseline_cores: Option<usize>,
+    /// CPUs to pin `moose-baseline`'s workers to, e.g. `0` [default: the CPUs this process
+    /// may use]. With `taskset` on the relay and the bench, gives each its own CPUs.
+    #[arg(long, env = "MOOSE_BENCH_BASELINE_CPUS", value_delimiter = ',')]
+    baseline_cpus: Vec<usize>,
 }
 
 /// Where a measurement goes.
@@ -373,7 +377,7 @@ impl Bench {
             }
             (Against::Baseline, Protocol::Ws) => {
                 let cores = c.baseline_cores.unwrap_or(self.cpus);
-                let forwarder = Baseline::start(cores, None)?;
+                let forwarder = Baseline::start_on(cores, &c.baseline_cpus, None)?;
                 let endpoint = Endpoint::Ws {
                     addr: forwarder.ws,
                     host: forwarder.ws.to_string(),
@@ -385,7 +389,7 @@ impl Bench {
             (Against::Baseline, Protocol::Vors) => {
                 let cores = c.baseline_cores.unwrap_or(self.cpus);
                 let (sockets, table) = baseline::bind_members(streams, c.room_size)?;
-                let forwarder = Baseline::start(cores, Some(&table))?;
+                let forwarder = Baseline::start_on(cores, &c.baseline_cpus, Some(&table))?;
                 for socket in &sockets {
                     socket
                         .connect(forwarder.vors)

@@ -21,8 +21,13 @@ struct Baseline {
 
 impl Baseline {
     fn start(cores: usize, table: Option<&str>) -> Baseline {
+        Baseline::start_with(cores, table, &[])
+    }
+
+    fn start_with(cores: usize, table: Option<&str>, extra: &[&str]) -> Baseline {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_moose-baseline"));
         cmd.args(["--cores", &cores.to_string()])
+            .args(extra)
             .args(["--ws-listen", "127.0.0.1:0", "--vors-listen", "127.0.0.1:0"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
@@ -232,6 +237,59 @@ fn websocket_messages_reach_the_other_peers_of_their_line_whole() {
     }
 
     drop((second, outsider, outsider_peer));
+    assert!(baseline.close_stdin_and_wait().success());
+}
+
+/// Each `baseline-N` thread of process `pid` with its allowed CPUs, sorted by name.
+fn worker_cpus(pid: u32) -> Vec<(String, Option<String>)> {
+    let mut workers = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let task = task.expect("task").path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if name.starts_with("baseline-") {
+            let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+            let cpus = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(|v| v.trim().to_owned());
+            workers.push((name.trim().to_owned(), cpus));
+        }
+    }
+    workers.sort();
+    workers
+}
+
+#[test]
+fn cpus_pins_every_worker_to_the_cpus_named() {
+    // The first CPU this test may use: the one the workers are asked to share.
+    let status = std::fs::read_to_string("/proc/self/status").expect("own status");
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list");
+    let first = allowed
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .expect("a CPU")
+        .to_owned();
+    let baseline = Baseline::start_with(2, None, &["--cpus", &first]);
+    let pid = baseline.child.as_ref().expect("child").id();
+    let pinned = Some(first.clone());
+    let expected = vec![
+        ("baseline-0".to_owned(), pinned.clone()),
+        ("baseline-1".to_owned(), pinned),
+    ];
+    // Each worker names and pins itself when it starts: look until both have.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let workers = loop {
+        let workers = worker_cpus(pid);
+        if workers == expected || std::time::Instant::now() > deadline {
+            break workers;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(workers, expected);
     assert!(baseline.close_stdin_and_wait().success());
 }
 

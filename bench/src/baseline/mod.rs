@@ -43,6 +43,8 @@ pub struct Config {
     pub ws_listen: SocketAddr,
     /// VoRS UDP listen address; port 0 picks one.
     pub vors_listen: SocketAddr,
+    /// CPUs to pin the workers to, in turn; empty: the CPUs this process may use.
+    pub cpus: Vec<usize>,
 }
 
 /// A running forwarder. [`Baseline::shutdown`] stops and joins its workers.
@@ -84,7 +86,11 @@ impl Baseline {
         let mailboxes: Arc<[Mailbox]> = mailboxes.into();
         let stop = Arc::new(AtomicBool::new(false));
         let table = Arc::new(table);
-        let cpus = sys::allowed_cpus().unwrap_or_default();
+        let cpus = if config.cpus.is_empty() {
+            sys::allowed_cpus().unwrap_or_default()
+        } else {
+            config.cpus.clone()
+        };
         let mut workers = Vec::with_capacity(cores);
         let sockets = listeners.into_iter().zip(udps).zip(inboxes);
         for (me, ((listener, udp), inbox)) in sockets.enumerate() {

@@ -20,6 +20,10 @@ struct Args {
     /// Worker threads, each pinned to a CPU (default: the CPUs this process may use).
     #[arg(long, env = "MOOSE_BASELINE_CORES")]
     cores: Option<usize>,
+    /// CPUs to pin the workers to, in turn, e.g. `1` or `2,3` (default: the CPUs this process
+    /// may use). Lets a comparison give the baseline other CPUs than the load generator's.
+    #[arg(long, env = "MOOSE_BASELINE_CPUS", value_delimiter = ',')]
+    cpus: Vec<usize>,
     /// Address for WebSocket lines (`GET /ws?apikey=KEY`).
     #[arg(long, env = "MOOSE_BASELINE_WS_LISTEN", default_value = "127.0.0.1:0")]
     ws_listen: SocketAddr,
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         cores,
         ws_listen: args.ws_listen,
         vors_listen: args.vors_listen,
+        cpus: args.cpus,
     };
     let baseline = Baseline::start(&config, table).context("start the forwarder")?;
     let mut stdout = std::io::stdout().lock();

@@ -86,6 +86,16 @@ impl Baseline {
     /// Starts the forwarder on `cores` cores, loopback listeners on free ports, with the VoRS
     /// rooms of `rooms` when given; waits for its ready line.
     pub fn start(cores: usize, rooms: Option<&[Vec<SocketAddr>]>) -> Result<Baseline, LoadError> {
+        Baseline::start_on(cores, &[], rooms)
+    }
+
+    /// As [`Baseline::start`], with the workers pinned to `cpus` in turn (empty: the CPUs
+    /// this process may use).
+    pub fn start_on(
+        cores: usize,
+        cpus: &[usize],
+        rooms: Option<&[Vec<SocketAddr>]>,
+    ) -> Result<Baseline, LoadError> {
         let path = binary()?;
         let mut cmd = Command::new(&path);
         cmd.args(["--cores", &cores.to_string()])
@@ -93,6 +103,10 @@ impl Baseline {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if !cpus.is_empty() {
+            let list: Vec<String> = cpus.iter().map(usize::to_string).collect();
+            cmd.arg("--cpus").arg(list.join(","));
+        }
         let mut table = None;
         if let Some(rooms) = rooms {
             use std::sync::atomic::{AtomicUsize, Ordering};
