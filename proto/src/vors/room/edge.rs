@@ -176,10 +176,17 @@ impl Room {
 
     /// A cookie from an unregistered address: find the joining member it belongs to.
     fn register(&mut self, from: SocketAddr, cookie: &[u8; COOKIE_LEN]) -> EdgeVerdict {
-        let found = self.members.iter().find_map(|(sid, m)| {
-            let waiting = m.udp.is_none() && m.keys.is_some();
-            (waiting && bool::from(m.cookie.ct_eq(cookie))).then_some(*sid)
-        });
+        // Cookies are random and unique in a relay; should two ever match, the lowest SID
+        // registers, whatever order the members are stored in.
+        let found = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                let waiting = m.udp.is_none() && m.keys.is_some();
+                waiting && bool::from(m.cookie.ct_eq(cookie))
+            })
+            .map(|(sid, _)| *sid)
+            .min();
         let Some(sid) = found else {
             return EdgeVerdict::Drop(DropReason::UnknownSource);
         };
