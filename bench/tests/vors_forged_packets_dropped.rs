@@ -10,6 +10,8 @@
 
 #[path = "../../relay/tests/support/mod.rs"]
 mod support;
+#[path = "../../relay/tests/support/vors_member.rs"]
+mod vors_member;
 mod vors_support;
 
 use std::net::UdpSocket;
@@ -19,7 +21,7 @@ use moose_bench::audio::{Encoded, FRAME_SAMPLES, MAX_OPUS_PACKET, VoiceEncoder, 
 use moose_proto::vors::Sid;
 use moose_proto::vors::packet::{COOKIE_LEN, seal};
 use support::Relay;
-use vors_support::member::RawMember;
+use vors_member::VorsMember;
 use vors_support::{
     CallProc, Metrics, OnPanic, Rng, assert_tone, temp_dir, tone_wav, wait_metrics,
 };
@@ -108,7 +110,7 @@ fn forged_packets_dropped() {
         &["--record", rec.to_str().expect("utf-8")],
     );
     bob.expect_line("joined bob", LINE);
-    let mut mallory = RawMember::join(relay.vors, &relay.vors_pubkey, "mallory", ROOM, LINE);
+    let mut mallory = VorsMember::join(relay.vors, &relay.vors_pubkey, "mallory", ROOM);
     bob.expect_line("joined mallory", LINE);
     let mut alice = CallProc::start(
         &relay,

@@ -115,7 +115,7 @@ fn counters_move_by_what_was_sent() {
     }
     let mut datagram_len = 0;
     for i in 0..PACKETS {
-        datagram_len = ann.send_media(&[i as u8; 60]);
+        datagram_len = ann.send_media(&[i as u8; 60]).len();
         bob.step();
     }
     while bob.received() < PACKETS as u64 {

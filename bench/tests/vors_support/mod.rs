@@ -1,7 +1,8 @@
 //! Shared helpers for the VoRS scenarios against a real `moose-relay`: `moose-call` processes
 //! whose stdout lines are awaited with deadlines, the relay's VoRS metrics, tone files and
-//! recordings, (in [`member`]) a member driven by the test itself over raw sockets, and (in
-//! [`lossy`]) a network path that loses packets on their way to one call.
+//! recordings, and (in [`lossy`]) a network path that loses packets on their way to one call.
+//! A member driven by the test itself over raw sockets is `relay/tests/support/vors_member.rs`,
+//! included with `#[path]`.
 //!
 //! Every wait here is for an event (a line, a metric reaching a value, a process exiting)
 //! with a deadline, never a fixed sleep. When a test panics, the guards print what a reader
@@ -10,7 +11,6 @@
 #![allow(dead_code)]
 
 pub mod lossy;
-pub mod member;
 mod metrics;
 
 // Each scenario uses its own part of these helpers.
