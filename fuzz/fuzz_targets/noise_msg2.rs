@@ -11,16 +11,9 @@ use libfuzzer_sys::fuzz_target;
 use moose_proto::vors::client::{ClientEvent, ClientSession, ClientTransmit};
 use moose_proto::vors::control::Control;
 use moose_proto::vors::handshake::{ClientHandshake, ServerHandshake};
-use moose_proto::vors::hello::Hello;
 use moose_proto::vors::netstring;
 use moose_proto::vors::server::MAGIC;
-use moose_proto_fuzz::{SERVER_PRIVATE, server_public};
-
-const HELLO: Hello<'static> = Hello {
-    username: "fuzz",
-    room: "lobby",
-    password_hash: None,
-};
+use moose_proto_fuzz::{HELLO, SERVER_PRIVATE, server_public};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {

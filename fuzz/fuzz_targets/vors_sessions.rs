@@ -15,16 +15,9 @@ use moose_proto::vors::Sid;
 use moose_proto::vors::client::{ClientEvent, ClientSession, ClientTransmit};
 use moose_proto::vors::control::{Control, ControlOwned};
 use moose_proto::vors::handshake::{ClientHandshake, ServerHandshake};
-use moose_proto::vors::hello::Hello;
 use moose_proto::vors::netstring;
 use moose_proto::vors::server::{MAGIC, ServerEvent, ServerSession};
-use moose_proto_fuzz::{SERVER_PRIVATE, cookie, records, server_public};
-
-const HELLO: Hello<'static> = Hello {
-    username: "fuzz",
-    room: "lobby",
-    password_hash: None,
-};
+use moose_proto_fuzz::{HELLO, SERVER_PRIVATE, cookie, records, server_public};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, data)) = data.split_first() else {

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use moose_proto::vors::Sid;
 use moose_proto::vors::handshake::{KEY_LEN, public_from_private};
+use moose_proto::vors::hello::Hello;
 use moose_proto::vors::keys::{KEY_WIRE_LEN, SessionKeys};
 use moose_proto::vors::packet::COOKIE_LEN;
 use moose_proto::vors::room::{Room, RoomConfig};
@@ -20,6 +21,13 @@ pub const SERVER_PRIVATE: [u8; KEY_LEN] = [0x42; KEY_LEN];
 pub fn server_public() -> [u8; KEY_LEN] {
     public_from_private(&SERVER_PRIVATE).expect("X25519 public key")
 }
+
+/// The hello a client sends in the targets that run a whole handshake.
+pub const HELLO: Hello<'static> = Hello {
+    username: "fuzz",
+    room: "lobby",
+    password_hash: None,
+};
 
 /// The message size limit the relay uses for WebSocket messages (64 KiB).
 pub const WS_MAX_MESSAGE: usize = 64 * 1024;
