@@ -3,6 +3,8 @@
 //! Noise transport), the hello, media packets, and HTTP upgrade requests.
 #![allow(clippy::unwrap_used)]
 
+mod prop_support;
+
 use moose_proto::http::{Parse, Upgrade, parse_request, query_param};
 use moose_proto::vors::Sid;
 use moose_proto::vors::control::{Control, ControlOwned, MAX_CHAT_LEN, MAX_ERR_LEN};
@@ -19,24 +21,8 @@ use moose_proto::ws::{
     Fragments, FrameHeader, MessagePart, Opcode, apply_mask, decode_client_header,
     decode_server_header, encode_client_frame, encode_server_frame,
 };
+use prop_support::config;
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
-
-/// `cases` per property, unless `PROPTEST_CASES` asks for more (a deep local run:
-/// `PROPTEST_CASES=10000 cargo nextest run -p moose-proto --test prop_codecs`). Failures are kept
-/// in `tests/prop_codecs.proptest-regressions` and replayed first on every run.
-fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig {
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
-            "proptest-regressions",
-        ))),
-        ..ProptestConfig::default()
-    };
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    config
-}
 
 // --- WebSocket frames ----------------------------------------------------------------------
 

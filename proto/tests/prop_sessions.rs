@@ -5,6 +5,8 @@
 //! each machine hold after every step.
 #![allow(clippy::unwrap_used)]
 
+mod prop_support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -19,24 +21,8 @@ use moose_proto::vors::packet::{COOKIE_LEN, compute_tag, seal};
 use moose_proto::vors::room::{DropReason, EdgeVerdict, RESERVED_SID, Room, RoomConfig};
 use moose_proto::vors::server::{ServerEvent, ServerSession};
 use moose_proto::vors::sid::SidSet;
+use prop_support::config;
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
-
-/// `cases` per property, unless `PROPTEST_CASES` asks for more (a deep local run:
-/// `PROPTEST_CASES=10000 cargo nextest run -p moose-proto --test prop_sessions`). Failures are kept
-/// in `tests/prop_sessions.proptest-regressions` and replayed first on every run.
-fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig {
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
-            "proptest-regressions",
-        ))),
-        ..ProptestConfig::default()
-    };
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    config
-}
 
 fn keys(n: u8) -> SessionKeys {
     let wire: [u8; KEY_WIRE_LEN] = std::array::from_fn(|i| (i as u8).wrapping_mul(13) ^ n);
