@@ -199,37 +199,16 @@ fn a_ramp_reports_the_largest_step_within_the_slo() {
     let json = temp_file("ramp.json");
     let target = relay.http.to_string();
     // An objective every step meets: the ramp climbs to --ramp-max and says so.
-    let out = bench(&[
-        "ws",
-        "--target",
-        &target,
-        "--ramp",
-        "--ramp-start",
-        "2",
-        "--ramp-step",
-        "2",
-        "--ramp-max",
-        "4",
-        "--ramp-step-seconds",
-        "0.5",
-        "--slo-p99-ms",
-        "60000",
-        "--slo-loss-percent",
-        "100",
-        "--grace-ms",
-        "300",
-        "--quiet",
-        "--json",
-        json.to_str().expect("utf-8"),
-    ]);
+    let out = bench(
+        &[
+            &easy_ramp(&target, "0.5")[..],
+            &["--quiet", "--json", json.to_str().expect("utf-8")],
+        ]
+        .concat(),
+    );
     let (v, text) = succeeded(&out, &json);
     assert_eq!(v["max_streams"].as_u64(), Some(4), "{text}");
-    let steps: Vec<u64> = v["ramp"]
-        .as_array()
-        .expect("ramp steps")
-        .iter()
-        .map(|s| s["streams"].as_u64().expect("streams"))
-        .collect();
+    let steps: Vec<u64> = ramp_steps(&v, "ramp").iter().map(|s| s.0).collect();
     assert_eq!(steps, vec![2, 4]);
     assert_eq!(
         v["streams"].as_u64(),
@@ -281,6 +260,31 @@ fn the_baseline_carries_the_same_load_side_by_side() {
 }
 
 /// The streams of each step of a ramp in `v[key]`, and whether each met the SLO.
+/// A `ws` ramp against `target` of 2 then 4 streams, `step_seconds` each, under an
+/// objective every step meets (p99 up to a minute, any loss).
+fn easy_ramp<'a>(target: &'a str, step_seconds: &'a str) -> [&'a str; 18] {
+    [
+        "ws",
+        "--target",
+        target,
+        "--ramp",
+        "--ramp-start",
+        "2",
+        "--ramp-step",
+        "2",
+        "--ramp-max",
+        "4",
+        "--ramp-step-seconds",
+        step_seconds,
+        "--slo-p99-ms",
+        "60000",
+        "--slo-loss-percent",
+        "100",
+        "--grace-ms",
+        "300",
+    ]
+}
+
 fn ramp_steps(v: &Value, key: &str) -> Vec<(u64, bool)> {
     v[key]
         .as_array()
@@ -300,33 +304,21 @@ fn a_ramp_with_the_baseline_ramps_both_servers_side_by_side() {
     let target = relay.http.to_string();
     let pid = relay.pid().to_string();
     // An objective every step meets: both servers climb to --ramp-max, 2 steps of 1 s each.
-    let out = bench(&[
-        "ws",
-        "--target",
-        &target,
-        "--relay-pid",
-        &pid,
-        "--ramp",
-        "--ramp-start",
-        "2",
-        "--ramp-step",
-        "2",
-        "--ramp-max",
-        "4",
-        "--ramp-step-seconds",
-        "1",
-        "--slo-p99-ms",
-        "60000",
-        "--slo-loss-percent",
-        "100",
-        "--grace-ms",
-        "300",
-        "--baseline",
-        "--baseline-cores",
-        "2",
-        "--json",
-        json.to_str().expect("utf-8"),
-    ]);
+    let out = bench(
+        &[
+            &easy_ramp(&target, "1")[..],
+            &[
+                "--relay-pid",
+                &pid,
+                "--baseline",
+                "--baseline-cores",
+                "2",
+                "--json",
+                json.to_str().expect("utf-8"),
+            ],
+        ]
+        .concat(),
+    );
     let (v, text) = succeeded(&out, &json);
     let both_met = vec![(2, true), (4, true)];
     assert_eq!(ramp_steps(&v, "ramp"), both_met, "{text}");
