@@ -19,12 +19,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 small=${1:-400}
 large=${2:-2000}
 runs=${3:-3}
-work=$(mktemp -d)
-bin=target/release
 . scripts/lib/relay.sh
-trap 'stop_relay; rm -rf "$work"' EXIT
-
-cargo build --quiet --release -p moose-relay -p moose-bench
 
 # One sample: prints "BEFORE IDLE RECEIVED LOST CORRUPTED" for PROTOCOL with STREAMS streams.
 sample() {
@@ -44,8 +39,6 @@ r = json.load(open(sys.argv[1]))
 m = r["relay_memory_kib"]
 print(m["before"], m["idle"], r["received"], r["lost"], r["corrupted"])' "$work/out.json"
 }
-
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 for protocol in vors ws; do
     for streams in "$small" "$large"; do

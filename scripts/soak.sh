@@ -15,17 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds=${1:-600}
 pcm=${2:-100}
 vors=${3:-400}
-work=$(mktemp -d)
-bin=target/release
 . scripts/lib/relay.sh
-cleanup() {
-    stop_relay
-    jobs -p | xargs -r kill 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-cargo build --quiet --release -p moose-relay -p moose-bench
 start_relay
 
 "$bin/moose-bench" ws --target "$http" --streams "$pcm" --room-size 2 --seconds "$seconds" \

@@ -20,12 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 runs=${1:-3}
 read -r vors_start vors_step <<<"${VORS_RAMP:-600 100}"
 read -r pcm_start pcm_step <<<"${PCM_RAMP:-40 20}"
-work=$(mktemp -d)
-bin=target/release
 . scripts/lib/relay.sh
-trap 'stop_relay; rm -rf "$work"' EXIT
-
-cargo build --quiet --release -p moose-relay -p moose-bench
 
 # bench PROTOCOL JSON FLAG...: one moose-bench run against the running relay.
 bench() {
@@ -84,6 +79,6 @@ EOF
         echo "  $protocol half load ($half streams), run $run: relay p99 $relay_p99 us," \
             "baseline p99 $base_p99 us, added $added us, lost $lost"
     done
-    echo "$protocol half load: median added p99 $(sort -n "$work/added" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }') us (target < $target_us us)"
+    echo "$protocol half load: median added p99 $(median <"$work/added") us (target < $target_us us)"
 done
 scripts/idle-memory.sh 400 2000 "$runs"

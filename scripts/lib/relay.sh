@@ -1,10 +1,12 @@
-# Starting and stopping a release relay for the measuring scripts (soak.sh, idle-memory.sh,
-# targets.sh). Source it after setting `work` (a scratch directory) and `bin` (the directory
-# of the release binaries); RELAY=PATH runs another build of moose-relay instead.
+# What the measuring scripts (soak.sh, idle-memory.sh, targets.sh) share. Source it from the
+# repository root: it makes a scratch directory `work`, removed on exit together with the
+# relay and any background job, builds the release binaries into `bin`, and defines the
+# helpers below. RELAY=PATH runs another build of moose-relay instead.
 #
 # start_relay [FLAG...] starts one with the per-address limits lifted (one machine is one
 # address: they would stop the load itself) and the line and room limits raised, plus any
-# FLAGs, and sets relay_pid, http, vors_addr and pubkey. stop_relay stops it.
+# FLAGs, and sets relay_pid, http, vors_addr and pubkey. stop_relay stops it. median prints
+# the median of the numbers on its input, one per line.
 
 relay_pid=
 
@@ -39,3 +41,15 @@ stop_relay() {
     wait "$relay_pid" 2>/dev/null || true
     relay_pid=
 }
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+work=$(mktemp -d)
+bin=target/release
+cleanup() {
+    stop_relay
+    jobs -p | xargs -r kill 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+cargo build --quiet --release -p moose-relay -p moose-bench
