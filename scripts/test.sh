@@ -12,6 +12,7 @@
 #   3. the doc tests
 #   4. every test with cargo-nextest (one build, settings in .config/nextest.toml)
 #   5. every fuzz target for 10 s (scripts/fuzz.sh: nightly and cargo-fuzz, installed if missing)
+#   6. the glommio patch of docs/benchmarks.md ("Experiment") still applies
 # Exit status: 0 when everything passed, otherwise that of the failing step (78 when the
 # machine cannot run the relay at all).
 set -euo pipefail
@@ -122,6 +123,7 @@ step "build the tests" \
 step "run every test (cargo nextest)" \
     cargo nextest run --workspace --all-targets --cargo-quiet --color "$color"
 step "fuzz every decoder briefly" bash scripts/fuzz.sh 10
+step "the glommio COOP_TASKRUN patch applies" bash scripts/build-coop-relay.sh --check
 
 elapsed=$((SECONDS - started))
 say "all checks and tests passed in $((elapsed / 60))m$((elapsed % 60))s"
