@@ -5,18 +5,19 @@
 //!
 //! - Failed apikey attempts ("moosebombing"): an address with an empty bucket is refused with
 //!   429 before its key is even looked at, so the limit cannot be used to probe keys
-//!   ([`AddressBuckets::allows`], then [`AddressBuckets::spend`] on a failure). Each core keeps
-//!   its own table (no shared state); the kernel spreads one address's connections over cores
-//!   by port, so the effective limit is at most `cores × per_minute`.
+//!   ([`AddressBuckets::allows`], then [`AddressBuckets::spend`] on a failure).
 //! - VoRS handshakes (`--handshakes-per-minute`): every handshake spends a token
-//!   ([`AddressBuckets::try_spend`]); one table for the whole process behind a mutex (see
-//!   `limits`), so the limit is exact.
+//!   ([`AddressBuckets::try_spend`]).
+//!
+//! Each is one table for the whole process behind a mutex (see `limits`), so the limit is
+//! exact however the kernel spreads one address's connections over the cores. The mutex is
+//! taken once per upgrade request or handshake, never per message.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// Most addresses remembered per core; beyond it, the fullest buckets are forgotten first.
+/// Most addresses remembered per table; beyond it, the fullest buckets are forgotten first.
 const MAX_TRACKED: usize = 65_536;
 
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,5 @@
-//! The state of one core: its lines, its limiter, its counters and its links to the others.
+//! The state of one core: its lines, its counters and its links to the others.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use glommio::channels::channel_mesh::Senders;
@@ -13,7 +12,6 @@ use crate::limits::Limits;
 use crate::limits::handshakes::HandshakeGate;
 use crate::line::Lines;
 use crate::owner::Owners;
-use crate::ratelimit::AddressBuckets;
 use crate::stats::CoreStats;
 use crate::vors::VorsCore;
 use crate::vors::keyfile::ServerKey;
@@ -29,8 +27,8 @@ pub struct Shard {
     pub all_stats: Arc<[Arc<CoreStats>]>,
     pub owners: Owners,
     pub lines: Lines,
-    pub limiter: RefCell<AddressBuckets>,
-    /// The limits every core shares (per-address slots, handshake rate, line and room quotas).
+    /// The limits every core shares (per-address slots, handshake and apikey failure rates,
+    /// line and room quotas).
     pub limits: Arc<Limits>,
     /// VoRS handshakes running on this core.
     pub handshakes: HandshakeGate,
@@ -78,7 +76,6 @@ impl Shard {
                 stats.clone(),
                 limits.lines.clone(),
             ),
-            limiter: RefCell::new(AddressBuckets::new(config.auth_failures_per_minute)),
             handshakes: HandshakeGate::new(config.max_handshakes),
             accept_warnings: AcceptWarnings::default(),
             spares,

@@ -52,7 +52,7 @@ impl Refusal {
 /// Checks an upgrade request on the core that accepted it.
 pub fn check(shard: &Shard, addr: SocketAddr, request: &Request<'_>) -> Result<Accepted, Refusal> {
     let now = Instant::now();
-    if !shard.limiter.borrow().allows(addr.ip(), now) {
+    if !shard.limits.auth_allowed(addr.ip(), now) {
         shard.stats.dropped(Drop::RateLimited);
         debug!(peer = %addr, "rate limited");
         return Err(Refusal::new(
@@ -82,7 +82,7 @@ pub fn check(shard: &Shard, addr: SocketAddr, request: &Request<'_>) -> Result<A
         }
     }
     let refuse_key = |status: Status, body: &'static str| {
-        shard.limiter.borrow_mut().spend(addr.ip(), now);
+        shard.limits.spend_auth_failure(addr.ip(), now);
         shard.stats.dropped(Drop::RefusedKey);
         // What was wrong, never the key that was offered.
         info!(

@@ -2,7 +2,7 @@
 //! (docs/configuration.md; docs/architecture.md, "Limits", says how each is counted).
 //!
 //! [`Limits`] holds what is shared by every core: per-address connection and handshake slots,
-//! the handshake rate buckets, and the line and room quotas. Each is touched when a connection,
+//! the handshake rate and apikey failure buckets, and the line and room quotas. Each is touched when a connection,
 //! handshake, line or room starts or ends, never per message. What is per core lives in the
 //! core's `Shard` (the [`handshakes::HandshakeGate`]).
 
@@ -11,7 +11,7 @@ pub mod handshakes;
 pub mod quota;
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::config::Config;
@@ -53,6 +53,10 @@ pub struct Limits {
     pub handshakes_per_address: Arc<AddressSlots>,
     /// VoRS handshakes started per address per minute (`None`: no limit).
     handshake_rate: Option<Mutex<AddressBuckets>>,
+    /// Failed apikey attempts per address per minute. One table for every core: the kernel
+    /// spreads one address's connections over the cores, so tables per core would let it
+    /// make `cores` times as many attempts.
+    auth_failures: Mutex<AddressBuckets>,
     /// Moose lines in the process.
     pub lines: Arc<Quota>,
     /// VoRS rooms in the process.
@@ -66,6 +70,7 @@ impl Limits {
             handshakes_per_address: AddressSlots::new(config.max_handshakes_per_address),
             handshake_rate: (config.handshakes_per_minute != 0)
                 .then(|| Mutex::new(AddressBuckets::new(config.handshakes_per_minute))),
+            auth_failures: Mutex::new(AddressBuckets::new(config.auth_failures_per_minute)),
             lines: Arc::new(Quota::new(config.max_lines)),
             rooms: Quota::new(config.max_rooms),
         }
@@ -75,10 +80,23 @@ impl Limits {
     pub fn spend_handshake_token(&self, addr: IpAddr, now: Instant) -> bool {
         match &self.handshake_rate {
             None => true,
-            Some(buckets) => buckets
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .try_spend(addr, now),
+            Some(buckets) => locked(buckets).try_spend(addr, now),
         }
     }
+
+    /// False when `addr` has used up its failed apikey attempts: it is refused before its key
+    /// is looked at, so the limit cannot be used to probe keys.
+    pub fn auth_allowed(&self, addr: IpAddr, now: Instant) -> bool {
+        locked(&self.auth_failures).allows(addr, now)
+    }
+
+    /// Records a failed apikey attempt from `addr`.
+    pub fn spend_auth_failure(&self, addr: IpAddr, now: Instant) {
+        locked(&self.auth_failures).spend(addr, now);
+    }
+}
+
+/// A poisoned table is still a valid one: every update leaves it consistent.
+fn locked(buckets: &Mutex<AddressBuckets>) -> MutexGuard<'_, AddressBuckets> {
+    buckets.lock().unwrap_or_else(|e| e.into_inner())
 }
