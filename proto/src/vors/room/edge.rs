@@ -257,6 +257,21 @@ mod tests {
     }
 
     #[test]
+    fn a_members_keys_are_set_once() {
+        let (mut room, [a, _, _]) = room();
+        assert!(!room.set_keys(a, keys(9)), "keys replaced");
+        assert!(matches!(
+            room.verify_datagram(addr(1), &media(a, 1, 1, b"x")),
+            EdgeVerdict::Forward { .. }
+        ));
+        assert_eq!(
+            room.verify_datagram(addr(1), &media(a, 9, 2, b"x")),
+            EdgeVerdict::Drop(DropReason::BadTag)
+        );
+        assert!(!room.set_keys(Sid(200), keys(9)), "not a member");
+    }
+
+    #[test]
     fn forwards_to_everyone_else_and_enforces_rising_pkt() {
         let (mut room, [a, b, c]) = room();
         let verdict = room.verify_datagram(addr(1), &media(a, 1, 5, b"x"));

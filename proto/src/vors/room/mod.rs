@@ -252,9 +252,17 @@ impl Room {
     }
 
     /// Records the member's media keys (from `ServerSession::accept`). Until then its cookie
-    /// is not accepted. Returns false if `sid` is not a member.
+    /// is not accepted. Keys are set once: returns false, changing nothing, if `sid` is not a
+    /// member or already has keys (its packets are judged under the keys of its handshake for
+    /// as long as it is a member).
     pub fn set_keys(&mut self, sid: Sid, keys: SessionKeys) -> bool {
-        self.member_mut(sid).map(|m| m.keys = Some(keys)).is_some()
+        match self.member_mut(sid) {
+            Some(member) if member.keys.is_none() => {
+                member.keys = Some(keys);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Removes a member; if it had registered, the others get `DEL`. Returns false if `sid`
