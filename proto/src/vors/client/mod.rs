@@ -198,13 +198,17 @@ impl ClientSession {
     }
 
     /// A UDP datagram from the server: a peer's media packet. On success the Opus payload
-    /// is appended to `opus_out`; drops are counted in [`ClientSession::stats`].
+    /// is appended to `opus_out`; drops are counted in [`ClientSession::stats`]. A closed
+    /// session takes no more media.
     pub fn handle_datagram(
         &mut self,
         _now: Instant,
         datagram: &[u8],
         opus_out: &mut Vec<u8>,
     ) -> Option<Received> {
+        if self.closed {
+            return None;
+        }
         self.peers.receive(datagram, opus_out, &mut self.stats)
     }
 
@@ -242,8 +246,9 @@ impl ClientSession {
     }
 
     /// Mutes or unmutes: no media while muted (frames still count), and the room is told.
+    /// Nothing changes once the session is closed.
     pub fn set_muted(&mut self, now: Instant, muted: bool) {
-        if self.muted == muted {
+        if self.closed || self.muted == muted {
             return;
         }
         self.muted = muted;
@@ -702,6 +707,34 @@ mod tests {
             None
         );
         assert_eq!(pair.client.stats().dropped_unknown_sid, 1);
+    }
+
+    #[test]
+    fn a_closed_session_takes_no_media_and_no_mute() {
+        let mut pair = Pair::joined(Sid(1));
+        let peer_keys = SessionKeys::from_wire(&[3; 48]);
+        let wire = peer_keys.to_wire();
+        let add = Control::Add {
+            sid: Sid(9),
+            username: "pat",
+            key: &wire,
+        };
+        pair.server.send_control(pair.t0, &add).expect("add");
+        pair.pump(pair.t0);
+        pair.client.handle_tcp_closed(pair.t0);
+        assert!(pair.client.is_closed());
+        let mut packet = Vec::new();
+        seal(&peer_keys, Sid(9), 1, 0, b"voice", &mut packet).expect("seal");
+        let mut opus = Vec::new();
+        assert_eq!(
+            pair.client.handle_datagram(pair.t0, &packet, &mut opus),
+            None
+        );
+        assert!(opus.is_empty(), "media decoded after close");
+        assert_eq!(pair.client.stats().packets_received, 0);
+        pair.client.set_muted(pair.t0, true);
+        assert!(!pair.client.is_muted(), "muted after close");
+        assert_eq!(pair.client.poll_transmit(), None);
     }
 
     #[test]
