@@ -23,15 +23,16 @@ case "${1:-}" in
     ;;
 esac
 
+command -v patch >/dev/null || {
+    echo "$0: needs GNU patch (apt-get install patch)" >&2
+    exit 1
+}
 cargo fetch --locked >/dev/null
-glommio=$(cargo metadata --locked --format-version 1 | python3 -c '
-import json, os, sys
-for p in json.load(sys.stdin)["packages"]:
-    if p["name"] == "glommio":
-        print(os.path.dirname(p["manifest_path"]))
-')
-[ "$(basename "$glommio")" = glommio-0.9.0 ] || {
-    echo "$0: the patch is for glommio 0.9.0, the lock file has $(basename "$glommio")" >&2
+# Where cargo unpacked the locked glommio (its Cargo.toml's directory).
+glommio=$(cargo metadata --locked --format-version 1 |
+    grep -o '"manifest_path":"[^"]*/glommio-[^"/]*/Cargo.toml"' | sed 's/.*:"//; s|/Cargo.toml"||')
+[ "$(basename "${glommio:-none}")" = glommio-0.9.0 ] || {
+    echo "$0: the patch is for glommio 0.9.0, the lock file has ${glommio:-none}" >&2
     exit 1
 }
 

@@ -5,14 +5,14 @@
 #
 # On a fresh Debian 12 machine (root, with cargo, cargo-nextest and gcc) it first installs what
 # the tests need and is missing (Chromium for the real-browser call, CMake for the bundled
-# libopus, nginx and systemd-analyze for the deployment tests), raises the locked-memory limit glommio needs, then runs, stopping at the first
-# failing step:
+# libopus, nginx and systemd-analyze for the deployment tests, GNU patch for step 3), raises
+# the locked-memory limit glommio needs, then runs, stopping at the first failing step:
 #   1. cargo fmt --check
 #   2. cargo clippy on every target, warnings denied
-#   3. the doc tests
-#   4. every test with cargo-nextest (one build, settings in .config/nextest.toml)
-#   5. every fuzz target for 10 s (scripts/fuzz.sh: nightly and cargo-fuzz, installed if missing)
-#   6. the glommio patch of docs/benchmarks.md ("Experiment") still applies
+#   3. the glommio patch of docs/benchmarks.md ("Experiment") still applies
+#   4. the doc tests
+#   5. every test with cargo-nextest (one build, settings in .config/nextest.toml)
+#   6. every fuzz target for 10 s (scripts/fuzz.sh: nightly and cargo-fuzz, installed if missing)
 # Exit status: 0 when everything passed, otherwise that of the failing step (78 when the
 # machine cannot run the relay at all).
 set -euo pipefail
@@ -67,10 +67,12 @@ fi
 needs_browser=0
 needs_opus=0
 needs_nginx=0
+needs_patch=0
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || needs_browser=1
 { command -v cmake >/dev/null 2>&1 && command -v cc >/dev/null 2>&1; } || needs_opus=1
 sh scripts/install-nginx.sh --check || needs_nginx=1
-if [ $((needs_browser + needs_opus + needs_nginx)) -gt 0 ]; then
+command -v patch >/dev/null 2>&1 || needs_patch=1
+if [ $((needs_browser + needs_opus + needs_nginx + needs_patch)) -gt 0 ]; then
     say "installing test dependencies (apt)"
     [ "$(id -u)" -eq 0 ] ||
         fail "missing packages (chromium, cmake, nginx, ...) and not root to install them"
@@ -91,6 +93,9 @@ if [ $((needs_browser + needs_opus + needs_nginx)) -gt 0 ]; then
     fi
     if [ "$needs_nginx" -eq 1 ]; then
         sh scripts/install-nginx.sh || fail "scripts/install-nginx.sh failed"
+    fi
+    if [ "$needs_patch" -eq 1 ]; then
+        apt-get install -y -qq patch >/dev/null || fail "apt-get install patch failed"
     fi
     echo "    ok: test dependencies installed"
 fi
@@ -115,6 +120,7 @@ say "machine: $(nproc) CPUs, memlock $(ulimit -l) KiB, $(cargo --version)"
 step "cargo fmt --check" cargo fmt --all --check -- --color "$color"
 step "cargo clippy (all targets, -D warnings)" \
     cargo clippy --quiet --workspace --all-targets --color "$color" -- -D warnings
+step "the glommio COOP_TASKRUN patch applies" bash scripts/build-coop-relay.sh --check
 # Doc tests are compile-checked examples (cargo-nextest does not run them); before the main run
 # so that nextest's summary is the last thing printed.
 step "doc tests" cargo test --quiet --workspace --doc --color "$color"
@@ -123,7 +129,6 @@ step "build the tests" \
 step "run every test (cargo nextest)" \
     cargo nextest run --workspace --all-targets --cargo-quiet --color "$color"
 step "fuzz every decoder briefly" bash scripts/fuzz.sh 10
-step "the glommio COOP_TASKRUN patch applies" bash scripts/build-coop-relay.sh --check
 
 elapsed=$((SECONDS - started))
 say "all checks and tests passed in $((elapsed / 60))m$((elapsed % 60))s"
