@@ -131,6 +131,7 @@ pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
         config.log_peer_addresses.to_string(),
         "",
     );
+    line("media_steering", quoted(config.media_steering.name()), "");
     out
 }
 
