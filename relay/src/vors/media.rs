@@ -193,16 +193,19 @@ pub async fn receive(shard: Rc<Shard>) {
         // The start of the forward latency: one clock read (vDSO) per batch.
         let received = Instant::now();
         forwarder.forward(&shard, fd, received, |datagram, from| {
+            // Kernel steering: everything here is this core's. (A sourceless datagram is
+            // judged, and dropped, here.)
+            let (Some(_), Some(from)) = (handoff, from) else {
+                return true;
+            };
             let owner = shard.vors.owner_of(datagram);
-            match (handoff, from) {
-                (Some(_), Some(from)) if owner != shard.core => {
-                    away[owner]
-                        .get_or_insert_with(|| MediaBatch::new(received))
-                        .push(datagram, from);
-                    false
-                }
-                _ => true,
+            if owner == shard.core {
+                return true;
             }
+            away[owner]
+                .get_or_insert_with(|| MediaBatch::new(received))
+                .push(datagram, from);
+            false
         });
         if let Some(mesh) = handoff {
             for (owner, batch) in away.iter_mut().enumerate() {
