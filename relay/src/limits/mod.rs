@@ -2,9 +2,10 @@
 //! (docs/configuration.md; docs/architecture.md, "Limits", says how each is counted).
 //!
 //! [`Limits`] holds what is shared by every core: per-address connection and handshake slots,
-//! the handshake rate and apikey failure buckets, and the line and room quotas. Each is touched when a connection,
-//! handshake, line or room starts or ends, never per message. What is per core lives in the
-//! core's `Shard` (the [`handshakes::HandshakeGate`]).
+//! the handshake rate and apikey failure buckets, and the line and room quotas. Each is
+//! touched when a connection, handshake, line or room starts or ends (or an apikey fails),
+//! never per message. What is per core lives in the core's `Shard` (the
+//! [`handshakes::HandshakeGate`]).
 
 pub mod address;
 pub mod handshakes;
