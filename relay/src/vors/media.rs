@@ -110,8 +110,9 @@ impl Forwarder {
             if mine(datagram, from) {
                 judge(
                     shard,
-                    &self.batch,
                     index,
+                    datagram,
+                    from,
                     &mut self.copies,
                     &mut self.firsts,
                 );
@@ -227,17 +228,17 @@ pub async fn receive(shard: Rc<Shard>) {
     }
 }
 
-/// Judges datagram `index` of the batch and, for a verified packet, adds its copies to
-/// `copies` (and the index of the first to `firsts`).
+/// Judges `datagram`, number `index` of its batch, from `from` and, for a verified packet,
+/// adds its copies to `copies` (and the index of the first to `firsts`).
 fn judge(
     shard: &Shard,
-    batch: &RecvBatch,
     index: usize,
+    datagram: &[u8],
+    from: Option<SocketAddr>,
     copies: &mut Vec<(usize, SockAddr)>,
     firsts: &mut Vec<usize>,
 ) {
     let stats = &shard.stats;
-    let (datagram, from) = batch.get(index);
     stats.vors_datagrams_in.inc();
     stats.vors_bytes_in.add(datagram.len() as u64);
     let Some(from) = from else {
