@@ -552,6 +552,33 @@ mod tests {
         }
     }
 
+    /// Keys of the peer that [`with_pat`] adds.
+    fn pat_keys() -> SessionKeys {
+        SessionKeys::from_wire(&[3; 48])
+    }
+
+    /// A session joined as SID 1 whose server has sent the ADD of "pat" (SID 9, keys
+    /// [`pat_keys`]); its events are not drained.
+    fn with_pat() -> Pair {
+        let mut pair = Pair::joined(Sid(1));
+        let wire = pat_keys().to_wire();
+        let add = Control::Add {
+            sid: Sid(9),
+            username: "pat",
+            key: &wire,
+        };
+        pair.server.send_control(pair.t0, &add).expect("add");
+        pair.pump(pair.t0);
+        pair
+    }
+
+    /// Pat's media packet `pkt` (frame `pkt - 1`) holding "voice".
+    fn from_pat(pkt: u32) -> Vec<u8> {
+        let mut packet = Vec::new();
+        seal(&pat_keys(), Sid(9), pkt, pkt - 1, b"voice", &mut packet).expect("seal");
+        packet
+    }
+
     #[test]
     fn starts_with_magic_and_message_1() {
         let mut pair = Pair::new();
@@ -659,15 +686,7 @@ mod tests {
 
     #[test]
     fn add_and_del_drive_the_peer_table_and_its_media() {
-        let mut pair = Pair::joined(Sid(1));
-        let peer_keys = SessionKeys::from_wire(&[3; 48]);
-        let wire = peer_keys.to_wire();
-        let add = Control::Add {
-            sid: Sid(9),
-            username: "pat",
-            key: &wire,
-        };
-        pair.server.send_control(pair.t0, &add).expect("add");
+        let mut pair = with_pat();
         pair.server
             .send_control(pair.t0, &Control::Muted(Some(Sid(9))))
             .expect("muted");
@@ -681,12 +700,10 @@ mod tests {
             pair.client.peers().collect::<Vec<_>>(),
             vec![(Sid(9), "pat", true)]
         );
-        let mut packet = Vec::new();
-        seal(&peer_keys, Sid(9), 1, 0, b"voice", &mut packet).expect("seal");
         let mut opus = Vec::new();
         assert!(
             pair.client
-                .handle_datagram(pair.t0, &packet, &mut opus)
+                .handle_datagram(pair.t0, &from_pat(1), &mut opus)
                 .is_some()
         );
         assert_eq!(opus, b"voice");
@@ -700,10 +717,9 @@ mod tests {
             username: "pat".to_owned(),
         };
         assert_eq!(pair.events(), vec![removed]);
-        let mut packet = Vec::new();
-        seal(&peer_keys, Sid(9), 2, 1, b"voice", &mut packet).expect("seal");
         assert_eq!(
-            pair.client.handle_datagram(pair.t0, &packet, &mut opus),
+            pair.client
+                .handle_datagram(pair.t0, &from_pat(2), &mut opus),
             None
         );
         assert_eq!(pair.client.stats().dropped_unknown_sid, 1);
@@ -711,23 +727,13 @@ mod tests {
 
     #[test]
     fn a_closed_session_takes_no_media_and_no_mute() {
-        let mut pair = Pair::joined(Sid(1));
-        let peer_keys = SessionKeys::from_wire(&[3; 48]);
-        let wire = peer_keys.to_wire();
-        let add = Control::Add {
-            sid: Sid(9),
-            username: "pat",
-            key: &wire,
-        };
-        pair.server.send_control(pair.t0, &add).expect("add");
-        pair.pump(pair.t0);
+        let mut pair = with_pat();
         pair.client.handle_tcp_closed(pair.t0);
         assert!(pair.client.is_closed());
-        let mut packet = Vec::new();
-        seal(&peer_keys, Sid(9), 1, 0, b"voice", &mut packet).expect("seal");
         let mut opus = Vec::new();
         assert_eq!(
-            pair.client.handle_datagram(pair.t0, &packet, &mut opus),
+            pair.client
+                .handle_datagram(pair.t0, &from_pat(1), &mut opus),
             None
         );
         assert!(opus.is_empty(), "media decoded after close");
