@@ -186,9 +186,6 @@ pub struct CoreStats {
     pub vors_joins: Counter,
     pub vors_rejects: Counter,
     pub vors_handoffs: Counter,
-    /// Datagrams counted in `vors_datagrams_in` on their owner core only: this core
-    /// received them and handed them there (`--media-steering handoff`).
-    pub vors_datagrams_handed_off: Counter,
     pub vors_datagrams_in: Counter,
     pub vors_bytes_in: Counter,
     pub vors_packets_forwarded: Counter,

@@ -298,12 +298,6 @@ pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>], draining: bool) -> St
     );
     counter(
         &mut out,
-        "moose_vors_datagrams_handed_off_total",
-        "UDP datagrams received on one core and handed to their room's core.",
-        sum(&|c| c.vors_datagrams_handed_off.get()),
-    );
-    counter(
-        &mut out,
         "moose_vors_bytes_in_total",
         "UDP bytes received.",
         sum(&|c| c.vors_bytes_in.get()),
