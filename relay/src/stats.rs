@@ -170,7 +170,9 @@ impl Drop {
 pub struct CoreStats {
     pub ws_messages_in: Counter,
     pub ws_bytes_in: Counter,
-    pub ws_messages_out: Counter,
+    /// Frames, not messages: forwarded messages (one per recipient copy) and the relay's own
+    /// pings, pongs and closes.
+    pub ws_frames_out: Counter,
     pub ws_bytes_out: Counter,
     pub ws_upgrades: Counter,
     pub ws_handoffs: Counter,

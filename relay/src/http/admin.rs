@@ -187,7 +187,7 @@ pub fn render_metrics(cores: &[std::sync::Arc<CoreStats>], draining: bool) -> St
         &mut out,
         "moose_ws_frames_out_total",
         "WebSocket frames written to line peers.",
-        sum(&|c| c.ws_messages_out.get()),
+        sum(&|c| c.ws_frames_out.get()),
     );
     counter(
         &mut out,
