@@ -4,7 +4,6 @@
 //! every metric.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use futures_lite::io::AsyncWriteExt;
@@ -27,18 +26,17 @@ pub async fn serve(shard: Rc<Shard>, listener: OwnedFd) {
     loop {
         match acceptor.next(&shard).await {
             Accepted::Stream(stream) => {
-                let addr = stream.peer_addr().ok();
-                glommio::spawn_local(handle(shard.clone(), stream, addr)).detach();
+                glommio::spawn_local(handle(shard.clone(), stream)).detach();
             }
             Accepted::OnSpare(stream) => {
-                handle(shard.clone(), stream, None).await;
+                handle(shard.clone(), stream).await;
                 shard.spares.refill();
             }
         }
     }
 }
 
-async fn handle(shard: Rc<Shard>, mut stream: TcpStream, _addr: Option<SocketAddr>) {
+async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
     let Some((head, head_len)) = super::read_head(&mut stream, shard.config.header_timeout).await
     else {
         return;
