@@ -4,12 +4,15 @@
 //!
 //! Every flag is `global`, so it may be given before or after a subcommand
 //! (`moose-relay check-config --config moose.toml`).
+//!
+//! Each default is written once, in its flag's attribute here: `Config::default()` is
+//! [`RunArgs::defaults`], and a test holds docs/configuration.md's table to these flags.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Moose Relay: a self-hosted audio call relay (Moose lines over WebSocket, VoRS rooms over UDP).
 #[derive(Debug, Parser)]
@@ -258,4 +261,97 @@ pub struct RunArgs {
         global = true
     )]
     pub media_steering: MediaSteering,
+}
+
+impl RunArgs {
+    /// Every flag at its default: clap's parse of an empty command line, the environment
+    /// ignored.
+    pub fn defaults() -> RunArgs {
+        let matches = Cli::command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(["moose-relay"])
+            .expect("no flag is required");
+        RunArgs::from_arg_matches(&matches).expect("every default parses")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOCS: &str = include_str!("../../docs/configuration.md");
+
+    /// One row of docs/configuration.md's settings table, backticks taken off.
+    #[derive(Debug)]
+    struct Row {
+        /// The long flag without `--` or its value's name: `max-peers`.
+        long: String,
+        environment: String,
+        /// Empty for `—` (no key).
+        toml_key: String,
+        /// `None` for a default given in words (`none`, `any origin`).
+        default: Option<String>,
+    }
+
+    fn documented() -> Vec<Row> {
+        let code = |cell: &str| {
+            let cell = cell.trim();
+            Some(cell.strip_prefix('`')?.strip_suffix('`')?.to_owned())
+        };
+        DOCS.lines()
+            .filter(|line| line.starts_with("| `--"))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').collect();
+                let flag = code(cells[1]).expect("a flag in backticks");
+                Row {
+                    long: flag[2..].split(' ').next().unwrap_or_default().to_owned(),
+                    environment: code(cells[2]).unwrap_or_default(),
+                    toml_key: code(cells[3]).unwrap_or_default(),
+                    default: code(cells[4]),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_settings_table_lists_every_flag_with_its_variable_key_and_default() {
+        let mut command = Cli::command();
+        // Built, so that boolean flags carry their implicit `false`.
+        command.build();
+        let mut flags: Vec<&str> = command
+            .get_arguments()
+            .filter_map(|arg| arg.get_long())
+            .filter(|long| !matches!(*long, "help" | "version"))
+            .collect();
+        let rows = documented();
+        let mut listed: Vec<&str> = rows.iter().map(|row| row.long.as_str()).collect();
+        flags.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(
+            flags, listed,
+            "flags, and the rows of docs/configuration.md"
+        );
+        for row in &rows {
+            let long = &row.long;
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some(long))
+                .expect("a flag");
+            let environment = arg.get_env().and_then(|name| name.to_str());
+            assert_eq!(environment, Some(row.environment.as_str()), "--{long}");
+            let key = if long == "config" {
+                ""
+            } else {
+                arg.get_id().as_str()
+            };
+            assert_eq!(row.toml_key, key, "--{long}: TOML key");
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|value| value.to_string_lossy().into_owned())
+                .collect();
+            let default = (!defaults.is_empty()).then(|| defaults.join(","));
+            assert_eq!(row.default, default, "--{long}: default");
+        }
+    }
 }

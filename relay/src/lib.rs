@@ -11,6 +11,7 @@ pub mod http;
 pub mod limits;
 pub mod line;
 pub mod logging;
+pub mod metrics;
 pub mod owner;
 pub mod preflight;
 pub mod ratelimit;

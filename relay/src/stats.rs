@@ -170,7 +170,9 @@ impl Drop {
 pub struct CoreStats {
     pub ws_messages_in: Counter,
     pub ws_bytes_in: Counter,
-    pub ws_messages_out: Counter,
+    /// Frames, not messages: forwarded messages (one per recipient copy) and the relay's own
+    /// pings, pongs and closes.
+    pub ws_frames_out: Counter,
     pub ws_bytes_out: Counter,
     pub ws_upgrades: Counter,
     pub ws_handoffs: Counter,
@@ -186,9 +188,6 @@ pub struct CoreStats {
     pub vors_joins: Counter,
     pub vors_rejects: Counter,
     pub vors_handoffs: Counter,
-    /// Datagrams counted in `vors_datagrams_in` on their owner core only: this core
-    /// received them and handed them there (`--media-steering handoff`).
-    pub vors_datagrams_handed_off: Counter,
     pub vors_datagrams_in: Counter,
     pub vors_bytes_in: Counter,
     pub vors_packets_forwarded: Counter,

@@ -73,33 +73,10 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// The flags' defaults ([`RunArgs::defaults`]: the environment is not read), on CPU 0.
     fn default() -> Self {
-        Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 7777)),
-            vors_listen: SocketAddr::from(([0, 0, 0, 0], 12978)),
-            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9477)),
-            cpus: vec![0],
-            max_peers: 4,
-            max_members: 64,
-            keys: KeySet::default(),
-            open: false,
-            allowed_origins: Vec::new(),
-            vors_key: PathBuf::from("moose-vors.key"),
-            max_message: 64 * 1024,
-            queue_bytes: queue_bytes(200, 64 * 1024),
-            auth_failures_per_minute: 10,
-            max_connections_per_address: 64,
-            max_handshakes: 256,
-            max_handshakes_per_address: 8,
-            handshakes_per_minute: 120,
-            max_lines: 10_000,
-            max_rooms: 10_000,
-            header_timeout: Duration::from_secs(10),
-            drain: Duration::from_secs(30),
-            log_format: LogFormat::Text,
-            log_peer_addresses: false,
-            media_steering: MediaSteering::Kernel,
-        }
+        Config::from_args(&RunArgs::defaults(), &Sources::default(), &[0])
+            .expect("the flags' defaults are valid")
     }
 }
 
@@ -344,11 +321,13 @@ mod tests {
         assert_eq!(config.max_lines, 10_000);
         assert_eq!(config.max_rooms, 10_000);
         assert_eq!(config.header_timeout, Duration::from_secs(10));
-        let default = Config::default();
+        let mut default = Config::default();
+        assert_eq!(default.cpus, vec![0]);
+        default.cpus.clone_from(&config.cpus);
         assert_eq!(
-            (default.max_handshakes, default.header_timeout),
-            (config.max_handshakes, config.header_timeout),
-            "Config::default matches the flags' defaults"
+            format!("{default:?}"),
+            format!("{config:?}"),
+            "Config::default is the flags' defaults, in every field"
         );
         assert!(config.queue_bytes >= 200 * PCM_BYTES_PER_MS);
     }

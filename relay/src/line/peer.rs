@@ -62,7 +62,7 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, peer: Peer, early: Vec<u8>
         async move {
             let stats = &shard.stats;
             let counted = |frames: usize, bytes: usize| {
-                stats.ws_messages_out.add(frames as u64);
+                stats.ws_frames_out.add(frames as u64);
                 stats.ws_bytes_out.add(bytes as u64);
             };
             let latency = Some(&stats.ws_forward_latency);

@@ -213,10 +213,6 @@ pub async fn receive(shard: Rc<Shard>) {
                 let Some(batch) = batch.take().filter(|b| !b.is_empty()) else {
                     continue;
                 };
-                shard
-                    .stats
-                    .vors_datagrams_handed_off
-                    .add(batch.datagrams.len() as u64);
                 // Waits while the owner's mesh queue is full: the owner sets the pace.
                 if mesh.send_to(owner, Handoff::Media(batch)).await.is_err() {
                     debug!(owner, "owner core is gone; vors datagrams dropped");

@@ -1,0 +1,237 @@
+//! Every metric family the relay exports, in exposition order: the one list to extend when a
+//! counter is added to `stats::CoreStats` (and a row to add to docs/metrics.md).
+
+use super::Samples::{ByLabel, Histograms, PerCore, Process, Total};
+use super::Unit::{Count, Nanos};
+use super::{Family, Samples, Type};
+use crate::limits::ConnectionRefusal;
+use crate::limits::handshakes::HandshakeRefusal;
+use crate::stats::{Drop, VorsDrop};
+
+const fn counter(name: &'static str, help: &'static str, samples: Samples) -> Family {
+    Family {
+        name,
+        help,
+        kind: Type::Counter,
+        samples,
+    }
+}
+
+const fn gauge(name: &'static str, help: &'static str, samples: Samples) -> Family {
+    Family {
+        name,
+        help,
+        kind: Type::Gauge,
+        samples,
+    }
+}
+
+pub const FAMILIES: &[Family] = &[
+    gauge(
+        "moose_draining",
+        "1 once a stop signal has started the drain.",
+        Process(|scrape| u64::from(scrape.draining)),
+    ),
+    gauge(
+        "moose_cores",
+        "Executors (one pinned thread each).",
+        Process(|scrape| scrape.cores.len() as u64),
+    ),
+    counter(
+        "moose_ws_messages_in_total",
+        "Binary messages received from line peers.",
+        Total(|c| c.ws_messages_in.get()),
+    ),
+    counter(
+        "moose_ws_bytes_in_total",
+        "Payload bytes of binary messages received from line peers.",
+        Total(|c| c.ws_bytes_in.get()),
+    ),
+    counter(
+        "moose_ws_frames_out_total",
+        "WebSocket frames written to line peers.",
+        Total(|c| c.ws_frames_out.get()),
+    ),
+    counter(
+        "moose_ws_bytes_out_total",
+        "Bytes written to line peers, framing included.",
+        Total(|c| c.ws_bytes_out.get()),
+    ),
+    counter(
+        "moose_ws_upgrades_total",
+        "Peers admitted to lines.",
+        Total(|c| c.ws_upgrades.get()),
+    ),
+    counter(
+        "moose_ws_handoffs_total",
+        "Connections moved to their line's owner core.",
+        Total(|c| c.ws_handoffs.get()),
+    ),
+    counter(
+        "moose_http_requests_total",
+        "HTTP requests read.",
+        Total(|c| c.http_requests.get()),
+    ),
+    counter(
+        "moose_ws_dropped_total",
+        "Messages and connections dropped or refused, by reason.",
+        ByLabel {
+            label: "reason",
+            read: |c| Drop::ALL.map(|r| (r.label(), c.drops(r))).to_vec(),
+        },
+    ),
+    counter(
+        "moose_connections_refused_total",
+        "TCP connections (HTTP/WebSocket and VoRS) closed as soon as they were accepted, by \
+         reason.",
+        ByLabel {
+            label: "reason",
+            read: |c| {
+                ConnectionRefusal::ALL
+                    .map(|r| (r.label(), c.connections_refused(r)))
+                    .to_vec()
+            },
+        },
+    ),
+    counter(
+        "moose_vors_handshakes_refused_total",
+        "VoRS connections closed before any handshake work, by the limit they hit.",
+        ByLabel {
+            label: "reason",
+            read: |c| {
+                HandshakeRefusal::ALL
+                    .map(|r| (r.label(), c.handshakes_refused(r)))
+                    .to_vec()
+            },
+        },
+    ),
+    counter(
+        "moose_vors_server_full_total",
+        "VoRS members refused because their new room would pass --max-rooms.",
+        Total(|c| c.vors_server_full.get()),
+    ),
+    counter(
+        "moose_vors_handshakes_total",
+        "VoRS handshakes that reached the room decision.",
+        Total(|c| c.vors_handshakes.get()),
+    ),
+    counter(
+        "moose_vors_handshake_failures_total",
+        "VoRS connections that ended before the room decision.",
+        Total(|c| c.vors_handshake_failures.get()),
+    ),
+    counter(
+        "moose_vors_handoffs_total",
+        "VoRS connections moved to their room's owner core.",
+        Total(|c| c.vors_handoffs.get()),
+    ),
+    counter(
+        "moose_vors_joins_total",
+        "VoRS members admitted.",
+        Total(|c| c.vors_joins.get()),
+    ),
+    counter(
+        "moose_vors_rejects_total",
+        "VoRS members refused (room full, name taken, wrong password, server full).",
+        Total(|c| c.vors_rejects.get()),
+    ),
+    counter(
+        "moose_vors_datagrams_in_total",
+        "UDP datagrams received.",
+        Total(|c| c.vors_datagrams_in.get()),
+    ),
+    counter(
+        "moose_vors_bytes_in_total",
+        "UDP bytes received.",
+        Total(|c| c.vors_bytes_in.get()),
+    ),
+    counter(
+        "moose_vors_packets_forwarded_total",
+        "Media packets verified and forwarded.",
+        Total(|c| c.vors_packets_forwarded.get()),
+    ),
+    counter(
+        "moose_vors_datagrams_out_total",
+        "Media copies sent to members.",
+        Total(|c| c.vors_datagrams_out.get()),
+    ),
+    counter(
+        "moose_vors_bytes_out_total",
+        "UDP bytes sent.",
+        Total(|c| c.vors_bytes_out.get()),
+    ),
+    counter(
+        "moose_vors_send_dropped_total",
+        "Media copies dropped because the socket buffer was full.",
+        Total(|c| c.vors_send_dropped.get()),
+    ),
+    counter(
+        "moose_vors_dropped_total",
+        "Datagrams dropped at the edge, by reason.",
+        ByLabel {
+            label: "reason",
+            read: |c| VorsDrop::ALL.map(|r| (r.label(), c.vors_drops(r))).to_vec(),
+        },
+    ),
+    gauge(
+        "moose_vors_rooms",
+        "VoRS rooms open, per core.",
+        PerCore(|c| c.vors_rooms.get(), Count),
+    ),
+    gauge(
+        "moose_vors_members",
+        "VoRS members, per core.",
+        PerCore(|c| c.vors_members.get(), Count),
+    ),
+    gauge(
+        "moose_lines",
+        "Moose lines open, per core.",
+        PerCore(|c| c.lines.get(), Count),
+    ),
+    gauge(
+        "moose_line_peers",
+        "Peers on Moose lines, per core.",
+        PerCore(|c| c.line_peers.get(), Count),
+    ),
+    gauge(
+        "moose_accepting",
+        "1 while the core's HTTP and VoRS TCP listeners are open, 0 once the drain closed them.",
+        PerCore(|c| c.accepting.get(), Count),
+    ),
+    Family {
+        name: "moose_forward_latency_seconds",
+        help: "Time from a message's receive to the send call that hands it to the kernel, per \
+               recipient copy (ws) or per packet (vors).",
+        kind: Type::Histogram,
+        samples: Histograms {
+            label: "protocol",
+            read: |c| {
+                vec![
+                    ("ws", c.ws_forward_latency.snapshot()),
+                    ("vors", c.vors_forward_latency.snapshot()),
+                ]
+            },
+        },
+    },
+    counter(
+        "moose_executor_task_seconds_total",
+        "Time the core's executor spent running tasks (glommio executor_runtime).",
+        PerCore(|c| c.executor_task_nanos.get(), Nanos),
+    ),
+    counter(
+        "moose_executor_busy_seconds_total",
+        "Time the core's executor spent running tasks and polling for I/O, not sleeping \
+         (glommio total_runtime).",
+        PerCore(|c| c.executor_busy_nanos.get(), Nanos),
+    ),
+    counter(
+        "moose_executor_tasks_total",
+        "Task polls the core's executor ran.",
+        PerCore(|c| c.executor_tasks.get(), Count),
+    ),
+    counter(
+        "moose_executor_scheduler_runs_total",
+        "Times the core's scheduler picked a task queue to run.",
+        PerCore(|c| c.executor_scheduler_runs.get(), Count),
+    ),
+];
