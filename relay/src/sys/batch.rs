@@ -1,6 +1,6 @@
 //! VoRS media in batches: many datagrams taken from a UDP socket with one `recvmmsg`, and
-//! every copy of them sent on with one `sendmmsg` whose messages point into the receive
-//! buffers (no copy of the payload, no allocation per datagram).
+//! their copies sent on with as few `sendmmsg` calls as possible, whose messages point into
+//! the receive buffers (no copy of the payload, no allocation per datagram).
 
 use std::io;
 use std::mem::MaybeUninit;
