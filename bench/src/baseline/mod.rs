@@ -7,6 +7,7 @@
 //! and one level-triggered epoll loop over them. What is left is the cost of the kernel calls,
 //! which is what the relay's figures are compared with. See docs/baseline.md.
 
+mod cpus;
 mod sys;
 pub mod table;
 mod udp;
@@ -87,7 +88,7 @@ impl Baseline {
         let stop = Arc::new(AtomicBool::new(false));
         let table = Arc::new(table);
         let cpus = if config.cpus.is_empty() {
-            sys::allowed_cpus().unwrap_or_default()
+            cpus::allowed_cpus().unwrap_or_default()
         } else {
             config.cpus.clone()
         };
@@ -186,7 +187,7 @@ impl Worker {
     fn run(mut self, cpu: Option<usize>) -> io::Result<()> {
         if let Some(cpu) = cpu {
             // Best effort: a cpuset that changed under us leaves the thread unpinned.
-            let _ = sys::pin_to_cpu(cpu);
+            let _ = cpus::pin_to_cpu(cpu);
         }
         self.epoll.add(self.listener.as_raw_fd(), LISTENER, false)?;
         self.epoll.add(self.udp.socket().as_raw_fd(), UDP, false)?;

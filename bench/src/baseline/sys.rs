@@ -1,8 +1,9 @@
-//! The baseline forwarder's kernel calls: epoll, eventfd, CPU pinning, recvmmsg and sendmmsg.
+//! The baseline forwarder's kernel calls: epoll, eventfd, recvmmsg and sendmmsg.
 //!
 //! Everything `unsafe` in the bench crate lives here, each block with the reason it is sound.
-//! The rest of the baseline calls these safe wrappers. (The relay has its own `sys.rs`; the
-//! crates do not share code, so the two small sendmmsg wrappers stay independent.)
+//! The rest of the baseline calls these safe wrappers. (The relay has its own `sys/`; the
+//! crates do not share code, so the two small sendmmsg wrappers stay independent. CPU pinning
+//! needs no `unsafe`: `cpus.rs` calls `nix`, as the relay does.)
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -148,38 +149,6 @@ impl EventFd {
     pub fn raw_fd(&self) -> RawFd {
         self.0.as_raw_fd()
     }
-}
-
-/// The CPUs this process may run on (taskset, cgroup cpusets and containers respected).
-pub fn allowed_cpus() -> io::Result<Vec<usize>> {
-    // SAFETY: a zeroed cpu_set_t is the empty set; sched_getaffinity fills the struct we own,
-    // whose size we pass.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; pid 0 is the calling thread.
-    let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let max = 8 * size_of::<libc::cpu_set_t>();
-    // SAFETY: CPU_ISSET only reads the set, for indices within its capacity.
-    Ok((0..max)
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect())
-}
-
-/// Pins the calling thread to `cpu`.
-pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes one bit inside it (it checks
-    // the index against the set's capacity); sched_setaffinity reads the struct we own.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Receive buffers for one `recvmmsg`: the datagrams and their source addresses.
