@@ -143,11 +143,6 @@ impl ServerSession {
         }
     }
 
-    /// Whether the member has its SID (the room announced it).
-    pub fn is_joined(&self) -> bool {
-        matches!(self.state, State::Joined(_))
-    }
-
     /// Whether the session is over.
     pub fn is_closed(&self) -> bool {
         self.closed
@@ -573,7 +568,7 @@ mod tests {
         peer.session
             .send_control(t, &Control::Sid(Sid(9)))
             .expect("sid");
-        assert!(peer.session.is_joined());
+        assert!(matches!(peer.session.state, State::Joined(_)));
         assert_eq!(peer.session.poll_timeout(), Some(t + PING_TIMEOUT));
         let frame = peer.session.poll_transmit().expect("SID frame");
         let (ct, _) = netstring::decode(&frame, MAX_TRANSPORT_LEN)
