@@ -4,6 +4,7 @@
 //! the current time in, and take bytes, events and deadlines out. See `docs/architecture.md`.
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
+#![warn(missing_docs)]
 
 pub mod apikey;
 pub mod http;

@@ -148,7 +148,10 @@ impl ServerSession {
         self.closed
     }
 
-    /// Bytes read from the connection.
+    /// Bytes read from the connection, split anywhere: the session waits for whole frames
+    /// and never fails on partial input. Bytes that break the protocol end the session with
+    /// [`ServerEvent::Closed`] (its [`ServerCloseReason`] says why); a closed session ignores
+    /// further bytes.
     pub fn handle_tcp(&mut self, now: Instant, bytes: &[u8]) {
         if self.is_closed() {
             return;
@@ -248,12 +251,13 @@ impl ServerSession {
         Ok(())
     }
 
-    /// Bytes to write to the connection, in order.
+    /// Everything queued for the connection since the last call, as one buffer to write
+    /// before the next one.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         (!self.out.is_empty()).then(|| std::mem::take(&mut self.out))
     }
 
-    /// The next event for the relay.
+    /// The next event for the relay, oldest first; [`ServerEvent::Closed`] is the last.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         let event = self.events.pop_front();
         if self.events.is_empty() {
