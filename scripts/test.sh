@@ -13,6 +13,8 @@
 #   4. the doc tests
 #   5. every test with cargo-nextest (one build, settings in .config/nextest.toml)
 #   6. every fuzz target for 10 s (scripts/fuzz.sh: nightly and cargo-fuzz, installed if missing)
+# Every build is --locked: a Cargo.lock that no longer matches the manifests fails the run
+# instead of being rewritten, so what was tested is what the lock file says.
 # Exit status: 0 when everything passed, otherwise that of the failing step (78 when the
 # machine cannot run the relay at all).
 set -euo pipefail
@@ -119,15 +121,15 @@ say "machine: $(nproc) CPUs, memlock $(ulimit -l) KiB, $(cargo --version)"
 
 step "cargo fmt --check" cargo fmt --all --check -- --color "$color"
 step "cargo clippy (all targets, -D warnings)" \
-    cargo clippy --quiet --workspace --all-targets --color "$color" -- -D warnings
+    cargo clippy --locked --quiet --workspace --all-targets --color "$color" -- -D warnings
 step "the glommio COOP_TASKRUN patch applies" bash scripts/build-coop-relay.sh --check
 # Doc tests are compile-checked examples (cargo-nextest does not run them); before the main run
 # so that nextest's summary is the last thing printed.
-step "doc tests" cargo test --quiet --workspace --doc --color "$color"
+step "doc tests" cargo test --locked --quiet --workspace --doc --color "$color"
 step "build the tests" \
-    cargo nextest run --workspace --all-targets --no-run --cargo-quiet --color "$color"
+    cargo nextest run --locked --workspace --all-targets --no-run --cargo-quiet --color "$color"
 step "run every test (cargo nextest)" \
-    cargo nextest run --workspace --all-targets --cargo-quiet --color "$color"
+    cargo nextest run --locked --workspace --all-targets --cargo-quiet --color "$color"
 step "fuzz every decoder briefly" bash scripts/fuzz.sh 10
 
 elapsed=$((SECONDS - started))
