@@ -47,6 +47,9 @@ for t in "${targets[@]}"; do
 done
 
 echo "==> building ${#targets[@]} fuzz targets"
+# cargo-fuzz takes no --locked: fetching with it first fails when fuzz/Cargo.lock no longer
+# matches the manifests, and the build then resolves to exactly that lock.
+(cd fuzz && cargo "+$toolchain" fetch --locked --quiet)
 cargo "+$toolchain" fuzz build
 
 logs=$(mktemp -d)

@@ -3,16 +3,20 @@
 #
 #   scripts/test.sh
 #
-# On a fresh Debian 12 machine (root, with cargo, cargo-nextest and gcc) it first installs what
-# the tests need and is missing (Chromium for the real-browser call, CMake for the bundled
-# libopus, nginx and systemd-analyze for the deployment tests, GNU patch for step 3), raises
-# the locked-memory limit glommio needs, then runs, stopping at the first failing step:
+# On a fresh Debian 12 machine (root, with cargo and gcc) it first installs what the tests need
+# and is missing (cargo-nextest and cargo-deny from crates.io, Chromium for the real-browser
+# call, CMake for the bundled libopus, nginx and systemd-analyze for the deployment tests, GNU
+# patch for step 4), raises the locked-memory limit glommio needs, then runs, stopping at the
+# first failing step:
 #   1. cargo fmt --check
 #   2. cargo clippy on every target, warnings denied
-#   3. the glommio patch of docs/benchmarks.md ("Experiment") still applies
-#   4. the doc tests
-#   5. every test with cargo-nextest (one build, settings in .config/nextest.toml)
-#   6. every fuzz target for 10 s (scripts/fuzz.sh: nightly and cargo-fuzz, installed if missing)
+#   3. cargo deny: dependency licenses, bans and sources (deny.toml; no advisory database)
+#   4. the glommio patch of docs/benchmarks.md ("Experiment") still applies
+#   5. the doc tests
+#   6. every test with cargo-nextest (one build, settings in .config/nextest.toml)
+#   7. every fuzz target for 10 s (scripts/fuzz.sh: nightly and cargo-fuzz, installed if missing)
+# Every build is --locked: a Cargo.lock that no longer matches the manifests fails the run
+# instead of being rewritten, so what was tested is what the lock file says.
 # Exit status: 0 when everything passed, otherwise that of the failing step (78 when the
 # machine cannot run the relay at all).
 set -euo pipefail
@@ -59,6 +63,10 @@ done
 if ! cargo nextest --version >/dev/null 2>&1; then
     say "installing cargo-nextest (crates.io)"
     cargo install --quiet --locked cargo-nextest || fail "cargo install cargo-nextest failed"
+fi
+if ! cargo deny --version >/dev/null 2>&1; then
+    say "installing cargo-deny (crates.io)"
+    cargo install --quiet --locked cargo-deny || fail "cargo install cargo-deny failed"
 fi
 
 # Each install script checks for its tools and does nothing when they are there. apt's package
@@ -119,15 +127,19 @@ say "machine: $(nproc) CPUs, memlock $(ulimit -l) KiB, $(cargo --version)"
 
 step "cargo fmt --check" cargo fmt --all --check -- --color "$color"
 step "cargo clippy (all targets, -D warnings)" \
-    cargo clippy --quiet --workspace --all-targets --color "$color" -- -D warnings
+    cargo clippy --locked --quiet --workspace --all-targets --color "$color" -- -D warnings
+# Only the checks that need no network beyond crates.io: `advisories` would fetch a database.
+# Duplicate versions are reported as warnings and do not fail the step.
+step "cargo deny (licenses, bans, sources)" \
+    cargo deny --locked --color "$color" check licenses bans sources
 step "the glommio COOP_TASKRUN patch applies" bash scripts/build-coop-relay.sh --check
 # Doc tests are compile-checked examples (cargo-nextest does not run them); before the main run
 # so that nextest's summary is the last thing printed.
-step "doc tests" cargo test --quiet --workspace --doc --color "$color"
+step "doc tests" cargo test --locked --quiet --workspace --doc --color "$color"
 step "build the tests" \
-    cargo nextest run --workspace --all-targets --no-run --cargo-quiet --color "$color"
+    cargo nextest run --locked --workspace --all-targets --no-run --cargo-quiet --color "$color"
 step "run every test (cargo nextest)" \
-    cargo nextest run --workspace --all-targets --cargo-quiet --color "$color"
+    cargo nextest run --locked --workspace --all-targets --cargo-quiet --color "$color"
 step "fuzz every decoder briefly" bash scripts/fuzz.sh 10
 
 elapsed=$((SECONDS - started))

@@ -14,7 +14,7 @@ const THIS_THREAD: Pid = Pid::from_raw(0);
 
 /// The CPUs this process may run on (taskset, cgroup cpusets and containers respected), in
 /// ascending order.
-pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+pub(crate) fn allowed_cpus() -> io::Result<Vec<usize>> {
     let set = sched_getaffinity(THIS_THREAD)?;
     Ok((0..CpuSet::count())
         .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
@@ -23,7 +23,7 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
 
 /// Pins the calling thread to `cpu` (`EINVAL` for a CPU past the kernel's set size, or one
 /// this process may not use).
-pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+pub(crate) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     let mut set = CpuSet::new();
     set.set(cpu)?;
     sched_setaffinity(THIS_THREAD, &set)?;

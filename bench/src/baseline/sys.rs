@@ -14,33 +14,33 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use socket2::SockAddr;
 
 /// Datagrams one `recvmmsg` takes at most.
-pub const RECV_BATCH: usize = 64;
+pub(crate) const RECV_BATCH: usize = 64;
 /// Largest datagram we forward whole; longer ones are cut by the kernel (VoRS media packets are
 /// a few hundred bytes).
-pub const MAX_DATAGRAM: usize = 2048;
+pub(crate) const MAX_DATAGRAM: usize = 2048;
 /// Messages one `sendmmsg` carries at most: the kernel's UIO_MAXIOV caps `vlen` at 1024.
-pub const SEND_BATCH: usize = 1024;
+pub(crate) const SEND_BATCH: usize = 1024;
 
 /// One readiness report from [`Epoll::wait`].
 #[derive(Debug, Clone, Copy)]
-pub struct Event {
+pub(crate) struct Event {
     /// The token the descriptor was registered with.
-    pub token: u64,
+    pub(crate) token: u64,
     /// Data, end of stream or an error is waiting: a read will not block. (Otherwise the
     /// send buffer has room again.)
-    pub readable: bool,
+    pub(crate) readable: bool,
 }
 
 /// A level-triggered epoll instance.
 #[derive(Debug)]
-pub struct Epoll {
+pub(crate) struct Epoll {
     fd: OwnedFd,
     events: Vec<libc::epoll_event>,
 }
 
 impl Epoll {
     /// A new epoll instance reporting up to 256 events per wait.
-    pub fn new() -> io::Result<Epoll> {
+    pub(crate) fn new() -> io::Result<Epoll> {
         // SAFETY: epoll_create1 has no memory effects; the result is checked before use.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
@@ -54,17 +54,17 @@ impl Epoll {
     }
 
     /// Watches `fd` for reading, and for writing too when `writable`.
-    pub fn add(&self, fd: RawFd, token: u64, writable: bool) -> io::Result<()> {
+    pub(crate) fn add(&self, fd: RawFd, token: u64, writable: bool) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd, token, writable)
     }
 
     /// Changes what `fd` is watched for.
-    pub fn modify(&self, fd: RawFd, token: u64, writable: bool) -> io::Result<()> {
+    pub(crate) fn modify(&self, fd: RawFd, token: u64, writable: bool) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_MOD, fd, token, writable)
     }
 
     /// Stops watching `fd` (before handing it to another thread's epoll).
-    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+    pub(crate) fn delete(&self, fd: RawFd) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_DEL, fd, 0, false)
     }
 
@@ -86,7 +86,7 @@ impl Epoll {
     }
 
     /// Blocks until at least one watched descriptor is ready, and fills `out` with them.
-    pub fn wait(&mut self, out: &mut Vec<Event>) -> io::Result<()> {
+    pub(crate) fn wait(&mut self, out: &mut Vec<Event>) -> io::Result<()> {
         out.clear();
         // SAFETY: the kernel writes at most `events.len()` entries into our buffer.
         let n = unsafe {
@@ -120,11 +120,11 @@ impl Epoll {
 
 /// A non-blocking eventfd: another thread's way to wake an epoll loop.
 #[derive(Debug)]
-pub struct EventFd(File);
+pub(crate) struct EventFd(File);
 
 impl EventFd {
     /// A new eventfd with counter 0.
-    pub fn new() -> io::Result<EventFd> {
+    pub(crate) fn new() -> io::Result<EventFd> {
         // SAFETY: eventfd has no memory effects; the result is checked before use.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
@@ -136,23 +136,23 @@ impl EventFd {
 
     /// Makes the eventfd readable until [`EventFd::drain`]. Never blocks: the counter cannot
     /// reach its maximum with one increment per handoff.
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         let _ = (&self.0).write(&1u64.to_ne_bytes());
     }
 
     /// Resets the counter so the eventfd stops being readable.
-    pub fn drain(&self) {
+    pub(crate) fn drain(&self) {
         let _ = (&self.0).read(&mut [0u8; 8]);
     }
 
     /// The descriptor, for [`Epoll::add`].
-    pub fn raw_fd(&self) -> RawFd {
+    pub(crate) fn raw_fd(&self) -> RawFd {
         self.0.as_raw_fd()
     }
 }
 
 /// Receive buffers for one `recvmmsg`: the datagrams and their source addresses.
-pub struct RecvBatch {
+pub(crate) struct RecvBatch {
     bufs: Box<[[u8; MAX_DATAGRAM]; RECV_BATCH]>,
     lens: [usize; RECV_BATCH],
     sources: [Option<SocketAddr>; RECV_BATCH],
@@ -179,7 +179,7 @@ impl Default for RecvBatch {
 impl RecvBatch {
     /// Reads up to [`RECV_BATCH`] waiting datagrams from `fd` in one `recvmmsg`, without
     /// waiting. Returns how many arrived; `WouldBlock` when none was waiting.
-    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.count = 0;
         // SAFETY: zeroed sockaddr_storage and mmsghdr are valid "empty" values.
         let mut names: [libc::sockaddr_storage; RECV_BATCH] = unsafe { std::mem::zeroed() };
@@ -227,7 +227,7 @@ impl RecvBatch {
 
     /// The datagrams of the last [`RecvBatch::recv`]: payload and source address (`None` for
     /// a family other than IPv4 or IPv6).
-    pub fn datagrams(&self) -> impl Iterator<Item = (&[u8], Option<SocketAddr>)> {
+    pub(crate) fn datagrams(&self) -> impl Iterator<Item = (&[u8], Option<SocketAddr>)> {
         (0..self.count).map(|i| (&self.bufs[i][..self.lens[i]], self.sources[i]))
     }
 }
@@ -237,7 +237,7 @@ impl RecvBatch {
 /// points at the caller's payload bytes: several destinations of one datagram share one
 /// buffer, nothing is copied. Returns how many the kernel took; the rest found the send
 /// buffer full and are dropped (real-time audio is not queued).
-pub fn send_many<'a>(
+pub(crate) fn send_many<'a>(
     fd: RawFd,
     messages: impl IntoIterator<Item = (&'a [u8], &'a SockAddr)>,
 ) -> usize {

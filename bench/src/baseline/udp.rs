@@ -16,7 +16,7 @@ const BATCHES_PER_WAKEUP: usize = 16;
 
 /// One worker's UDP forwarder.
 #[derive(Debug)]
-pub struct UdpForwarder {
+pub(crate) struct UdpForwarder {
     socket: UdpSocket,
     table: Arc<VorsTable>,
     batch: RecvBatch,
@@ -24,7 +24,7 @@ pub struct UdpForwarder {
 
 impl UdpForwarder {
     /// Forwards through `socket` (bound, non-blocking) by `table`.
-    pub fn new(socket: UdpSocket, table: Arc<VorsTable>) -> UdpForwarder {
+    pub(crate) fn new(socket: UdpSocket, table: Arc<VorsTable>) -> UdpForwarder {
         UdpForwarder {
             socket,
             table,
@@ -33,14 +33,14 @@ impl UdpForwarder {
     }
 
     /// The socket, for epoll registration.
-    pub fn socket(&self) -> &UdpSocket {
+    pub(crate) fn socket(&self) -> &UdpSocket {
         &self.socket
     }
 
     /// Forwards what is waiting, up to a bound (epoll is level-triggered: the rest brings us
     /// back). Receive errors other than "nothing waiting" (an ICMP error reported on the
     /// socket) end this round only.
-    pub fn on_readable(&mut self) {
+    pub(crate) fn on_readable(&mut self) {
         let fd = self.socket.as_raw_fd();
         for _ in 0..BATCHES_PER_WAKEUP {
             match self.batch.recv(fd) {

@@ -24,7 +24,7 @@ use moose_proto::ws::{self, CloseCode, Fragments, MessagePart, Opcode};
 use super::sys::{Epoll, EventFd};
 
 /// Largest message forwarded, as the relay's default: a longer one closes with 1009.
-pub const MAX_MESSAGE: usize = 64 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 64 * 1024;
 /// A member whose unsent bytes exceed this misses whole messages until it catches up.
 const MAX_BACKLOG: usize = 4 * 1024 * 1024;
 /// A connection's first read buffer; it doubles while a frame does not fit, up to
@@ -35,7 +35,7 @@ const MAX_BUFFER: usize = MAX_MESSAGE + ws::MAX_HEADER;
 
 /// A connection moving to the worker that owns its line.
 #[derive(Debug)]
-pub struct Handoff {
+pub(crate) struct Handoff {
     stream: TcpStream,
     line: Arc<str>,
     /// Bytes still to write (the `101`).
@@ -46,11 +46,11 @@ pub struct Handoff {
 
 /// Where workers send connections: one mailbox per worker, in worker order.
 #[derive(Debug)]
-pub struct Mailbox {
+pub(crate) struct Mailbox {
     /// Handoffs for this worker.
-    pub tx: Sender<Handoff>,
+    pub(crate) tx: Sender<Handoff>,
     /// Wakes this worker's loop.
-    pub wake: Arc<EventFd>,
+    pub(crate) wake: Arc<EventFd>,
 }
 
 #[derive(Debug)]
@@ -166,7 +166,7 @@ impl Conn {
 
 /// One worker's WebSocket connections and the lines it owns.
 #[derive(Debug)]
-pub struct WsSide {
+pub(crate) struct WsSide {
     me: usize,
     mailboxes: Arc<[Mailbox]>,
     inbox: Receiver<Handoff>,
@@ -177,7 +177,7 @@ pub struct WsSide {
 
 impl WsSide {
     /// Worker `me`'s side; connection tokens start at `first_token`.
-    pub fn new(
+    pub(crate) fn new(
         me: usize,
         mailboxes: Arc<[Mailbox]>,
         inbox: Receiver<Handoff>,
@@ -194,7 +194,7 @@ impl WsSide {
     }
 
     /// Accepts every waiting connection.
-    pub fn on_acceptable(&mut self, epoll: &Epoll, listener: &TcpListener) {
+    pub(crate) fn on_acceptable(&mut self, epoll: &Epoll, listener: &TcpListener) {
         while let Ok((stream, _)) = listener.accept() {
             if stream.set_nonblocking(true).is_err() {
                 continue;
@@ -208,7 +208,7 @@ impl WsSide {
     }
 
     /// Adopts the connections other workers handed over.
-    pub fn on_handoffs(&mut self, epoll: &Epoll) {
+    pub(crate) fn on_handoffs(&mut self, epoll: &Epoll) {
         while let Ok(h) = self.inbox.try_recv() {
             let token = self.token();
             if epoll.add(h.stream.as_raw_fd(), token, true).is_err() {
@@ -227,7 +227,7 @@ impl WsSide {
 
     /// Reads and forwards for connection `token` when `readable`, then writes its backlog
     /// (writability needs nothing else: the loop is level-triggered).
-    pub fn on_ready(&mut self, epoll: &Epoll, token: u64, readable: bool) {
+    pub(crate) fn on_ready(&mut self, epoll: &Epoll, token: u64, readable: bool) {
         // Out of the map while we work on it, so that forwarding can borrow the others.
         let Some(mut conn) = self.conns.remove(&token) else {
             return;

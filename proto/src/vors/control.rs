@@ -185,7 +185,7 @@ pub enum Control<'a> {
 }
 
 impl<'a> Control<'a> {
-    /// The command word.
+    /// The command word, the list's first item: `"COOKIE"`, `"SID"`, ... in ASCII upper case.
     pub fn command(&self) -> &'static str {
         match self {
             Control::Cookie(_) => "COOKIE",
@@ -201,7 +201,9 @@ impl<'a> Control<'a> {
         }
     }
 
-    /// Appends the message's list to `out`.
+    /// Appends the message to `out` as one netstring around its items (module docs).
+    /// Refuses a text over its limit ([`ControlError::TooLong`]) and an ADD username that
+    /// [`Control::decode`] would refuse ([`ControlError::BadName`]), leaving `out` unchanged.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ControlError> {
         let cmd = self.command().as_bytes();
         let sid_byte;
@@ -234,7 +236,9 @@ impl<'a> Control<'a> {
         Ok(())
     }
 
-    /// Parses a control message.
+    /// Parses one decrypted control message, in either framing of the module docs, borrowing
+    /// its fields from `bytes`. Checks the command's arity, the fixed field lengths (SID 1
+    /// byte, cookie 16, key 48), UTF-8, and the text and name limits.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, ControlError> {
         let (items, count) = items(bytes)?;
         let args = &items[1..count];

@@ -25,7 +25,9 @@ use super::keys::SessionKeys;
 use super::packet::COOKIE_LEN;
 pub use super::transport::{MAX_TRANSPORT_LEN, Transport, TransportError};
 
-/// The Noise protocol name.
+/// The Noise protocol both sides run: pattern NK (the client knows the server's static key
+/// beforehand) with the `hfs` modifier, which adds a Kyber1024 KEM to the X25519 exchange
+/// for post-quantum forward secrecy; ChaCha20-Poly1305 and BLAKE2b.
 pub const NOISE_PARAMS: &str = "Noise_NKhfs_25519+Kyber1024_ChaChaPoly_BLAKE2b";
 /// Bytes of an X25519 private or public key.
 pub const KEY_LEN: usize = 32;

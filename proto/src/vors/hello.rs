@@ -23,7 +23,8 @@ pub struct Hello<'a> {
 }
 
 impl<'a> Hello<'a> {
-    /// Appends the list `[USERNAME, ROOM, PWHASH or ""]` to `out`.
+    /// Appends the list `[USERNAME, ROOM, PWHASH or ""]` to `out`. Refuses, leaving `out`
+    /// unchanged, a name that [`Hello::decode`] would refuse ([`ControlError::BadName`]).
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ControlError> {
         check_name(self.username, MAX_USERNAME_LEN)?;
         check_name(self.room, MAX_ROOM_LEN)?;
@@ -32,7 +33,10 @@ impl<'a> Hello<'a> {
         Ok(())
     }
 
-    /// Parses a message 1 payload.
+    /// Parses a message 1 payload: exactly three items; a username of 1 to
+    /// [`MAX_USERNAME_LEN`] and a room name of 1 to [`MAX_ROOM_LEN`] bytes of UTF-8, neither
+    /// with control characters (names reach other members' terminals); the password field
+    /// empty or a [`PASSWORD_HASH_LEN`]-byte hash.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, ControlError> {
         let (items, count) = items(bytes)?;
         if count != 3 {

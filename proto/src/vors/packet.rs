@@ -90,12 +90,14 @@ impl<'a> MediaPacket<'a> {
         Sid(self.bytes[0])
     }
 
-    /// The sender's packet counter.
+    /// The sender's packet counter (PKT, 24 bits): one more for each packet it sent, so a
+    /// gap is loss, and a PKT not above the last accepted one a replay or a reorder.
     pub fn pkt(&self) -> u32 {
         be24(&self.bytes[1..4])
     }
 
-    /// The sender's audio frame counter.
+    /// The sender's audio frame counter (FRAME, 24 bits, wrapping): one per 20 ms frame,
+    /// sent or not, so a FRAME gap wider than the PKT gap is time the sender was muted.
     pub fn frame(&self) -> u32 {
         be24(&self.bytes[4..7])
     }
@@ -110,7 +112,7 @@ impl<'a> MediaPacket<'a> {
         &self.bytes[..self.bytes.len() - TAG_LEN]
     }
 
-    /// The tag as it travels.
+    /// The last 8 bytes: the SipHash-2-4 tag, little-endian as it travels.
     pub fn tag(&self) -> &'a [u8] {
         &self.bytes[self.bytes.len() - TAG_LEN..]
     }

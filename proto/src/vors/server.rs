@@ -143,17 +143,15 @@ impl ServerSession {
         }
     }
 
-    /// Whether the member has its SID (the room announced it).
-    pub fn is_joined(&self) -> bool {
-        matches!(self.state, State::Joined(_))
-    }
-
     /// Whether the session is over.
     pub fn is_closed(&self) -> bool {
         self.closed
     }
 
-    /// Bytes read from the connection.
+    /// Bytes read from the connection, split anywhere: the session waits for whole frames
+    /// and never fails on partial input. Bytes that break the protocol end the session with
+    /// [`ServerEvent::Closed`] (its [`ServerCloseReason`] says why); a closed session ignores
+    /// further bytes.
     pub fn handle_tcp(&mut self, now: Instant, bytes: &[u8]) {
         if self.is_closed() {
             return;
@@ -253,12 +251,13 @@ impl ServerSession {
         Ok(())
     }
 
-    /// Bytes to write to the connection, in order.
+    /// Everything queued for the connection since the last call, as one buffer to write
+    /// before the next one.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         (!self.out.is_empty()).then(|| std::mem::take(&mut self.out))
     }
 
-    /// The next event for the relay.
+    /// The next event for the relay, oldest first; [`ServerEvent::Closed`] is the last.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         let event = self.events.pop_front();
         if self.events.is_empty() {
@@ -573,7 +572,7 @@ mod tests {
         peer.session
             .send_control(t, &Control::Sid(Sid(9)))
             .expect("sid");
-        assert!(peer.session.is_joined());
+        assert!(matches!(peer.session.state, State::Joined(_)));
         assert_eq!(peer.session.poll_timeout(), Some(t + PING_TIMEOUT));
         let frame = peer.session.poll_transmit().expect("SID frame");
         let (ct, _) = netstring::decode(&frame, MAX_TRANSPORT_LEN)

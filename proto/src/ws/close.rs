@@ -7,7 +7,8 @@ use super::frame::{MAX_CONTROL_PAYLOAD, Opcode};
 /// Longest close reason: a control payload minus the 2-byte code.
 pub const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
 
-/// A close status code.
+/// A WebSocket close status code (RFC 6455 §7.4): the first two bytes, big-endian, of a
+/// close frame's payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseCode(pub u16);
 
@@ -16,7 +17,8 @@ impl CloseCode {
     pub const NORMAL: CloseCode = CloseCode(1000);
     /// 1001: the endpoint is going away (relay shutting down, page closed).
     pub const GOING_AWAY: CloseCode = CloseCode(1001);
-    /// 1002: protocol error.
+    /// 1002: the peer broke the framing rules (an unmasked client frame, a reserved opcode,
+    /// a bad close payload: [`FrameError::close_code`](super::FrameError::close_code)).
     pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
     /// 1003: a data type the endpoint cannot accept (e.g. text on a binary-only line).
     pub const UNSUPPORTED_DATA: CloseCode = CloseCode(1003);
@@ -26,7 +28,8 @@ impl CloseCode {
     pub const ABNORMAL: CloseCode = CloseCode(1006);
     /// 1007: payload inconsistent with its type (invalid UTF-8 in text).
     pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
-    /// 1008: policy violation.
+    /// 1008: the message breaks a rule of the endpoint that no more specific code covers
+    /// (§7.4.1).
     pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
     /// 1009: message over the size limit.
     pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);

@@ -37,7 +37,8 @@ pub enum Opcode {
     Close,
     /// 0x9: ping; answer with a pong carrying the same payload.
     Ping,
-    /// 0xA: pong.
+    /// 0xA: the answer to a ping, echoing its payload; an unsolicited pong is a heartbeat
+    /// that needs no answer (§5.5.3).
     Pong,
 }
 

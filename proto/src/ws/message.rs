@@ -82,16 +82,6 @@ impl Fragments {
             }
         }
     }
-
-    /// True between the first and the last frame of a fragmented message.
-    pub fn in_message(&self) -> bool {
-        self.open.is_some()
-    }
-
-    /// Payload bytes received so far of the open message (0 when none is open).
-    pub fn message_len(&self) -> usize {
-        self.len
-    }
 }
 
 #[cfg(test)]
@@ -115,7 +105,7 @@ mod tests {
             f.on_data_frame(&frame(true, Opcode::Binary, 100)),
             Ok(MessagePart::Whole(Opcode::Binary))
         );
-        assert!(!f.in_message());
+        assert_eq!((f.open, f.len), (None, 0));
         assert_eq!(
             f.on_data_frame(&frame(false, Opcode::Text, 10)),
             Ok(MessagePart::First(Opcode::Text))
@@ -132,12 +122,12 @@ mod tests {
             f.on_data_frame(&frame(false, Opcode::Continuation, 20)),
             Ok(MessagePart::Middle)
         );
-        assert_eq!((f.in_message(), f.message_len()), (true, 30));
+        assert_eq!((f.open, f.len), (Some(Opcode::Text), 30));
         assert_eq!(
             f.on_data_frame(&frame(true, Opcode::Continuation, 70)),
             Ok(MessagePart::Last(Opcode::Text))
         );
-        assert_eq!((f.in_message(), f.message_len()), (false, 0));
+        assert_eq!((f.open, f.len), (None, 0));
         // The limit applies per message, so a new one may use all of it again.
         assert_eq!(
             f.on_data_frame(&frame(false, Opcode::Binary, 60)),

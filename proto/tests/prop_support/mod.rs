@@ -7,7 +7,7 @@ use proptest::test_runner::FileFailurePersistence;
 /// `PROPTEST_CASES=10000 cargo nextest run -p moose-proto --test prop_codecs`). Failures are
 /// kept in `tests/<test>.proptest-regressions` beside each test file and replayed first on
 /// every run.
-pub fn config(cases: u32) -> ProptestConfig {
+pub(crate) fn config(cases: u32) -> ProptestConfig {
     let mut config = ProptestConfig {
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
             "proptest-regressions",

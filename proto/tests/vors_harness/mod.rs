@@ -22,18 +22,18 @@ use moose_proto::vors::room::{EdgeVerdict, Room, RoomConfig};
 use moose_proto::vors::server::{ServerCloseReason, ServerEvent, ServerSession};
 
 /// The simulation step.
-pub const TICK: Duration = Duration::from_millis(5);
+pub(crate) const TICK: Duration = Duration::from_millis(5);
 
 /// xorshift64*: small, seeded, and the same on every machine.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed.max(1))
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -41,12 +41,12 @@ impl Rng {
     }
 
     /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
 
     /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
         let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         unit < p
     }
@@ -54,52 +54,52 @@ impl Rng {
 
 /// UDP conditions, per direction.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Link {
+pub(crate) struct Link {
     /// Probability that a datagram is lost.
-    pub loss: f64,
+    pub(crate) loss: f64,
     /// Fixed one-way delay.
-    pub delay: Duration,
+    pub(crate) delay: Duration,
     /// Extra delay, uniform in `0..=jitter`; with jitter above 20 ms packets overtake.
-    pub jitter: Duration,
+    pub(crate) jitter: Duration,
 }
 
 /// One participant: the client's session, and the relay's session for its connection.
 #[derive(Debug)]
-pub struct Member {
-    pub name: String,
-    pub client: ClientSession,
-    pub server: ServerSession,
-    pub addr: SocketAddr,
+pub(crate) struct Member {
+    pub(crate) name: String,
+    pub(crate) client: ClientSession,
+    pub(crate) server: ServerSession,
+    pub(crate) addr: SocketAddr,
     /// The SID the room gave it (relay side).
-    pub sid: Option<Sid>,
+    pub(crate) sid: Option<Sid>,
     /// When the relay accepted it (message 2 queued).
-    pub accepted_at: Option<Instant>,
+    pub(crate) accepted_at: Option<Instant>,
     /// Everything the client reported, with the time.
-    pub events: Vec<(Instant, ClientEvent)>,
+    pub(crate) events: Vec<(Instant, ClientEvent)>,
     /// How the relay's session ended, and when.
-    pub server_closed: Option<(Instant, ServerCloseReason)>,
+    pub(crate) server_closed: Option<(Instant, ServerCloseReason)>,
     /// Media accepted by the client, with the Opus bytes.
-    pub received: Vec<(Received, Vec<u8>)>,
+    pub(crate) received: Vec<(Received, Vec<u8>)>,
     /// A frozen client is a crashed program: nothing is fed to it, it sends nothing.
-    pub frozen: bool,
+    pub(crate) frozen: bool,
     /// Whether it produces a 20 ms frame every 20 ms once joined.
-    pub speaking: bool,
+    pub(crate) speaking: bool,
     /// Frames produced so far (the Opus payload names the member and the frame).
-    pub frames_made: u32,
+    pub(crate) frames_made: u32,
     /// Media datagrams it sent, in order.
-    pub sent_media: Vec<Vec<u8>>,
+    pub(crate) sent_media: Vec<Vec<u8>>,
     tcp_closed_for_client: bool,
 }
 
 impl Member {
-    pub fn joined_sid(&self) -> Option<Sid> {
+    pub(crate) fn joined_sid(&self) -> Option<Sid> {
         self.events.iter().find_map(|(_, e)| match e {
             ClientEvent::Joined(sid) => Some(*sid),
             _ => None,
         })
     }
 
-    pub fn client_events(&self) -> impl Iterator<Item = &ClientEvent> {
+    pub(crate) fn client_events(&self) -> impl Iterator<Item = &ClientEvent> {
         self.events.iter().map(|(_, e)| e)
     }
 }
@@ -114,16 +114,16 @@ struct Flight {
 
 /// The whole network.
 #[derive(Debug)]
-pub struct Sim {
-    pub t0: Instant,
-    pub now: Instant,
-    pub rng: Rng,
-    pub up: Link,
-    pub down: Link,
-    pub room: Room,
-    pub members: Vec<Member>,
+pub(crate) struct Sim {
+    pub(crate) t0: Instant,
+    pub(crate) now: Instant,
+    pub(crate) rng: Rng,
+    pub(crate) up: Link,
+    pub(crate) down: Link,
+    pub(crate) room: Room,
+    pub(crate) members: Vec<Member>,
     /// Every edge verdict, in order.
-    pub verdicts: Vec<EdgeVerdict>,
+    pub(crate) verdicts: Vec<EdgeVerdict>,
     server_private: [u8; KEY_LEN],
     server_public: [u8; KEY_LEN],
     to_relay: Vec<Flight>,
@@ -133,7 +133,7 @@ pub struct Sim {
 }
 
 impl Sim {
-    pub fn new(seed: u64, config: RoomConfig) -> Self {
+    pub(crate) fn new(seed: u64, config: RoomConfig) -> Self {
         let (server_private, server_public) = generate_keypair().unwrap();
         // The only clock read: the base of simulated time.
         let t0 = Instant::now();
@@ -162,12 +162,12 @@ impl Sim {
     }
 
     /// Seconds since the start, for messages.
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.now - self.t0
     }
 
     /// A new client connects now; returns its index.
-    pub fn connect(&mut self, name: &str, password: &str) -> usize {
+    pub(crate) fn connect(&mut self, name: &str, password: &str) -> usize {
         let hash = password_field(password);
         let hello = Hello {
             username: name,
@@ -198,7 +198,7 @@ impl Sim {
     }
 
     /// Advances simulated time by `d`, tick by tick.
-    pub fn run_for(&mut self, d: Duration) {
+    pub(crate) fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
             self.now += TICK;
@@ -207,7 +207,11 @@ impl Sim {
     }
 
     /// Advances until `done` holds, at most `limit`; returns whether it held.
-    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) -> bool {
+    pub(crate) fn run_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&Sim) -> bool,
+    ) -> bool {
         let end = self.now + limit;
         while self.now < end {
             if done(self) {
@@ -220,7 +224,7 @@ impl Sim {
     }
 
     /// Sends a datagram to the relay as if from `from` (forgeries, replays).
-    pub fn inject_to_relay(&mut self, from: SocketAddr, bytes: &[u8]) -> EdgeVerdict {
+    pub(crate) fn inject_to_relay(&mut self, from: SocketAddr, bytes: &[u8]) -> EdgeVerdict {
         let verdict = self.room.verify_datagram(from, bytes);
         self.verdicts.push(verdict);
         self.pump();
@@ -228,7 +232,7 @@ impl Sim {
     }
 
     /// Delivers a datagram straight to member `to`'s client (a replay by the network).
-    pub fn inject_to_client(&mut self, to: usize, bytes: &[u8]) -> Option<Received> {
+    pub(crate) fn inject_to_client(&mut self, to: usize, bytes: &[u8]) -> Option<Received> {
         let mut opus = Vec::new();
         let got = self.members[to]
             .client
@@ -471,7 +475,7 @@ fn take_due(flights: &mut Vec<Flight>, now: Instant) -> Vec<Flight> {
 }
 
 /// The client events of one kind, for assertions.
-pub fn added(member: &Member) -> Vec<String> {
+pub(crate) fn added(member: &Member) -> Vec<String> {
     member
         .client_events()
         .filter_map(|e| match e {
@@ -482,7 +486,7 @@ pub fn added(member: &Member) -> Vec<String> {
 }
 
 /// Names the client saw leave.
-pub fn removed(member: &Member) -> Vec<String> {
+pub(crate) fn removed(member: &Member) -> Vec<String> {
     member
         .client_events()
         .filter_map(|e| match e {

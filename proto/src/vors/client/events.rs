@@ -6,7 +6,8 @@ use crate::vors::handshake::{HandshakeError, TransportError};
 use crate::vors::netstring::NetstringError;
 use crate::vors::sid::Sid;
 
-/// Something to send.
+/// Something the client must send. Both kinds go to the server's address: VoRS uses the
+/// same port for TCP and UDP.
 #[derive(Clone, PartialEq, Eq)]
 pub enum ClientTransmit {
     /// Bytes for the TCP connection, in order.

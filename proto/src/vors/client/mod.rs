@@ -134,7 +134,8 @@ impl ClientSession {
         })
     }
 
-    /// Our SID, once joined.
+    /// Our SID, from the server's SID message until the session closes; `None` before and
+    /// after.
     pub fn sid(&self) -> Option<Sid> {
         match self.state {
             State::Joined { sid, .. } => Some(sid),
@@ -142,7 +143,9 @@ impl ClientSession {
         }
     }
 
-    /// Our media keys, once message 2 arrived.
+    /// Our media keys, derived from the handshake once message 2 accepted us (the server
+    /// hands the same keys to the other members in ADD, so they can check and decrypt our
+    /// media). They stay readable after the session closed.
     pub fn keys(&self) -> Option<&SessionKeys> {
         self.keys.as_ref()
     }
@@ -152,22 +155,28 @@ impl ClientSession {
         self.closed
     }
 
-    /// Whether we are muted.
+    /// Whether we are muted ([`ClientSession::set_muted`]; a session starts unmuted): audio
+    /// frames then still advance FRAME, but no media packet is sent.
     pub fn is_muted(&self) -> bool {
         self.muted
     }
 
-    /// The counters.
+    /// The session's counters since [`ClientSession::new`]. They only grow and stay
+    /// readable after the session closed, for a summary at the end of a call.
     pub fn stats(&self) -> &ClientStats {
         &self.stats
     }
 
-    /// The members we know of: SID, name, muted.
+    /// The members the server announced (ADD, not yet DEL) as `(SID, username, muted)`, in
+    /// increasing SID order.
     pub fn peers(&self) -> impl Iterator<Item = (Sid, &str, bool)> {
         self.peers.iter()
     }
 
-    /// Bytes read from the TCP connection.
+    /// Bytes read from the TCP connection, split anywhere: each netstring is handled once it
+    /// is complete and the rest waits for more bytes. Bytes that break the protocol (framing,
+    /// a message that does not decrypt, one only clients send) end the session with
+    /// [`ClientEvent::Closed`]; a closed session ignores further bytes.
     pub fn handle_tcp(&mut self, now: Instant, bytes: &[u8]) {
         if self.closed {
             return;
@@ -262,7 +271,10 @@ impl ClientSession {
         }
     }
 
-    /// Sends a chat message to the room.
+    /// Sends `msg` to the room as CHAT; the server relays it, with our SID, to every other
+    /// member. Only while joined: [`SessionError::WrongState`] before our SID arrived,
+    /// [`SessionError::Closed`] after the end, and [`SessionError::Transport`] for a text
+    /// over [`MAX_CHAT_LEN`](crate::vors::control::MAX_CHAT_LEN) bytes (nothing is sent).
     pub fn send_chat(&mut self, _now: Instant, msg: &str) -> Result<(), SessionError> {
         let State::Joined { transport, .. } = &mut self.state else {
             return Err(if self.closed {
@@ -313,12 +325,13 @@ impl ClientSession {
         }
     }
 
-    /// The next thing to send.
+    /// The next thing to send, oldest first: TCP bytes must go out in this order, UDP
+    /// datagrams as they come.
     pub fn poll_transmit(&mut self) -> Option<ClientTransmit> {
         self.transmits.pop_front()
     }
 
-    /// The next event for the application.
+    /// The next event for the application, oldest first; [`ClientEvent::Closed`] is the last.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }

@@ -13,7 +13,7 @@ use crate::vors::sid::Sid;
 pub struct Received {
     /// Who sent it.
     pub sid: Sid,
-    /// Its packet counter.
+    /// Its PKT (24 bits): above every PKT accepted from this peer before.
     pub pkt: u32,
     /// Its audio frame counter: a gap larger than the PKT gap is the sender's muted time.
     pub frame: u32,

@@ -36,7 +36,7 @@ pub const MAX_MEMBERS: usize = 255;
 /// holds at most 255 members (indices 0..=254).
 const NO_SLOT: u8 = u8::MAX;
 
-/// Room limits.
+/// A room's limits: how many members it admits and which SIDs it may hand out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoomConfig {
     /// Members (joined or joining) at most; 1..=[`MAX_MEMBERS`]. Default 64.
@@ -180,7 +180,8 @@ impl Room {
         &self.stats
     }
 
-    /// The registered UDP address of `sid`.
+    /// The UDP address `sid` registered with its cookie: where its copies of the others'
+    /// media go. `None` while it is still joining, or when `sid` is nobody.
     pub fn udp_addr(&self, sid: Sid) -> Option<SocketAddr> {
         self.member(sid)?.udp
     }
@@ -321,7 +322,8 @@ impl Room {
         }
     }
 
-    /// The next control message to send: `(recipient, message)`.
+    /// The next control message to send: `(recipient, message)`, oldest first. Drain until
+    /// `None` after every call that changes the room (module docs).
     pub fn poll_message(&mut self) -> Option<(Sid, ControlOwned)> {
         self.outbox.pop_front()
     }
