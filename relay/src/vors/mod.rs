@@ -6,9 +6,7 @@
 //! steered by the kernel to the core named by their first byte (see
 //! `sys::steer_udp_by_first_byte`): the relay gives each room SIDs, and each joining member a
 //! cookie, whose first byte modulo the number of cores is the owner core, so every datagram of
-//! a room is checked and forwarded on the core that owns it, with no cross-core hop. With
-//! `--media-steering handoff` the kernel's hash picks the core instead, and the core that
-//! receives a datagram hands it to the one its first byte names (`media::MediaBatch`).
+//! a room is checked and forwarded on the core that owns it, with no cross-core hop.
 
 pub mod keyfile;
 pub mod listener;
@@ -94,14 +92,6 @@ impl VorsCore {
         }
     }
 
-    /// The core a datagram belongs to: the lane of its first byte, as the kernel's steering
-    /// program computes it (an empty datagram goes to core 0, which drops it).
-    fn owner_of(&self, datagram: &[u8]) -> usize {
-        datagram
-            .first()
-            .map_or(0, |&byte| usize::from(byte % self.lanes))
-    }
-
     /// The room a datagram from `from` belongs to on this core, if any.
     fn room_of(&self, from: SocketAddr, datagram: &[u8]) -> Option<Rc<RoomCell>> {
         if datagram.len() == COOKIE_LEN
@@ -150,16 +140,6 @@ mod tests {
                 assert_eq!(usize::from(cookie[0]) % cores, core);
             }
         }
-    }
-
-    #[test]
-    fn a_datagram_belongs_to_the_core_of_its_first_byte() {
-        let vors = VorsCore::new(1, 3, 64);
-        let cookie = vors.new_cookie();
-        assert_eq!(vors.owner_of(&cookie), 1);
-        assert_eq!(vors.owner_of(&[5, 0, 0]), 2);
-        assert_eq!(vors.owner_of(&[255]), 0);
-        assert_eq!(vors.owner_of(&[]), 0);
     }
 
     #[test]
