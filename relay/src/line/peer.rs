@@ -18,8 +18,8 @@ use glommio::net::TcpStream;
 use moose_proto::ws::{self, CloseCode, FrameError, FrameHeader, MessagePart, Opcode};
 use tracing::debug;
 
-use super::queue::Kind;
 use super::{Line, Member};
+use crate::outbound::queue::Kind;
 use crate::shard::Shard;
 use crate::stats::Drop;
 use crate::sys;
@@ -66,7 +66,9 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, peer: Peer, early: Vec<u8>
                 stats.ws_bytes_out.add(bytes as u64);
             };
             let latency = Some(&stats.ws_forward_latency);
-            if let Err(e) = crate::writer::drain(&member.out, fd, writer, counted, latency).await {
+            if let Err(e) =
+                crate::outbound::writer::drain(&member.out, fd, writer, counted, latency).await
+            {
                 debug!(error = %e, "line peer write ended");
                 // Unblock the reader too: the peer is gone or stalled beyond the limit.
                 sys::shutdown(fd);

@@ -19,7 +19,7 @@ use socket2::SockAddr;
 use tracing::{debug, info};
 
 use crate::limits::address::AddressSlot;
-use crate::line::queue::{Kind, OutQueue};
+use crate::outbound::queue::{Kind, OutQueue};
 use crate::shard::Shard;
 use crate::sys;
 
@@ -238,7 +238,9 @@ async fn run_member(
     let writer_task = glommio::spawn_local({
         let member = member.clone();
         async move {
-            if let Err(e) = crate::writer::drain(&member.out, fd, writer, |_, _| {}, None).await {
+            if let Err(e) =
+                crate::outbound::writer::drain(&member.out, fd, writer, |_, _| {}, None).await
+            {
                 debug!(error = %e, "vors control write ended");
                 sys::shutdown(fd);
             }
