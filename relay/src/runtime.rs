@@ -11,7 +11,8 @@ use glommio::channels::shared_channel::ConnectedReceiver;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{info, warn};
 
-use crate::accept::{Acceptor, SparePool, WhenExhausted};
+use crate::accept::spares::SparePool;
+use crate::accept::{Acceptor, WhenExhausted};
 use crate::config::Config;
 use crate::drain::{self, Lifecycle};
 use crate::handoff::Handoff;

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use glommio::channels::channel_mesh::Senders;
 
-use crate::accept::{AcceptWarnings, SparePool};
+use crate::accept::spares::SparePool;
+use crate::accept::warnings::AcceptWarnings;
 use crate::config::Config;
 use crate::drain::Lifecycle;
 use crate::handoff::Handoff;
