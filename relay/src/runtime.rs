@@ -242,7 +242,7 @@ async fn receive_handoffs(shard: Rc<Shard>, receiver: ConnectedReceiver<Handoff>
                 slot,
             } => {
                 let stream = sys::glommio_stream(fd);
-                glommio::spawn_local(vors::room::admit(
+                glommio::spawn_local(vors::member::admit(
                     shard.clone(),
                     stream,
                     session,
