@@ -6,7 +6,7 @@
 //! `ws::reframe_in_place`), and one `Bytes` handed to every other peer's queue. No copy of the
 //! payload in user space, no allocation per message (a block is allocated per ~64 KiB read).
 //!
-//! What the frames ask for is decided without the socket ([`FrameReader::dispatch`] takes the
+//! What the frames ask for is decided without the socket (`FrameReader::dispatch` takes the
 //! counters, the line and the sending member), so unit tests feed it bytes and read the queues.
 
 use std::io;
