@@ -53,26 +53,6 @@ impl LogFormat {
     }
 }
 
-/// How a VoRS datagram reaches the core that owns its room (docs/architecture.md section 7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MediaSteering {
-    /// A reuseport program makes the kernel deliver each datagram to the owner core's socket
-    /// (by its first byte).
-    Kernel,
-    /// The kernel's own hash picks a core, which hands the owner's datagrams over the core
-    /// mesh. Kept to measure the choice against.
-    Handoff,
-}
-
-impl MediaSteering {
-    pub fn name(self) -> &'static str {
-        match self {
-            MediaSteering::Kernel => "kernel",
-            MediaSteering::Handoff => "handoff",
-        }
-    }
-}
-
 /// Flags of the relay itself.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -250,17 +230,6 @@ pub struct RunArgs {
         global = true
     )]
     pub log_peer_addresses: bool,
-
-    /// How VoRS media reaches the core that owns its room: `kernel` (steered by a reuseport
-    /// program) or `handoff` (handed over between cores; for measuring the two).
-    #[arg(
-        long,
-        env = "MOOSE_MEDIA_STEERING",
-        value_enum,
-        default_value = "kernel",
-        global = true
-    )]
-    pub media_steering: MediaSteering,
 }
 
 impl RunArgs {

@@ -1,5 +1,4 @@
-//! What one core hands to another: a connection whose room turned out to live there, or
-//! (without kernel steering) datagrams of its rooms.
+//! What one core hands to another: a connection whose room turned out to live there.
 //!
 //! The accepting core has read the request and checked the key; the owner core decides the
 //! rest (is the line full?) and runs the connection from then on. The socket travels as an
@@ -12,7 +11,6 @@ use moose_proto::vors::hello::HelloOwned;
 use moose_proto::vors::server::ServerSession;
 
 use crate::limits::address::AddressSlot;
-use crate::vors::media::MediaBatch;
 
 /// A WebSocket upgrade for a line owned by the receiving core.
 #[derive(Debug)]
@@ -45,6 +43,4 @@ pub enum Handoff {
         /// As in [`LineRequest::slot`].
         slot: AddressSlot,
     },
-    /// VoRS datagrams for rooms of the receiving core (`--media-steering handoff`).
-    Media(MediaBatch),
 }

@@ -11,8 +11,8 @@ use glommio::channels::shared_channel::ConnectedReceiver;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{info, warn};
 
-use crate::accept::{Acceptor, SparePool, WhenExhausted};
-use crate::cli::MediaSteering;
+use crate::accept::spares::SparePool;
+use crate::accept::{Acceptor, WhenExhausted};
 use crate::config::Config;
 use crate::drain::{self, Lifecycle};
 use crate::handoff::Handoff;
@@ -58,7 +58,6 @@ pub fn run(
         config.listen,
         config.vors_listen,
         config.admin_listen,
-        config.media_steering == MediaSteering::Kernel,
     )?;
     let listening = Listening {
         http: bound.http_addr,
@@ -230,13 +229,8 @@ async fn accept_http(shard: Rc<Shard>, listener: OwnedFd) {
 }
 
 async fn receive_handoffs(shard: Rc<Shard>, receiver: ConnectedReceiver<Handoff>) {
-    // Made on the first media hand-off (`--media-steering handoff` only).
-    let mut forwarder: Option<vors::media::Forwarder> = None;
     while let Some(handoff) = receiver.recv().await {
         match handoff {
-            Handoff::Media(batch) => forwarder
-                .get_or_insert_with(vors::media::Forwarder::new)
-                .forward_handed_off(&shard, &batch),
             Handoff::Line { fd, request } => {
                 let stream = sys::glommio_stream(fd);
                 glommio::spawn_local(upgrade::admit(shard.clone(), stream, request)).detach();
@@ -248,7 +242,7 @@ async fn receive_handoffs(shard: Rc<Shard>, receiver: ConnectedReceiver<Handoff>
                 slot,
             } => {
                 let stream = sys::glommio_stream(fd);
-                glommio::spawn_local(vors::room::admit(
+                glommio::spawn_local(vors::member::admit(
                     shard.clone(),
                     stream,
                     session,

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use glommio::channels::channel_mesh::Senders;
 
-use crate::accept::{AcceptWarnings, SparePool};
+use crate::accept::spares::SparePool;
+use crate::accept::warnings::AcceptWarnings;
 use crate::config::Config;
 use crate::drain::Lifecycle;
 use crate::handoff::Handoff;
@@ -13,8 +14,8 @@ use crate::limits::handshakes::HandshakeGate;
 use crate::line::Lines;
 use crate::owner::Owners;
 use crate::stats::CoreStats;
-use crate::vors::VorsCore;
 use crate::vors::keyfile::ServerKey;
+use crate::vors::rooms::VorsCore;
 
 /// Everything one executor owns. Lives in an `Rc` on its core; nothing in it is shared with
 /// other cores except the read-only configuration and the single-writer counters.

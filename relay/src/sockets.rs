@@ -87,14 +87,13 @@ fn group(addr: SocketAddr, ty: Type, n: usize) -> io::Result<(Vec<OwnedFd>, Sock
     Ok((fds, addr))
 }
 
-/// Binds everything for `cores` executors; with `steer_media`, the UDP group gets the program
-/// that delivers each datagram to its room's core.
+/// Binds everything for `cores` executors; the UDP group gets the program that delivers each
+/// datagram to its room's core.
 pub fn bind_all(
     cores: usize,
     http: SocketAddr,
     vors: SocketAddr,
     admin: SocketAddr,
-    steer_media: bool,
 ) -> Result<Bound, BindError> {
     let err = |setting, addr| {
         move |source| BindError {
@@ -112,7 +111,7 @@ pub fn bind_all(
         let (tcp, addr) = group(vors, Type::STREAM, cores).map_err(err("--vors-listen", vors))?;
         match group(addr, Type::DGRAM, cores) {
             Ok((udp, _)) => {
-                if cores > 1 && steer_media {
+                if cores > 1 {
                     // Datagrams go to the core their first byte names (see vors/mod.rs).
                     sys::steer_udp_by_first_byte(udp[0].as_raw_fd(), cores as u32)
                         .map_err(err("--vors-listen", vors))?;
@@ -151,7 +150,7 @@ mod tests {
     #[test]
     fn port_zero_resolves_once_for_every_core() {
         let lo: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let bound = bind_all(3, lo, lo, lo, true).expect("bind");
+        let bound = bind_all(3, lo, lo, lo).expect("bind");
         assert_eq!(bound.cores.len(), 3);
         assert_ne!(bound.http_addr.port(), 0);
         assert_ne!(bound.vors_addr.port(), 0);
@@ -169,7 +168,7 @@ mod tests {
         let lo: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let taken = std::net::TcpListener::bind(lo).expect("bind");
         let addr = taken.local_addr().expect("addr");
-        let err = bind_all(1, lo, lo, addr, true).expect_err("admin port is taken");
+        let err = bind_all(1, lo, lo, addr).expect_err("admin port is taken");
         assert_eq!(err.setting, "--admin-listen");
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use moose_proto::apikey::{self, KeySet};
 
-use crate::cli::{LogFormat, MediaSteering, RunArgs};
+use crate::cli::{LogFormat, RunArgs};
 
 pub use file::{LoadError, Loaded, load};
 
@@ -68,8 +68,6 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Peer addresses in info-level logs (otherwise only at debug).
     pub log_peer_addresses: bool,
-    /// How VoRS media reaches its room's core.
-    pub media_steering: MediaSteering,
 }
 
 impl Default for Config {
@@ -275,7 +273,6 @@ impl Config {
             drain: Duration::from_secs(args.drain_seconds),
             log_format: args.log_format,
             log_peer_addresses: args.log_peer_addresses,
-            media_steering: args.media_steering,
         })
     }
 

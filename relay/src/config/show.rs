@@ -131,7 +131,6 @@ pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
         config.log_peer_addresses.to_string(),
         "",
     );
-    line("media_steering", quoted(config.media_steering.name()), "");
     out
 }
 

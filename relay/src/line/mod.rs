@@ -1,11 +1,10 @@
 //! Moose lines: the peers that share one apikey, all on the line's owner core.
 //!
 //! A line exists while it has peers. Every binary message of a peer goes, as one shared buffer,
-//! into the queue of every *other* peer (see [`queue`]); each peer's writer task drains its own
+//! into the queue of every *other* peer (see [`OutQueue`]); each peer's writer task drains its own
 //! queue. No locks: a line and its peers live and die on one core.
 
 pub mod peer;
-pub mod queue;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -16,8 +15,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::limits::quota::Quota;
+use crate::outbound::queue::{Kind, OutQueue};
 use crate::stats::{CoreStats, Drop};
-use queue::{Kind, OutQueue};
 
 /// One connection on a line.
 #[derive(Debug)]

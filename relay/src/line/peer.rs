@@ -5,6 +5,9 @@
 //! frames, an in-place unmask, the client header overwritten in place by the server header (see
 //! `ws::reframe_in_place`), and one `Bytes` handed to every other peer's queue. No copy of the
 //! payload in user space, no allocation per message (a block is allocated per ~64 KiB read).
+//!
+//! What the frames ask for is decided without the socket (`FrameReader::dispatch` takes the
+//! counters, the line and the sending member), so unit tests feed it bytes and read the queues.
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,10 +21,10 @@ use glommio::net::TcpStream;
 use moose_proto::ws::{self, CloseCode, FrameError, FrameHeader, MessagePart, Opcode};
 use tracing::debug;
 
-use super::queue::Kind;
 use super::{Line, Member};
+use crate::outbound::queue::Kind;
 use crate::shard::Shard;
-use crate::stats::Drop;
+use crate::stats::{CoreStats, Drop};
 use crate::sys;
 
 /// Size of a receive block; frames are split off it and shared until every receiver wrote them.
@@ -66,7 +69,9 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, peer: Peer, early: Vec<u8>
                 stats.ws_bytes_out.add(bytes as u64);
             };
             let latency = Some(&stats.ws_forward_latency);
-            if let Err(e) = crate::writer::drain(&member.out, fd, writer, counted, latency).await {
+            if let Err(e) =
+                crate::outbound::writer::drain(&member.out, fd, writer, counted, latency).await
+            {
                 debug!(error = %e, "line peer write ended");
                 // Unblock the reader too: the peer is gone or stalled beyond the limit.
                 sys::shutdown(fd);
@@ -176,30 +181,88 @@ async fn read_loop(
     mut reader: ReadHalf<TcpStream>,
     early: Vec<u8>,
 ) -> Outcome {
-    let max = shard.config.max_message;
-    let stats = &shard.stats;
-    let mut buf = RecvBuf::new(&early);
+    let stats: &CoreStats = &shard.stats;
+    let mut frames = FrameReader::new(&early, shard.config.max_message);
     // When the bytes being parsed were read: the start of each message's forward latency. One
     // clock read per read call, shared by every frame it brought.
     let mut received = Instant::now();
-    let mut fragments = ws::Fragments::new(max);
-    // A fragmented message being reassembled, with room for the server header in front.
-    let mut assembling = BytesMut::new();
     loop {
-        let want;
-        // Parse every complete frame in the buffer.
+        let want = match frames.dispatch(stats, &peer.line, &peer.member, received) {
+            Ok(want) => want,
+            Err(outcome) => return outcome,
+        };
+        // glommio's read returns at once while bytes are waiting, so without this a busy sender
+        // would keep its core until its socket ran dry and the writers (the receivers of what
+        // it just sent) would starve and overflow their queues. Let them run first.
+        futures_lite::future::yield_now().await;
+        match reader.read(frames.space(want)).await {
+            Ok(0) => return Outcome::Eof,
+            Ok(n) => {
+                frames.filled(n);
+                received = Instant::now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Outcome::Idle,
+            Err(e) => {
+                debug!(error = %e, "line peer read failed");
+                return Outcome::Error;
+            }
+        }
+    }
+}
+
+/// A peer's incoming frames without the socket: the receive buffer, a fragmented message
+/// being reassembled, and what each complete frame asks for.
+struct FrameReader {
+    buf: RecvBuf,
+    /// Largest message (`--max-message`).
+    max: usize,
+    fragments: ws::Fragments,
+    /// A fragmented message being reassembled, with room for the server header in front.
+    assembling: BytesMut,
+}
+
+impl FrameReader {
+    /// A reader that starts with the bytes the client sent after its upgrade request.
+    fn new(early: &[u8], max: usize) -> Self {
+        FrameReader {
+            buf: RecvBuf::new(early),
+            max,
+            fragments: ws::Fragments::new(max),
+            assembling: BytesMut::new(),
+        }
+    }
+
+    /// Where the next read goes: the free end of the buffer, with room for `want` bytes.
+    fn space(&mut self, want: usize) -> &mut [u8] {
+        self.buf.make_room(want);
+        &mut self.buf.block[self.buf.filled..]
+    }
+
+    /// `n` bytes were read into [`space`](Self::space).
+    fn filled(&mut self, n: usize) {
+        self.buf.filled += n;
+    }
+
+    /// Acts on every complete frame in the buffer, read at `received`: a message goes to every
+    /// other peer of `line`, a ping is answered on `member`'s queue. Returns how many more bytes
+    /// the next frame needs at least, or how reading ended.
+    fn dispatch(
+        &mut self,
+        stats: &CoreStats,
+        line: &Line,
+        member: &Member,
+        received: Instant,
+    ) -> Result<usize, Outcome> {
+        let max = self.max;
+        let buf = &mut self.buf;
         loop {
             let header = match ws::decode_client_header(&buf.block[..buf.filled], max) {
                 Ok(Some(h)) => h,
-                Ok(None) => {
-                    want = 2;
-                    break;
-                }
-                Err(e) => return violation(shard, e),
+                Ok(None) => return Ok(2),
+                Err(e) => return Err(violation(stats, e)),
             };
             if buf.filled < header.frame_len() {
-                want = header.frame_len() - buf.filled;
-                break;
+                return Ok(header.frame_len() - buf.filled);
             }
             let frame = buf.take(header.frame_len());
             match header.opcode {
@@ -213,40 +276,44 @@ async fn read_loop(
                         &payload[header.header_len..],
                         &mut pong,
                     );
-                    peer.member.out.push(Bytes::from(pong), Kind::Control);
+                    member.out.push(Bytes::from(pong), Kind::Control);
                 }
                 Opcode::Pong => {}
                 Opcode::Close => {
                     let mut payload = frame;
                     unmask_payload(&mut payload, &header);
-                    return match ws::parse_close(&payload[header.header_len..]) {
+                    return Err(match ws::parse_close(&payload[header.header_len..]) {
                         Ok(Some((code, _))) => Outcome::Closed(code),
                         Ok(None) => Outcome::Closed(CloseCode::NORMAL),
-                        Err(e) => violation(shard, e),
-                    };
+                        Err(e) => violation(stats, e),
+                    });
                 }
-                _ => match fragments.on_data_frame(&header) {
-                    Err(e) => return violation(shard, e),
+                _ => match self.fragments.on_data_frame(&header) {
+                    Err(e) => return Err(violation(stats, e)),
                     Ok(MessagePart::Whole(Opcode::Binary)) => {
                         let mut frame = frame;
                         let range = ws::reframe_in_place(&mut frame, &header);
                         frame.advance(range.start);
                         frame.truncate(range.len());
-                        forward(shard, peer, frame.freeze(), header.payload_len, received);
+                        let message = frame.freeze();
+                        forward(stats, line, member, message, header.payload_len, received);
                     }
                     Ok(MessagePart::Whole(_) | MessagePart::First(Opcode::Text)) => {
                         stats.dropped(Drop::Protocol);
-                        return Outcome::Text;
+                        return Err(Outcome::Text);
                     }
                     Ok(MessagePart::First(_)) => {
-                        assembling = BytesMut::with_capacity(ws::MAX_SERVER_HEADER + max);
+                        let assembling = &mut self.assembling;
+                        *assembling = BytesMut::with_capacity(ws::MAX_SERVER_HEADER + max);
                         assembling.resize(ws::MAX_SERVER_HEADER, 0);
-                        append_payload(&mut assembling, frame, &header);
+                        append_payload(assembling, frame, &header);
                     }
-                    Ok(MessagePart::Middle) => append_payload(&mut assembling, frame, &header),
+                    Ok(MessagePart::Middle) => {
+                        append_payload(&mut self.assembling, frame, &header);
+                    }
                     Ok(MessagePart::Last(_)) => {
-                        append_payload(&mut assembling, frame, &header);
-                        let mut message = std::mem::take(&mut assembling);
+                        append_payload(&mut self.assembling, frame, &header);
+                        let mut message = std::mem::take(&mut self.assembling);
                         let len = message.len() - ws::MAX_SERVER_HEADER;
                         let written = ws::write_server_header_before(
                             true,
@@ -255,39 +322,21 @@ async fn read_loop(
                             &mut message[..ws::MAX_SERVER_HEADER],
                         );
                         message.advance(ws::MAX_SERVER_HEADER - written);
-                        forward(shard, peer, message.freeze(), len, received);
+                        forward(stats, line, member, message.freeze(), len, received);
                     }
                 },
-            }
-        }
-        // glommio's read returns at once while bytes are waiting, so without this a busy sender
-        // would keep its core until its socket ran dry and the writers (the receivers of what
-        // it just sent) would starve and overflow their queues. Let them run first.
-        futures_lite::future::yield_now().await;
-        buf.make_room(want);
-        let filled = buf.filled;
-        match reader.read(&mut buf.block[filled..]).await {
-            Ok(0) => return Outcome::Eof,
-            Ok(n) => {
-                buf.filled += n;
-                received = Instant::now();
-            }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Outcome::Idle,
-            Err(e) => {
-                debug!(error = %e, "line peer read failed");
-                return Outcome::Error;
             }
         }
     }
 }
 
-fn violation(shard: &Shard, e: FrameError) -> Outcome {
+fn violation(stats: &CoreStats, e: FrameError) -> Outcome {
     let reason = if e == FrameError::TooLarge {
         Drop::OverLimit
     } else {
         Drop::Protocol
     };
-    shard.stats.dropped(reason);
+    stats.dropped(reason);
     Outcome::Violation(e)
 }
 
@@ -302,11 +351,19 @@ fn append_payload(message: &mut BytesMut, mut frame: BytesMut, header: &FrameHea
     message.extend_from_slice(&frame[header.header_len..]);
 }
 
-fn forward(shard: &Shard, peer: &Peer, frame: Bytes, payload_len: usize, received: Instant) {
-    let stats = &shard.stats;
+/// Counts a message from `member` and queues it for every other peer of `line`; a slow
+/// receiver's queue drops its oldest audio to take it (counted).
+fn forward(
+    stats: &CoreStats,
+    line: &Line,
+    member: &Member,
+    message: Bytes,
+    payload_len: usize,
+    received: Instant,
+) {
     stats.ws_messages_in.inc();
     stats.ws_bytes_in.add(payload_len as u64);
-    let dropped = peer.line.broadcast(peer.member.id, &frame, received);
+    let dropped = line.broadcast(member.id, &message, received);
     for _ in 0..dropped {
         stats.dropped(Drop::SlowReceiver);
     }
@@ -326,7 +383,168 @@ async fn ping_loop(member: Rc<Member>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::limits::quota::Quota;
+    use crate::line::Lines;
+
+    const KEY: &[u8] = b"key-for-the-tests-0123";
+
+    /// A line of `peers` peers whose queues hold `queue_bytes` each, and its counters.
+    fn line(
+        peers: usize,
+        queue_bytes: usize,
+    ) -> (Arc<CoreStats>, Lines, Vec<Rc<Member>>, Rc<Line>) {
+        let stats = Arc::new(CoreStats::default());
+        let lines = Lines::new(peers, queue_bytes, stats.clone(), Arc::new(Quota::new(0)));
+        let joined: Vec<(Rc<Line>, Rc<Member>)> = (0..peers)
+            .map(|_| lines.join(KEY, 7).expect("a place"))
+            .collect();
+        let line = joined[0].0.clone();
+        let members = joined.into_iter().map(|(_, member)| member).collect();
+        (stats, lines, members, line)
+    }
+
+    /// A masked frame as a browser sends it.
+    fn client_frame(fin: bool, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        ws::encode_client_frame(fin, opcode, [0x37, 0xfa, 0x21, 0x3d], payload, &mut frame);
+        frame
+    }
+
+    /// The frame the relay sends for a whole message.
+    fn server_frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        ws::encode_server_frame(true, opcode, payload, &mut frame);
+        frame
+    }
+
+    /// What `member`'s queue holds, message by message.
+    fn queued(member: &Member) -> Vec<Vec<u8>> {
+        member
+            .out
+            .with_front(sys::MAX_IOVECS, |m| m.iter().map(|m| m.to_vec()).collect())
+    }
+
+    /// Everything `member`'s queue holds, taken off it (as its writer would).
+    fn written(member: &Member) -> Vec<Vec<u8>> {
+        let messages = queued(member);
+        member.out.consume(messages.iter().map(Vec::len).sum());
+        messages
+    }
+
+    /// Reads `bytes` from `from` in one go and dispatches every frame they complete.
+    fn receive(
+        stats: &CoreStats,
+        line: &Line,
+        from: &Member,
+        bytes: &[u8],
+    ) -> Result<usize, Outcome> {
+        let mut frames = FrameReader::new(bytes, 64 * 1024);
+        frames.dispatch(stats, line, from, Instant::now())
+    }
+
+    #[test]
+    fn a_message_goes_whole_to_every_other_peer_never_back() {
+        let (stats, _lines, peers, line) = line(3, 10_000);
+        let payload = [0xa5; 1024];
+        let more = receive(
+            &stats,
+            &line,
+            &peers[0],
+            &client_frame(true, Opcode::Binary, &payload),
+        );
+        assert_eq!(more, Ok(2), "then a header is wanted");
+        assert!(queued(&peers[0]).is_empty(), "no echo");
+        for receiver in &peers[1..] {
+            assert_eq!(queued(receiver), [server_frame(Opcode::Binary, &payload)]);
+        }
+        assert_eq!(stats.ws_messages_in.get(), 1);
+        assert_eq!(stats.ws_bytes_in.get(), 1024);
+    }
+
+    #[test]
+    fn a_frame_read_in_parts_goes_once_it_is_whole() {
+        let (stats, _lines, peers, line) = line(2, 10_000);
+        let frame = client_frame(true, Opcode::Binary, &[9; 300]);
+        let mut frames = FrameReader::new(&frame[..100], 64 * 1024);
+        let now = Instant::now();
+        let want = frames
+            .dispatch(&stats, &line, &peers[0], now)
+            .expect("reading");
+        assert_eq!(want, frame.len() - 100, "the rest of the frame");
+        assert!(queued(&peers[1]).is_empty());
+        frames.space(want)[..want].copy_from_slice(&frame[100..]);
+        frames.filled(want);
+        assert_eq!(frames.dispatch(&stats, &line, &peers[0], now), Ok(2));
+        assert_eq!(queued(&peers[1]), [server_frame(Opcode::Binary, &[9; 300])]);
+    }
+
+    #[test]
+    fn fragments_go_as_one_message_and_a_ping_between_them_is_answered_to_its_sender() {
+        let (stats, _lines, peers, line) = line(2, 10_000);
+        let mut bytes = client_frame(false, Opcode::Binary, b"one ");
+        bytes.extend(client_frame(false, Opcode::Continuation, b"two "));
+        bytes.extend(client_frame(true, Opcode::Ping, b"are you there"));
+        bytes.extend(client_frame(true, Opcode::Continuation, b"three"));
+        assert_eq!(receive(&stats, &line, &peers[0], &bytes), Ok(2));
+        assert_eq!(
+            queued(&peers[0]),
+            [server_frame(Opcode::Pong, b"are you there")]
+        );
+        assert_eq!(
+            queued(&peers[1]),
+            [server_frame(Opcode::Binary, b"one two three")]
+        );
+        assert_eq!(stats.ws_messages_in.get(), 1);
+    }
+
+    #[test]
+    fn close_text_and_broken_frames_end_reading_with_their_reason() {
+        let (stats, _lines, peers, line) = line(2, 10_000);
+        let mut close = Vec::new();
+        ws::write_close_payload(CloseCode::GOING_AWAY, "bye", &mut close);
+        let close = client_frame(true, Opcode::Close, &close);
+        let text = client_frame(true, Opcode::Text, b"hello");
+        let mut unmasked = Vec::new();
+        ws::encode_server_frame(true, Opcode::Binary, b"plain", &mut unmasked);
+        let mut too_large = client_frame(true, Opcode::Binary, &[0; 64 * 1024 + 1]);
+        too_large.truncate(16);
+        let outcome = |bytes: &[u8]| receive(&stats, &line, &peers[0], bytes).expect_err("ends");
+        assert_eq!(outcome(&close), Outcome::Closed(CloseCode::GOING_AWAY));
+        assert_eq!(outcome(&text), Outcome::Text);
+        assert_eq!(outcome(&unmasked), Outcome::Violation(FrameError::Unmasked));
+        assert_eq!(
+            outcome(&too_large),
+            Outcome::Violation(FrameError::TooLarge)
+        );
+        assert_eq!(stats.drops(Drop::Protocol), 2, "text and unmasked");
+        assert_eq!(stats.drops(Drop::OverLimit), 1);
+        assert!(queued(&peers[1]).is_empty(), "nothing was forwarded");
+    }
+
+    #[test]
+    fn a_slow_receiver_loses_its_oldest_audio_never_control_and_it_is_counted() {
+        // Room for a pong and three messages of 100 bytes (102 with their header).
+        let (stats, _lines, peers, line) = line(3, 2 + 3 * 102);
+        let (sender, slow, keeping_up) = (&peers[0], &peers[1], &peers[2]);
+        let ping = client_frame(true, Opcode::Ping, b"");
+        assert_eq!(receive(&stats, &line, slow, &ping), Ok(2));
+        for tag in 1..=5u8 {
+            let frame = client_frame(true, Opcode::Binary, &[tag; 100]);
+            assert_eq!(receive(&stats, &line, sender, &frame), Ok(2));
+            assert_eq!(
+                written(keeping_up),
+                [server_frame(Opcode::Binary, &[tag; 100])]
+            );
+        }
+        let mut expected = vec![server_frame(Opcode::Pong, b"")];
+        expected.extend((3..=5u8).map(|tag| server_frame(Opcode::Binary, &[tag; 100])));
+        assert_eq!(queued(slow), expected, "the two oldest messages went");
+        assert_eq!(stats.drops(Drop::SlowReceiver), 2);
+        assert_eq!(stats.ws_messages_in.get(), 5, "the sender never waited");
+    }
 
     #[test]
     fn an_idle_peer_holds_a_small_block_until_it_sends() {

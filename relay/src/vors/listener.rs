@@ -108,7 +108,7 @@ async fn hand_to_owner(
     let owner = shard.owners.core_of(hello.room.as_bytes());
     let mesh = match &shard.mesh {
         Some(mesh) if owner != shard.core => mesh,
-        _ => return super::room::admit(shard, stream, session, hello, slot).await,
+        _ => return super::member::admit(shard, stream, session, hello, slot).await,
     };
     let fd = match sys::dup_fd(stream.as_raw_fd()) {
         Ok(fd) => fd,

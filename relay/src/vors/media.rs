@@ -7,9 +7,8 @@
 //! task awaits glommio (a one-byte peek) only once the socket is empty, so an idle relay wakes
 //! for the first datagram exactly as before.
 //!
-//! With `--media-steering handoff` (no steering program), a batch also holds datagrams of
-//! rooms owned by other cores: those travel to their owner as one [`MediaBatch`] per owner
-//! (one allocation per batch and owner), where a [`Forwarder`] judges and sends them.
+//! The decision for one datagram ([`judge`]) takes only this core's VoRS tables and counters,
+//! so unit tests drive it with datagrams from real client sessions and no socket.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -20,62 +19,20 @@ use moose_proto::vors::room::{DropReason, EdgeVerdict};
 use socket2::SockAddr;
 use tracing::debug;
 
-use crate::cli::MediaSteering;
-use crate::handoff::Handoff;
+use super::rooms::VorsCore;
 use crate::shard::Shard;
+use crate::stats::CoreStats;
 use crate::sys::{self, RECV_BATCH, RecvBatch};
 
 /// Largest datagram read; VoRS media is far smaller (Opus at 24 kbit/s is ~60 bytes a frame).
 const MAX_DATAGRAM: usize = 2048;
-
-/// Datagrams one core received for a room another core owns (`--media-steering handoff`),
-/// on their way there over the core mesh.
-#[derive(Debug)]
-pub struct MediaBatch {
-    /// When the receiving core read them: where their forward latency starts.
-    received: Instant,
-    bytes: Vec<u8>,
-    /// Each datagram's end in `bytes`, and its source.
-    datagrams: Vec<(usize, SocketAddr)>,
-}
-
-impl MediaBatch {
-    fn new(received: Instant) -> Self {
-        MediaBatch {
-            received,
-            bytes: Vec::new(),
-            datagrams: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, datagram: &[u8], from: SocketAddr) {
-        self.bytes.extend_from_slice(datagram);
-        self.datagrams.push((self.bytes.len(), from));
-    }
-
-    fn is_empty(&self) -> bool {
-        self.datagrams.is_empty()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
-        let mut start = 0;
-        self.datagrams.iter().map(move |&(end, from)| {
-            let datagram = &self.bytes[start..end];
-            start = end;
-            (datagram, from)
-        })
-    }
-}
 
 /// A batch of datagrams and what forwarding it needs, reused for every batch (no allocation
 /// per packet once `copies` has grown to a batch's fan-out).
 #[derive(Debug)]
 pub struct Forwarder {
     batch: RecvBatch,
-    /// Every copy of the batch: (datagram index, destination).
-    copies: Vec<(usize, SockAddr)>,
-    /// Per forwarded packet, the index of its first copy in `copies`.
-    firsts: Vec<usize>,
+    fanout: Fanout,
 }
 
 impl Default for Forwarder {
@@ -88,47 +45,34 @@ impl Forwarder {
     pub fn new() -> Self {
         Forwarder {
             batch: RecvBatch::new(MAX_DATAGRAM),
-            copies: Vec::with_capacity(RECV_BATCH * 4),
-            firsts: Vec::with_capacity(RECV_BATCH),
+            fanout: Fanout {
+                copies: Vec::with_capacity(RECV_BATCH * 4),
+                firsts: Vec::with_capacity(RECV_BATCH),
+            },
         }
     }
 
-    /// Judges every datagram of the batch that `mine` accepts, then sends all the copies of
-    /// those verified from this core's socket `fd` with one `sendmmsg`.
-    fn forward(
-        &mut self,
-        shard: &Shard,
-        fd: RawFd,
-        received: Instant,
-        mut mine: impl FnMut(&[u8], Option<SocketAddr>) -> bool,
-    ) {
-        let stats = &shard.stats;
-        self.copies.clear();
-        self.firsts.clear();
+    /// Judges every datagram of the batch, then sends all the copies of those verified from
+    /// this core's socket `fd` with one `sendmmsg`.
+    fn forward(&mut self, vors: &VorsCore, stats: &CoreStats, fd: RawFd, received: Instant) {
+        let fanout = &mut self.fanout;
+        fanout.copies.clear();
+        fanout.firsts.clear();
         for index in 0..self.batch.len() {
             let (datagram, from) = self.batch.get(index);
-            if mine(datagram, from) {
-                judge(
-                    shard,
-                    index,
-                    datagram,
-                    from,
-                    &mut self.copies,
-                    &mut self.firsts,
-                );
-            }
+            judge(vors, stats, index, datagram, from, received, fanout);
         }
-        if self.copies.is_empty() {
+        if fanout.copies.is_empty() {
             return;
         }
-        let sent = sys::send_batch(fd, &self.batch, &self.copies);
+        let sent = sys::send_batch(fd, &self.batch, &fanout.copies);
         let latency = received.elapsed();
-        for &first in &self.firsts {
+        for &first in &fanout.firsts {
             if first < sent {
                 stats.vors_forward_latency.record(latency);
             }
         }
-        let bytes: usize = self.copies[..sent]
+        let bytes: usize = fanout.copies[..sent]
             .iter()
             .map(|(index, _)| self.batch.get(*index).0.len())
             .sum();
@@ -136,22 +80,7 @@ impl Forwarder {
         stats.vors_bytes_out.add(bytes as u64);
         stats
             .vors_send_dropped
-            .add((self.copies.len() - sent) as u64);
-    }
-
-    /// Forwards datagrams another core received for a room of this one, as if they had
-    /// arrived here.
-    pub fn forward_handed_off(&mut self, shard: &Shard, media: &MediaBatch) {
-        let Some(udp) = shard.vors.udp.get() else {
-            return;
-        };
-        self.batch.clear();
-        for (datagram, from) in media.iter() {
-            // A hand-off holds at most one receive batch, so it always fits.
-            let fits = self.batch.push(datagram, from);
-            debug_assert!(fits, "a media hand-off larger than a receive batch");
-        }
-        self.forward(shard, udp.as_raw_fd(), media.received, |_, _| true);
+            .add((fanout.copies.len() - sent) as u64);
     }
 }
 
@@ -161,14 +90,6 @@ pub async fn receive(shard: Rc<Shard>) {
         return;
     };
     let fd = udp.as_raw_fd();
-    let cores = shard.config.cores();
-    // Without kernel steering, datagrams of other cores' rooms arrive here too: they are
-    // handed to their owner, one batch per owner.
-    let handoff = shard
-        .mesh
-        .as_ref()
-        .filter(|_| shard.config.media_steering == MediaSteering::Handoff);
-    let mut away: Vec<Option<MediaBatch>> = (0..cores).map(|_| None).collect();
     let mut forwarder = Forwarder::new();
     let mut peek = [0u8; 1];
     let mut drained = true;
@@ -193,76 +114,259 @@ pub async fn receive(shard: Rc<Shard>) {
         drained = count < RECV_BATCH;
         // The start of the forward latency: one clock read (vDSO) per batch.
         let received = Instant::now();
-        forwarder.forward(&shard, fd, received, |datagram, from| {
-            // Kernel steering: everything here is this core's. (A sourceless datagram is
-            // judged, and dropped, here.)
-            let (Some(_), Some(from)) = (handoff, from) else {
-                return true;
-            };
-            let owner = shard.vors.owner_of(datagram);
-            if owner == shard.core {
-                return true;
-            }
-            away[owner]
-                .get_or_insert_with(|| MediaBatch::new(received))
-                .push(datagram, from);
-            false
-        });
-        if let Some(mesh) = handoff {
-            for (owner, batch) in away.iter_mut().enumerate() {
-                let Some(batch) = batch.take().filter(|b| !b.is_empty()) else {
-                    continue;
-                };
-                // Waits while the owner's mesh queue is full: the owner sets the pace.
-                if mesh.send_to(owner, Handoff::Media(batch)).await.is_err() {
-                    debug!(owner, "owner core is gone; vors datagrams dropped");
-                }
-            }
-        }
+        forwarder.forward(&shard.vors, &shard.stats, fd, received);
         // A busy socket must not keep the core from the members' TCP tasks and timers.
         glommio::yield_if_needed().await;
     }
 }
 
-/// Judges `datagram`, number `index` of its batch, from `from` and, for a verified packet,
-/// adds its copies to `copies` (and the index of the first to `firsts`).
-fn judge(
-    shard: &Shard,
+/// The copies that a batch's verified datagrams make, for one `sendmmsg`.
+#[derive(Debug, Default)]
+pub struct Fanout {
+    /// Every copy of the batch: (datagram index, destination).
+    pub copies: Vec<(usize, SockAddr)>,
+    /// Per forwarded packet, the index of its first copy in `copies`.
+    pub firsts: Vec<usize>,
+}
+
+/// Judges `datagram`, number `index` of a batch read at `received`, from `from`, against this
+/// core's rooms, and counts it in `stats`. A verified packet adds a copy for every other
+/// registered member of its room to `fanout`; a cookie registers its member's address (the
+/// room's answer is queued on its members' connections).
+pub fn judge(
+    vors: &VorsCore,
+    stats: &CoreStats,
     index: usize,
     datagram: &[u8],
     from: Option<SocketAddr>,
-    copies: &mut Vec<(usize, SockAddr)>,
-    firsts: &mut Vec<usize>,
+    received: Instant,
+    fanout: &mut Fanout,
 ) {
-    let stats = &shard.stats;
     stats.vors_datagrams_in.inc();
     stats.vors_bytes_in.add(datagram.len() as u64);
     let Some(from) = from else {
         stats.vors_dropped(DropReason::UnknownSource);
         return;
     };
-    let Some(cell) = shard.vors.room_of(from, datagram) else {
+    let Some(cell) = vors.room_of(from, datagram) else {
         stats.vors_dropped(DropReason::UnknownSource);
         return;
     };
     match cell.verify(from, datagram) {
         EdgeVerdict::Forward { sender, .. } => {
             stats.vors_packets_forwarded.inc();
-            let first = copies.len();
-            if cell.fan_out(index, sender, copies) > 0 {
-                firsts.push(first);
+            let first = fanout.copies.len();
+            if cell.fan_out(index, sender, &mut fanout.copies) > 0 {
+                fanout.firsts.push(first);
             }
         }
         EdgeVerdict::Keepalive(_) => {}
         EdgeVerdict::Registered(sid) => {
-            if let Ok(cookie) = <[u8; 16]>::try_from(datagram) {
-                shard.vors.cookies.borrow_mut().remove(&cookie);
-            }
-            shard.vors.sources.borrow_mut().insert(from, cell.clone());
+            vors.registered(from, datagram, &cell);
             cell.refresh_targets();
-            cell.pump(Instant::now());
+            cell.pump(received);
             debug!(sid = sid.0, "vors member registered its address");
         }
         EdgeVerdict::Drop(reason) => stats.vors_dropped(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use moose_proto::vors::client::ClientEvent;
+
+    use super::*;
+    use crate::vors::testing::{Core, TestMember};
+
+    /// Where the copies of `fanout` go, sorted; every copy is of datagram 0.
+    fn destinations(fanout: &Fanout) -> Vec<SocketAddr> {
+        let mut to: Vec<SocketAddr> = fanout
+            .copies
+            .iter()
+            .map(|(index, addr)| {
+                assert_eq!(*index, 0, "a copy of the judged datagram");
+                addr.as_socket().expect("an IP destination")
+            })
+            .collect();
+        to.sort();
+        to
+    }
+
+    fn addresses<'a>(members: impl IntoIterator<Item = &'a TestMember>) -> Vec<SocketAddr> {
+        let mut addrs: Vec<SocketAddr> = members.into_iter().map(|m| m.addr).collect();
+        addrs.sort();
+        addrs
+    }
+
+    /// Every drop counter of `core`, as (reason, count) for those above zero.
+    fn drops(core: &Core) -> Vec<(DropReason, u64)> {
+        DropReason::ALL
+            .iter()
+            .map(|&reason| (reason, core.stats.vors_drops(reason)))
+            .filter(|(_, count)| *count > 0)
+            .collect()
+    }
+
+    #[test]
+    fn a_verified_packet_goes_to_every_other_registered_member_once() {
+        let core = Core::new(0, 64);
+        let mut members: Vec<TestMember> = ["ann", "bob", "cat", "dan"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| core.register(name, "room", &format!("192.0.2.{}:4000", i + 1)))
+            .collect();
+        for sender in 0..members.len() {
+            let packet = members[sender].media(&core);
+            let fanout = core.judge(&packet, Some(members[sender].addr));
+            let others = members
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != sender)
+                .map(|(_, m)| m);
+            assert_eq!(destinations(&fanout), addresses(others), "no echo");
+            assert_eq!(fanout.firsts, [0], "one forwarded packet");
+        }
+        assert_eq!(core.stats.vors_packets_forwarded.get(), 4);
+        assert_eq!(
+            core.stats.vors_datagrams_in.get(),
+            4 + 4,
+            "cookies and packets"
+        );
+        assert!(drops(&core).is_empty(), "{:?}", drops(&core));
+    }
+
+    #[test]
+    fn only_members_of_the_room_with_a_registered_address_get_copies() {
+        let core = Core::new(0, 64);
+        let mut ann = core.register("ann", "room", "192.0.2.1:4000");
+        let bob = core.register("bob", "room", "192.0.2.2:4000");
+        let _elsewhere = core.register("eve", "other room", "192.0.2.5:4000");
+        let mut cat = core.join("cat", "room", "192.0.2.3:4000");
+        let packet = ann.media(&core);
+        let fanout = core.judge(&packet, Some(ann.addr));
+        assert_eq!(destinations(&fanout), [bob.addr], "cat has no address yet");
+        let cookie = cat.datagram(&core);
+        assert!(core.judge(&cookie, Some(cat.addr)).copies.is_empty());
+        let packet = ann.media(&core);
+        let fanout = core.judge(&packet, Some(ann.addr));
+        assert_eq!(destinations(&fanout), addresses([&bob, &cat]));
+    }
+
+    #[test]
+    fn copies_of_a_batch_name_their_datagram_and_their_packet_s_first() {
+        let core = Core::new(0, 64);
+        let mut ann = core.register("ann", "room", "192.0.2.1:4000");
+        let mut bob = core.register("bob", "room", "192.0.2.2:4000");
+        let _cat = core.register("cat", "room", "192.0.2.3:4000");
+        let batch = [
+            (ann.media(&core), ann.addr),
+            (vec![0; 5], ann.addr),
+            (bob.media(&core), bob.addr),
+        ];
+        let mut fanout = Fanout::default();
+        for (index, (datagram, from)) in batch.iter().enumerate() {
+            let (vors, stats) = (&core.vors, &core.stats);
+            judge(
+                vors,
+                stats,
+                index,
+                datagram,
+                Some(*from),
+                core.now,
+                &mut fanout,
+            );
+        }
+        let indices: Vec<usize> = fanout.copies.iter().map(|(index, _)| *index).collect();
+        assert_eq!(indices, [0, 0, 2, 2], "the malformed one makes none");
+        assert_eq!(fanout.firsts, [0, 2]);
+    }
+
+    #[test]
+    fn a_cookie_registers_its_member_once_and_the_room_says_so() {
+        let core = Core::new(0, 64);
+        let mut bob = core.register("bob", "room", "192.0.2.2:4000");
+        let mut ann = core.join("ann", "room", "192.0.2.1:4000");
+        let keepalive = [ann.member.sid.0];
+        let cookie = ann.datagram(&core);
+        assert!(core.judge(&keepalive, Some(ann.addr)).copies.is_empty());
+        assert_eq!(drops(&core), [(DropReason::UnknownSource, 1)], "not yet");
+        assert!(core.judge(&cookie, Some(ann.addr)).copies.is_empty());
+        ann.exchange(&core);
+        bob.exchange(&core);
+        let (ann_sid, bob_sid) = (ann.member.sid, bob.member.sid);
+        let ann_events = ann.events();
+        assert!(ann_events.contains(&ClientEvent::Joined(ann_sid)));
+        assert!(
+            ann_events
+                .iter()
+                .any(|e| matches!(e, ClientEvent::PeerAdded { sid, .. } if *sid == bob_sid))
+        );
+        assert!(
+            bob.events()
+                .iter()
+                .any(|e| matches!(e, ClientEvent::PeerAdded { sid, .. } if *sid == ann_sid))
+        );
+        // The address finds the room now; the spent cookie finds nothing elsewhere.
+        assert!(core.judge(&keepalive, Some(ann.addr)).copies.is_empty());
+        assert_eq!(
+            drops(&core),
+            [(DropReason::UnknownSource, 1)],
+            "a keepalive"
+        );
+        core.judge(&cookie, Some("192.0.2.9:4000".parse().expect("addr")));
+        assert_eq!(drops(&core), [(DropReason::UnknownSource, 2)]);
+    }
+
+    #[test]
+    fn every_edge_check_outcome_is_counted_by_its_reason() {
+        let core = Core::new(0, 64);
+        let mut ann = core.register("ann", "room", "192.0.2.1:4000");
+        let mut bob = core.register("bob", "room", "192.0.2.2:4000");
+        let stranger: SocketAddr = "198.51.100.9:4000".parse().expect("addr");
+        let judged = |datagram: &[u8], from: Option<SocketAddr>| {
+            let fanout = core.judge(datagram, from);
+            fanout.copies.len()
+        };
+        // What passes: a keepalive (nothing to send) and a packet (one copy, to bob).
+        assert_eq!(judged(&ann.datagram(&core), Some(ann.addr)), 0, "keepalive");
+        assert!(drops(&core).is_empty(), "a keepalive is no drop");
+        let first = ann.media(&core);
+        assert_eq!(judged(&first, Some(ann.addr)), 1);
+        // And what does not, each once.
+        assert_eq!(judged(&[0; 5], Some(ann.addr)), 0);
+        assert_eq!(judged(&[200], Some(ann.addr)), 0);
+        assert_eq!(judged(&bob.media(&core), Some(ann.addr)), 0);
+        let mut forged = ann.media(&core);
+        *forged.last_mut().expect("a tag") ^= 1;
+        assert_eq!(judged(&forged, Some(ann.addr)), 0);
+        assert_eq!(judged(&first, Some(ann.addr)), 0);
+        let (later, latest) = (ann.media(&core), ann.media(&core));
+        assert_eq!(judged(&latest, Some(ann.addr)), 1);
+        assert_eq!(judged(&later, Some(ann.addr)), 0);
+        assert_eq!(judged(&ann.member.cookie, Some(ann.addr)), 0);
+        assert_eq!(
+            drops(&core),
+            [
+                (DropReason::Malformed, 1),
+                (DropReason::UnknownSid, 1),
+                (DropReason::UnknownSource, 1),
+                (DropReason::BadTag, 1),
+                (DropReason::Replayed, 1),
+                (DropReason::Reordered, 1),
+                (DropReason::CookieRepeat, 1),
+            ]
+        );
+        // A datagram from nobody the core knows, or with no IP source at all, finds no room.
+        assert_eq!(judged(&ann.media(&core), Some(stranger)), 0);
+        assert_eq!(judged(&ann.media(&core), None), 0);
+        assert_eq!(core.stats.vors_drops(DropReason::UnknownSource), 3);
+        assert_eq!(core.stats.vors_packets_forwarded.get(), 2);
+        assert_eq!(
+            core.stats.vors_datagrams_in.get(),
+            2 + 12,
+            "cookies and the rest"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The writer task of a TCP connection: drains its [`OutQueue`] into the socket.
 //!
-//! As many queued frames per `sendmsg` as the socket takes (one syscall for a backlog), and an
+//! As many queued messages per `sendmsg` as the socket takes (one syscall for a backlog), and an
 //! awaited glommio write only when the socket is full. Lines and VoRS members both use it.
 
 use std::io;
@@ -9,14 +9,14 @@ use std::time::Instant;
 
 use futures_lite::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::line::queue::OutQueue;
+use super::queue::OutQueue;
 use crate::stats::LatencyHistogram;
 use crate::sys;
 
 /// Writes what `out` holds until it is closed and empty, then closes the write side.
-/// `on_written(frames, bytes)` is told of every completed write. With `latency`, each
-/// forwarded frame's time from receive to the send call that completed it is recorded there:
-/// one clock read per send call that completes such a frame.
+/// `on_written(messages, bytes)` is told of every completed write. With `latency`, each
+/// forwarded message's time from receive to the send call that completed it is recorded there:
+/// one clock read per send call that completes such a message.
 pub async fn drain(
     out: &OutQueue,
     fd: RawFd,
@@ -34,7 +34,7 @@ pub async fn drain(
             }
             Err(e) => return Err(e),
         };
-        let frames = match latency {
+        let messages = match latency {
             Some(histogram) => {
                 let mut sent_at = None;
                 out.consume_with(written, |received| {
@@ -44,7 +44,7 @@ pub async fn drain(
             }
             None => out.consume(written),
         };
-        on_written(frames, written);
+        on_written(messages, written);
     }
     writer.close().await
 }

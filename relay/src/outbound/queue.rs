@@ -1,10 +1,11 @@
-//! One receiver's outgoing queue: complete WebSocket frames waiting to be written.
+//! One connection's outgoing queue: whole messages waiting to be written, a line peer's
+//! WebSocket frames or a VoRS member's control netstrings.
 //!
-//! Frames are `Bytes` shared with every other receiver of the same message, so queueing costs a
-//! reference count, never a copy. The queue is bounded in bytes, which for PCM is audio time
+//! Messages are `Bytes` shared with every other receiver of the same message, so queueing costs
+//! a reference count, never a copy. The queue is bounded in bytes, which for PCM is audio time
 //! (`--queue-ms`): when a slow receiver overflows it, its *oldest audio* goes first, so what it
 //! finally hears is recent, and the sender and the other receivers never wait for it. Control
-//! frames (pong, close) are never dropped.
+//! messages (pong, close, every VoRS control message) are never dropped.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -14,7 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-/// What a queued frame is, for the drop policy.
+/// What a queued message is, for the drop policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Audio,
@@ -23,21 +24,22 @@ pub enum Kind {
 
 #[derive(Debug)]
 struct Entry {
-    frame: Bytes,
+    message: Bytes,
     kind: Kind,
     /// When the relay read the message, for the forward-latency histogram (forwarded audio
-    /// only; frames the relay makes itself have none).
+    /// only; messages the relay makes itself have none).
     received: Option<Instant>,
 }
 
-/// Frames for one receiver, and the wake-up of its writer task.
+/// Messages for one connection, and the wake-up of its writer task.
 pub struct OutQueue {
     entries: RefCell<VecDeque<Entry>>,
     queued_bytes: Cell<usize>,
     limit_bytes: usize,
-    /// Bytes of the front frame already written; a frame partly on the wire is never dropped.
+    /// Bytes of the front message already written; a message partly on the wire is never
+    /// dropped.
     front_written: Cell<usize>,
-    /// Set once no more frames will be accepted; the writer drains what is left and stops.
+    /// Set once no more messages will be accepted; the writer drains what is left and stops.
     closed: Cell<bool>,
     writer: Cell<Option<Waker>>,
 }
@@ -45,7 +47,7 @@ pub struct OutQueue {
 impl std::fmt::Debug for OutQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutQueue")
-            .field("frames", &self.entries.borrow().len())
+            .field("messages", &self.entries.borrow().len())
             .field("queued_bytes", &self.queued_bytes.get())
             .field("closed", &self.closed.get())
             .finish()
@@ -64,22 +66,22 @@ impl OutQueue {
         }
     }
 
-    /// Queues a frame; returns how many audio frames were dropped to make room.
-    pub fn push(&self, frame: Bytes, kind: Kind) -> usize {
-        self.push_received(frame, kind, None)
+    /// Queues a message; returns how many audio messages were dropped to make room.
+    pub fn push(&self, message: Bytes, kind: Kind) -> usize {
+        self.push_received(message, kind, None)
     }
 
-    /// Queues a frame read from a peer at `received`; returns how many audio frames were
+    /// Queues a message read from a peer at `received`; returns how many audio messages were
     /// dropped to make room.
-    pub fn push_received(&self, frame: Bytes, kind: Kind, received: Option<Instant>) -> usize {
+    pub fn push_received(&self, message: Bytes, kind: Kind, received: Option<Instant>) -> usize {
         if self.closed.get() {
             return 0;
         }
         let mut entries = self.entries.borrow_mut();
-        let mut queued = self.queued_bytes.get() + frame.len();
+        let mut queued = self.queued_bytes.get() + message.len();
         let mut dropped = 0;
         while queued > self.limit_bytes {
-            // Oldest audio first; control frames and a frame partly written keep their place.
+            // Oldest audio first; control messages and one partly written keep their place.
             let skip = usize::from(self.front_written.get() > 0);
             let Some(pos) = entries
                 .iter()
@@ -90,12 +92,12 @@ impl OutQueue {
                 break;
             };
             if let Some(old) = entries.remove(pos) {
-                queued -= old.frame.len();
+                queued -= old.message.len();
                 dropped += 1;
             }
         }
         entries.push_back(Entry {
-            frame,
+            message,
             kind,
             received,
         });
@@ -105,7 +107,7 @@ impl OutQueue {
         dropped
     }
 
-    /// No more frames after this; the writer finishes what is queued.
+    /// No more messages after this; the writer finishes what is queued.
     pub fn close(&self) {
         self.closed.set(true);
         self.wake();
@@ -136,8 +138,8 @@ impl OutQueue {
         .await
     }
 
-    /// Calls `f` with up to `max` queued frames, the first without its bytes already written,
-    /// and returns what `f` returns. Used to build one vectored write.
+    /// Calls `f` with up to `max` queued messages, the first without its bytes already
+    /// written, and returns what `f` returns. Used to build one vectored write.
     pub fn with_front<R>(&self, max: usize, f: impl FnOnce(&[&[u8]]) -> R) -> R {
         let entries = self.entries.borrow();
         let offset = self.front_written.get();
@@ -145,37 +147,37 @@ impl OutQueue {
         let mut n = 0;
         for (i, entry) in entries.iter().take(max.min(slices.len())).enumerate() {
             slices[i] = if i == 0 {
-                &entry.frame[offset..]
+                &entry.message[offset..]
             } else {
-                &entry.frame
+                &entry.message
             };
             n += 1;
         }
         f(&slices[..n])
     }
 
-    /// The unwritten rest of the front frame (for a write that must wait for the socket).
+    /// The unwritten rest of the front message (for a write that must wait for the socket).
     pub fn front(&self) -> Option<Bytes> {
         let offset = self.front_written.get();
         self.entries
             .borrow()
             .front()
-            .map(|e| e.frame.slice(offset..))
+            .map(|e| e.message.slice(offset..))
     }
 
-    /// Marks `written` more bytes as sent; returns the number of whole frames completed.
+    /// Marks `written` more bytes as sent; returns the number of whole messages completed.
     pub fn consume(&self, written: usize) -> usize {
         self.consume_with(written, |_| {})
     }
 
     /// As [`consume`](Self::consume), and calls `on_sent` with the receive time of every
-    /// completed frame that has one.
+    /// completed message that has one.
     pub fn consume_with(&self, written: usize, mut on_sent: impl FnMut(Instant)) -> usize {
         let mut entries = self.entries.borrow_mut();
         let mut left = self.front_written.get() + written;
-        let mut frames = 0;
+        let mut messages = 0;
         while let Some(front) = entries.front() {
-            let len = front.frame.len();
+            let len = front.message.len();
             if left < len {
                 break;
             }
@@ -184,10 +186,10 @@ impl OutQueue {
             if let Some(received) = entries.pop_front().and_then(|e| e.received) {
                 on_sent(received);
             }
-            frames += 1;
+            messages += 1;
         }
         self.front_written.set(left);
-        frames
+        messages
     }
 
     pub fn queued_bytes(&self) -> usize {

@@ -1,0 +1,380 @@
+//! A VoRS member's life on its room's owner core: admission (message 2), the control
+//! connection's reader, writer and timers, and leaving.
+//!
+//! What changes the rooms ([`join`], [`process`], [`leave`]) takes only the owner core's
+//! VoRS tables, the room quota and the counters ([`OwnerCore`]), so unit tests drive it with
+//! plain values; the tasks around it own the socket.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::io::{AsyncReadExt, ReadHalf};
+use glommio::net::TcpStream;
+use moose_proto::vors::hello::HelloOwned;
+use moose_proto::vors::server::{ServerEvent, ServerSession};
+use tracing::{debug, info};
+
+use super::room::{MemberConn, RoomCell};
+use super::rooms::VorsCore;
+use crate::limits::address::AddressSlot;
+use crate::limits::quota::Quota;
+use crate::shard::Shard;
+use crate::stats::CoreStats;
+use crate::sys;
+
+/// The ERR reason for a member whose room would pass `--max-rooms`.
+pub const SERVER_FULL: &str = "server full";
+/// Bytes read from a member's TCP connection at a time.
+const CONTROL_READ: usize = 512;
+/// How often a member's timers (cookie, PING) are checked.
+const TIMER_TICK: Duration = Duration::from_secs(1);
+
+/// What a member's admission and departure change on the room's owner core.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnerCore<'a> {
+    /// This core's rooms, cookies and registered addresses.
+    pub vors: &'a VorsCore,
+    /// `--max-rooms`, shared by every core.
+    pub rooms: &'a Quota,
+    pub stats: &'a CoreStats,
+}
+
+impl<'a> OwnerCore<'a> {
+    pub fn of(shard: &'a Shard) -> Self {
+        OwnerCore {
+            vors: &shard.vors,
+            rooms: &shard.limits.rooms,
+            stats: &shard.stats,
+        }
+    }
+}
+
+/// How an admission ended.
+#[derive(Debug)]
+pub enum Admission {
+    /// In the room: message 2 with the cookie is queued on the member's connection.
+    Joined {
+        cell: Rc<RoomCell>,
+        member: Rc<MemberConn>,
+    },
+    /// Refused: the session holds message 2 with `["ERR", reason]`, to send before closing.
+    Refused(Box<ServerSession>),
+    /// Message 2 could not be made: the connection is dropped.
+    Failed,
+}
+
+/// Asks the room `hello` names (made if need be) to admit its sender, and answers message 2
+/// through `session`.
+pub fn join(
+    owner: OwnerCore<'_>,
+    hello: &HelloOwned,
+    mut session: Box<ServerSession>,
+    now: Instant,
+) -> Admission {
+    let OwnerCore { vors, rooms, stats } = owner;
+    let Some(cell) = vors.room(&hello.room, rooms) else {
+        stats.vors_rejects.inc();
+        stats.vors_server_full.inc();
+        info!(reason = SERVER_FULL, "vors member refused");
+        let _ = session.reject(now, SERVER_FULL);
+        return Admission::Refused(session);
+    };
+    let cookie = vors.new_cookie();
+    let sid = match cell.join(&hello.username, hello.password_hash.as_ref(), cookie) {
+        Ok(sid) => sid,
+        Err(reject) => {
+            stats.vors_rejects.inc();
+            info!(reason = reject.reason(), "vors member refused");
+            let _ = session.reject(now, reject.reason());
+            vors.forget_if_empty(&cell, rooms);
+            return Admission::Refused(session);
+        }
+    };
+    let keys = match session.accept(now, &cookie) {
+        Ok(keys) => keys,
+        Err(e) => {
+            debug!(error = %e, "message 2 not made");
+            cell.leave(sid);
+            cell.pump(now);
+            vors.forget_if_empty(&cell, rooms);
+            return Admission::Failed;
+        }
+    };
+    let member = Rc::new(MemberConn::new(sid, cookie, session));
+    cell.seat(member.clone(), keys);
+    vors.expect_cookie(cookie, &cell);
+    member.flush();
+    stats.vors_joins.inc();
+    publish(owner);
+    Admission::Joined { cell, member }
+}
+
+/// On the owner core: admits the member (see [`join`]) and runs it until it leaves. `slot` is
+/// the connection's place in `--max-connections-per-address`, held until the member leaves.
+pub async fn admit(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    session: Box<ServerSession>,
+    hello: HelloOwned,
+    slot: AddressSlot,
+) {
+    let _slot = slot;
+    let (cell, member) = match join(OwnerCore::of(&shard), &hello, session, Instant::now()) {
+        Admission::Joined { cell, member } => (cell, member),
+        Admission::Refused(mut session) => return send_and_close(stream, &mut session).await,
+        Admission::Failed => return,
+    };
+    let peer = stream.peer_addr().ok();
+    info!(
+        sid = member.sid.0,
+        members = cell.len(),
+        peer = peer.and_then(|addr| shard.peer_at_info(addr)),
+        "vors member joining"
+    );
+    run_member(shard.clone(), stream, cell, member).await;
+}
+
+/// Writes what a refused session has to say, then drops the connection.
+async fn send_and_close(stream: TcpStream, session: &mut ServerSession) {
+    use futures_lite::io::AsyncWriteExt;
+    let mut stream = stream;
+    while let Some(bytes) = session.poll_transmit() {
+        if stream.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+    let _ = stream.close().await;
+}
+
+async fn run_member(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    cell: Rc<RoomCell>,
+    member: Rc<MemberConn>,
+) {
+    let fd = stream.as_raw_fd();
+    let (reader, writer) = futures_lite::io::split(stream);
+    let writer_task = glommio::spawn_local({
+        let member = member.clone();
+        async move {
+            let drained = crate::outbound::writer::drain(&member.out, fd, writer, |_, _| {}, None);
+            if let Err(e) = drained.await {
+                debug!(error = %e, "vors control write ended");
+                sys::shutdown(fd);
+            }
+        }
+    });
+    let timer_task = glommio::spawn_local({
+        let (shard, cell, member) = (shard.clone(), cell.clone(), member.clone());
+        async move {
+            while !member.left.get() {
+                glommio::timer::sleep(TIMER_TICK).await;
+                let now = Instant::now();
+                let due = member
+                    .session
+                    .borrow()
+                    .poll_timeout()
+                    .is_some_and(|t| t <= now);
+                if due {
+                    member.session.borrow_mut().handle_timeout(now);
+                    if process(OwnerCore::of(&shard), &cell, &member, now) {
+                        wake_reader(fd);
+                    }
+                }
+            }
+        }
+    });
+    read_loop(&shard, &cell, &member, fd, reader).await;
+    if leave(OwnerCore::of(&shard), &cell, &member, Instant::now()) {
+        wake_reader(fd);
+    }
+    timer_task.cancel().await;
+    writer_task.await;
+}
+
+async fn read_loop(
+    shard: &Shard,
+    cell: &RoomCell,
+    member: &MemberConn,
+    fd: RawFd,
+    mut reader: ReadHalf<TcpStream>,
+) {
+    // Control messages are small and rare; a bigger buffer only costs every idle member.
+    let mut buf = vec![0u8; CONTROL_READ];
+    while !member.left.get() {
+        let n = match reader.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                debug!(error = %e, "vors control read failed");
+                0
+            }
+        };
+        let now = Instant::now();
+        if n == 0 {
+            member.session.borrow_mut().handle_tcp_closed(now);
+        } else {
+            member.session.borrow_mut().handle_tcp(now, &buf[..n]);
+        }
+        if process(OwnerCore::of(shard), cell, member, now) {
+            wake_reader(fd);
+        }
+    }
+}
+
+/// Wakes a member's reader if it is still waiting on the socket, once the member has left.
+fn wake_reader(fd: RawFd) {
+    sys::shutdown_read(fd);
+}
+
+/// Acts on the session's events, then delivers whatever the room has to say. True when the
+/// member left the room now (its session ended).
+pub fn process(owner: OwnerCore<'_>, cell: &RoomCell, member: &MemberConn, now: Instant) -> bool {
+    let mut left = false;
+    loop {
+        let event = member.session.borrow_mut().poll_event();
+        let Some(event) = event else { break };
+        match event {
+            ServerEvent::Muted => cell.with_room(|room| room.set_muted(member.sid, true)),
+            ServerEvent::Unmuted => cell.with_room(|room| room.set_muted(member.sid, false)),
+            ServerEvent::Chat(msg) => cell.with_room(|room| room.chat(member.sid, &msg)),
+            ServerEvent::Closed(reason) => {
+                debug!(sid = member.sid.0, ?reason, "vors session ended");
+                left |= leave(owner, cell, member, now);
+            }
+            ServerEvent::Hello(_) => {}
+        }
+    }
+    member.flush();
+    cell.pump(now);
+    left
+}
+
+/// Removes the member from the room (once; true that time), tells the others, and lets the
+/// writer finish. The caller then wakes the member's reader.
+pub fn leave(owner: OwnerCore<'_>, cell: &RoomCell, member: &MemberConn, now: Instant) -> bool {
+    if member.left.replace(true) {
+        return false;
+    }
+    let addr = cell.leave(member.sid);
+    owner.vors.forget_member(&member.cookie, addr);
+    cell.refresh_targets();
+    cell.pump(now);
+    member.flush();
+    member.out.close();
+    owner.vors.forget_named_if_empty(&cell.name(), owner.rooms);
+    publish(owner);
+    true
+}
+
+/// Updates this core's room and member gauges.
+pub fn publish(owner: OwnerCore<'_>) {
+    let (rooms, members) = owner.vors.census();
+    owner.stats.vors_rooms.set(rooms);
+    owner.stats.vors_members.set(members);
+}
+
+#[cfg(test)]
+mod tests {
+    use moose_proto::vors::client::ClientEvent;
+    use moose_proto::vors::room::DropReason;
+
+    use super::*;
+    use crate::vors::testing::Core;
+
+    /// What a refused client hears: the ERR reason message 2 carried.
+    fn refusal(core: &Core, username: &str, room: &str) -> String {
+        let (mut client, admission) = core.knock(username, room);
+        let Admission::Refused(mut session) = admission else {
+            panic!("{username} is admitted: {admission:?}");
+        };
+        while let Some(bytes) = session.poll_transmit() {
+            client.handle_tcp(core.now, &bytes);
+        }
+        let events: Vec<ClientEvent> = std::iter::from_fn(|| client.poll_event()).collect();
+        match events.first() {
+            Some(ClientEvent::Rejected(reason)) => reason.clone(),
+            _ => panic!("no ERR: {events:?}"),
+        }
+    }
+
+    #[test]
+    fn a_member_joins_leaves_once_and_its_empty_room_goes() {
+        let core = Core::new(1, 64);
+        let ann = core.register("ann", "room", "192.0.2.1:4000");
+        assert_eq!(core.stats.vors_joins.get(), 1);
+        assert_eq!(
+            (core.stats.vors_rooms.get(), core.stats.vors_members.get()),
+            (1, 1)
+        );
+        assert_eq!(core.rooms.used(), 1);
+        assert!(leave(core.owner(), &ann.cell, &ann.member, core.now));
+        assert!(
+            !leave(core.owner(), &ann.cell, &ann.member, core.now),
+            "once"
+        );
+        assert!(ann.member.out.is_closed(), "the writer finishes");
+        assert_eq!(
+            (core.stats.vors_rooms.get(), core.stats.vors_members.get()),
+            (0, 0)
+        );
+        assert_eq!(core.rooms.used(), 0, "the room's place is given back");
+        // Nothing points at the member any more: its address and cookie find no room.
+        let keepalive = [ann.member.sid.0];
+        core.judge(&keepalive, Some(ann.addr));
+        core.judge(&ann.member.cookie, Some(ann.addr));
+        assert_eq!(core.stats.vors_drops(DropReason::UnknownSource), 2);
+    }
+
+    #[test]
+    fn the_others_hear_a_member_leave_and_stop_sending_it_copies() {
+        let core = Core::new(0, 64);
+        let ann = core.register("ann", "room", "192.0.2.1:4000");
+        let mut bob = core.register("bob", "room", "192.0.2.2:4000");
+        let packet = bob.media(&core);
+        assert_eq!(core.judge(&packet, Some(bob.addr)).copies.len(), 1);
+        // Ann's client goes away: her session ends, and with it her place in the room.
+        ann.member.session.borrow_mut().handle_tcp_closed(core.now);
+        assert!(process(core.owner(), &ann.cell, &ann.member, core.now));
+        bob.exchange(&core);
+        let ann_sid = ann.member.sid;
+        assert!(
+            bob.events()
+                .iter()
+                .any(|e| matches!(e, ClientEvent::PeerRemoved { sid, .. } if *sid == ann_sid)),
+            "bob hears DEL"
+        );
+        let packet = bob.media(&core);
+        assert!(core.judge(&packet, Some(bob.addr)).copies.is_empty());
+        assert_eq!(
+            (core.stats.vors_rooms.get(), core.stats.vors_members.get()),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn a_room_past_max_rooms_is_refused_as_server_full() {
+        let core = Core::new(1, 64);
+        let _ann = core.join("ann", "first", "192.0.2.1:4000");
+        assert_eq!(refusal(&core, "bob", "second"), SERVER_FULL);
+        assert_eq!(core.stats.vors_rejects.get(), 1);
+        assert_eq!(core.stats.vors_server_full.get(), 1);
+        assert_eq!(core.stats.vors_rooms.get(), 1, "no second room");
+        // An existing room takes no new place.
+        let _cat = core.join("cat", "first", "192.0.2.3:4000");
+    }
+
+    #[test]
+    fn a_taken_name_is_refused_and_the_room_keeps_its_member() {
+        let core = Core::new(1, 64);
+        let _ann = core.register("ann", "room", "192.0.2.1:4000");
+        assert_eq!(refusal(&core, "ann", "room"), "name is taken");
+        assert_eq!(core.stats.vors_rejects.get(), 1);
+        assert_eq!(core.stats.vors_server_full.get(), 0);
+        assert_eq!(
+            (core.stats.vors_rooms.get(), core.stats.vors_members.get()),
+            (1, 1)
+        );
+        assert_eq!(core.rooms.used(), 1);
+    }
+}

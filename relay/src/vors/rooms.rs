@@ -1,0 +1,184 @@
+//! The VoRS rooms of one core and the tables that find a datagram's room: by the cookie of a
+//! joining member, or by the UDP address a member registered.
+//!
+//! Every room here is owned by this core (`owner`), and so is every datagram the kernel steers
+//! to it: the cookies this core hands out carry its lane in their first byte (see `vors`).
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use glommio::net::UdpSocket;
+use moose_proto::vors::packet::COOKIE_LEN;
+use moose_proto::vors::room::RoomConfig;
+
+use super::room::RoomCell;
+use crate::limits::quota::Quota;
+
+/// The VoRS state of one core.
+#[derive(Debug)]
+pub struct VorsCore {
+    /// This core's number and the number of cores: the lane of its SIDs and cookies.
+    lane: u8,
+    lanes: u8,
+    max_members: usize,
+    rooms: RefCell<HashMap<String, Rc<RoomCell>>>,
+    /// Cookies handed out and not yet seen over UDP.
+    cookies: RefCell<HashMap<[u8; COOKIE_LEN], Rc<RoomCell>>>,
+    /// Registered members' UDP addresses.
+    sources: RefCell<HashMap<SocketAddr, Rc<RoomCell>>>,
+    /// This core's UDP socket (set once the executor runs).
+    pub udp: OnceCell<Rc<UdpSocket>>,
+}
+
+impl VorsCore {
+    pub fn new(core: usize, cores: usize, max_members: usize) -> Self {
+        // A lane is a byte value; `Config` keeps `--cores` at 255 or below. A silent `as u8`
+        // here once turned 256 cores into zero lanes and a division by zero.
+        let lanes = u8::try_from(cores).expect("at most 255 cores (checked by Config)");
+        VorsCore {
+            lane: core as u8,
+            lanes,
+            max_members,
+            rooms: RefCell::new(HashMap::new()),
+            cookies: RefCell::new(HashMap::new()),
+            sources: RefCell::new(HashMap::new()),
+            udp: OnceCell::new(),
+        }
+    }
+
+    /// The room called `name`, made empty if it does not exist and `quota` (`--max-rooms`,
+    /// shared by every core) has room for one more; `None` when it has not.
+    pub fn room(&self, name: &str, quota: &Quota) -> Option<Rc<RoomCell>> {
+        let mut rooms = self.rooms.borrow_mut();
+        if let Some(cell) = rooms.get(name) {
+            return Some(cell.clone());
+        }
+        if !quota.try_take() {
+            return None;
+        }
+        let config = RoomConfig {
+            max_members: self.max_members,
+            sid_lanes: self.lanes,
+            sid_lane: self.lane,
+        };
+        let cell = Rc::new(RoomCell::new(name, config));
+        rooms.insert(name.to_owned(), cell.clone());
+        Some(cell)
+    }
+
+    /// A fresh random cookie whose first byte steers its datagram to this core.
+    pub fn new_cookie(&self) -> [u8; COOKIE_LEN] {
+        loop {
+            let mut cookie: [u8; COOKIE_LEN] = rand::random();
+            let lanes = u16::from(self.lanes);
+            // Keep the byte uniform within the lane: map it onto the lane's values.
+            let slots = 256 / lanes;
+            let index = u16::from(cookie[0]) % slots;
+            cookie[0] = (index * lanes + u16::from(self.lane)) as u8;
+            if !self.cookies.borrow().contains_key(&cookie) {
+                return cookie;
+            }
+        }
+    }
+
+    /// Notes the cookie message 2 gave a member of `cell`: its datagram will find the room.
+    pub fn expect_cookie(&self, cookie: [u8; COOKIE_LEN], cell: &Rc<RoomCell>) {
+        self.cookies.borrow_mut().insert(cookie, cell.clone());
+    }
+
+    /// The room a datagram from `from` belongs to on this core, if any.
+    pub fn room_of(&self, from: SocketAddr, datagram: &[u8]) -> Option<Rc<RoomCell>> {
+        if datagram.len() == COOKIE_LEN
+            && let Some(cell) = self.cookies.borrow().get(datagram)
+        {
+            return Some(cell.clone());
+        }
+        self.sources.borrow().get(&from).cloned()
+    }
+
+    /// A member of `cell` registered `from` with its cookie `datagram`: the cookie is spent,
+    /// and the address finds the room from now on.
+    pub fn registered(&self, from: SocketAddr, datagram: &[u8], cell: &Rc<RoomCell>) {
+        if let Ok(cookie) = <[u8; COOKIE_LEN]>::try_from(datagram) {
+            self.cookies.borrow_mut().remove(&cookie);
+        }
+        self.sources.borrow_mut().insert(from, cell.clone());
+    }
+
+    /// Forgets what pointed at a member that left: its cookie and its registered address.
+    pub fn forget_member(&self, cookie: &[u8; COOKIE_LEN], addr: Option<SocketAddr>) {
+        if let Some(addr) = addr {
+            self.sources.borrow_mut().remove(&addr);
+        }
+        self.cookies.borrow_mut().remove(cookie);
+    }
+
+    /// Forgets an empty room and everything that pointed at it, and gives its place in
+    /// `quota` back.
+    pub fn forget_if_empty(&self, cell: &Rc<RoomCell>, quota: &Quota) {
+        if cell.is_empty() {
+            let removed = self.rooms.borrow_mut().remove(&cell.name());
+            if removed.is_some() {
+                quota.give_back();
+            }
+            self.cookies
+                .borrow_mut()
+                .retain(|_, c| !Rc::ptr_eq(c, cell));
+            self.sources
+                .borrow_mut()
+                .retain(|_, c| !Rc::ptr_eq(c, cell));
+        }
+    }
+
+    /// As [`forget_if_empty`](Self::forget_if_empty), for the room this core holds under
+    /// `name`, if any.
+    pub fn forget_named_if_empty(&self, name: &str, quota: &Quota) {
+        let cell = self.rooms.borrow().get(name).cloned();
+        if let Some(cell) = cell {
+            self.forget_if_empty(&cell, quota);
+        }
+    }
+
+    /// (rooms, members) on this core, for the gauges.
+    pub fn census(&self) -> (u64, u64) {
+        let rooms = self.rooms.borrow();
+        let members = rooms.values().map(|r| r.len() as u64).sum();
+        (rooms.len() as u64, members)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_steer_to_their_core() {
+        for (core, cores) in [(0, 1), (1, 2), (2, 3), (5, 7), (254, 255), (0, 255)] {
+            let vors = VorsCore::new(core, cores, 64);
+            for _ in 0..200 {
+                let cookie = vors.new_cookie();
+                assert_eq!(usize::from(cookie[0]) % cores, core);
+            }
+        }
+    }
+
+    #[test]
+    fn rooms_past_the_quota_are_not_made_until_one_goes() {
+        let quota = Quota::new(1);
+        let vors = VorsCore::new(0, 1, 64);
+        let first = vors.room("first", &quota).expect("room");
+        assert!(vors.room("second", &quota).is_none(), "over --max-rooms");
+        assert!(
+            vors.room("first", &quota).is_some(),
+            "an existing room is no new one"
+        );
+        vors.forget_if_empty(&first, &quota);
+        assert_eq!(quota.used(), 0);
+        // Forgetting twice gives back once.
+        vors.forget_if_empty(&first, &quota);
+        assert_eq!(quota.used(), 0);
+        assert!(vors.room("second", &quota).is_some());
+    }
+}

@@ -1,0 +1,225 @@
+//! VoRS members without sockets, for unit tests: real client sessions (`moose_proto`) meet the
+//! relay's own admission ([`member::join`]) and edge check ([`media::judge`]), and the tests
+//! move the bytes between them by hand, the way quinn-proto's tests drive its endpoint.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use moose_proto::vors::client::{ClientEvent, ClientSession, ClientTransmit};
+use moose_proto::vors::handshake::{KEY_LEN, generate_keypair};
+use moose_proto::vors::hello::Hello;
+use moose_proto::vors::server::{ServerEvent, ServerSession};
+use socket2::SockAddr;
+
+use super::media::{self, Fanout};
+use super::member::{self, Admission, OwnerCore};
+use super::room::{MemberConn, RoomCell};
+use super::rooms::VorsCore;
+use crate::limits::quota::Quota;
+use crate::stats::CoreStats;
+use crate::sys::MAX_IOVECS;
+
+/// One core's VoRS state and counters, and the relay's static key.
+#[derive(Debug)]
+pub struct Core {
+    pub vors: VorsCore,
+    /// `--max-rooms`.
+    pub rooms: Quota,
+    pub stats: CoreStats,
+    private: [u8; KEY_LEN],
+    public: [u8; KEY_LEN],
+    /// The clock every step of a test reads.
+    pub now: Instant,
+}
+
+impl Core {
+    /// The only core of a relay that allows `max_rooms` rooms (0: no limit) of up to
+    /// `max_members` members.
+    pub fn new(max_rooms: usize, max_members: usize) -> Self {
+        let (private, public) = generate_keypair().expect("keypair");
+        Core {
+            vors: VorsCore::new(0, 1, max_members),
+            rooms: Quota::new(max_rooms),
+            stats: CoreStats::default(),
+            private,
+            public,
+            now: Instant::now(),
+        }
+    }
+
+    pub fn owner(&self) -> OwnerCore<'_> {
+        OwnerCore {
+            vors: &self.vors,
+            rooms: &self.rooms,
+            stats: &self.stats,
+        }
+    }
+
+    /// A client named `username` that reached message 1 for `room`, and the relay's admission
+    /// of it.
+    pub fn knock(&self, username: &str, room: &str) -> (ClientSession, Admission) {
+        let hello = Hello {
+            username,
+            room,
+            password_hash: None,
+        };
+        let mut client = ClientSession::new(self.now, &self.public, &hello).expect("client");
+        let mut session = Box::new(ServerSession::new(self.now, &self.private));
+        while let Some(transmit) = client.poll_transmit() {
+            let ClientTransmit::Tcp(bytes) = transmit else {
+                panic!("a datagram before message 2");
+            };
+            session.handle_tcp(self.now, &bytes);
+        }
+        let Some(ServerEvent::Hello(hello)) = session.poll_event() else {
+            panic!("message 1 gives the hello");
+        };
+        let admission = member::join(self.owner(), &hello, session, self.now);
+        (client, admission)
+    }
+
+    /// A member of `room` that joined from `addr` and has not sent its cookie yet.
+    pub fn join(&self, username: &str, room: &str, addr: &str) -> TestMember {
+        let (client, admission) = self.knock(username, room);
+        let Admission::Joined { cell, member } = admission else {
+            panic!("{username} is refused: {admission:?}");
+        };
+        let mut joined = TestMember {
+            client,
+            addr: addr.parse().expect("an address"),
+            cell,
+            member,
+            datagrams: VecDeque::new(),
+        };
+        joined.exchange(self);
+        joined
+    }
+
+    /// A member of `room` at `addr` whose cookie registered its address.
+    pub fn register(&self, username: &str, room: &str, addr: &str) -> TestMember {
+        let mut joined = self.join(username, room, addr);
+        let cookie = joined.datagram(self);
+        let fanout = self.judge(&cookie, Some(joined.addr));
+        assert!(fanout.copies.is_empty(), "a cookie is not forwarded");
+        joined.exchange(self);
+        let sid = joined.member.sid;
+        assert!(
+            joined.events().contains(&ClientEvent::Joined(sid)),
+            "{username} gets its SID"
+        );
+        joined
+    }
+
+    /// Judges `datagram` from `from` as the only datagram of a batch; returns its copies.
+    pub fn judge(&self, datagram: &[u8], from: Option<SocketAddr>) -> Fanout {
+        let mut fanout = Fanout::default();
+        media::judge(
+            &self.vors,
+            &self.stats,
+            0,
+            datagram,
+            from,
+            self.now,
+            &mut fanout,
+        );
+        fanout
+    }
+}
+
+/// A member's client session and the relay's side of its connection.
+#[derive(Debug)]
+pub struct TestMember {
+    pub client: ClientSession,
+    /// The UDP address its datagrams come from.
+    pub addr: SocketAddr,
+    pub cell: Rc<RoomCell>,
+    pub member: Rc<MemberConn>,
+    /// Datagrams the client sent, not yet taken by the test.
+    datagrams: VecDeque<Vec<u8>>,
+}
+
+impl TestMember {
+    /// Moves what the relay queued for the member into its client, and what the client has to
+    /// say over TCP into the relay, until neither has more.
+    pub fn exchange(&mut self, core: &Core) {
+        loop {
+            let queued = self
+                .member
+                .out
+                .with_front(MAX_IOVECS, |messages| messages.concat());
+            self.member.out.consume(queued.len());
+            if !queued.is_empty() {
+                self.client.handle_tcp(core.now, &queued);
+            }
+            let sent = self.take_transmits(core);
+            if sent {
+                member::process(core.owner(), &self.cell, &self.member, core.now);
+            }
+            if queued.is_empty() && !sent {
+                return;
+            }
+        }
+    }
+
+    /// Hands the client's TCP bytes to the relay's session and keeps its datagrams; true if
+    /// there were TCP bytes.
+    fn take_transmits(&mut self, core: &Core) -> bool {
+        let mut tcp = false;
+        while let Some(transmit) = self.client.poll_transmit() {
+            match transmit {
+                ClientTransmit::Tcp(bytes) => {
+                    self.member
+                        .session
+                        .borrow_mut()
+                        .handle_tcp(core.now, &bytes);
+                    tcp = true;
+                }
+                ClientTransmit::Udp(datagram) => self.datagrams.push_back(datagram),
+            }
+        }
+        tcp
+    }
+
+    /// The next datagram the client sends on its own (a cookie, then keepalives).
+    pub fn datagram(&mut self, core: &Core) -> Vec<u8> {
+        self.client.handle_timeout(core.now);
+        self.next_datagram(core)
+    }
+
+    /// A media packet of one audio frame, sealed by the client under its keys (the client's
+    /// other datagrams stay in line for [`datagram`](Self::datagram)).
+    pub fn media(&mut self, core: &Core) -> Vec<u8> {
+        let queued = self
+            .client
+            .handle_audio_frame(core.now, Some(&[0x55; 60]))
+            .expect("a frame");
+        assert!(queued, "the client sends media once joined");
+        self.pass_transmits(core);
+        self.datagrams.pop_back().expect("the media packet")
+    }
+
+    fn next_datagram(&mut self, core: &Core) -> Vec<u8> {
+        self.pass_transmits(core);
+        self.datagrams
+            .pop_front()
+            .expect("the client has a datagram to send")
+    }
+
+    fn pass_transmits(&mut self, core: &Core) {
+        if self.take_transmits(core) {
+            member::process(core.owner(), &self.cell, &self.member, core.now);
+        }
+    }
+
+    /// Everything that happened to the client since last asked.
+    pub fn events(&mut self) -> Vec<ClientEvent> {
+        std::iter::from_fn(|| self.client.poll_event()).collect()
+    }
+
+    /// The member's address as a copy's destination.
+    pub fn destination(&self) -> SockAddr {
+        SockAddr::from(self.addr)
+    }
+}
