@@ -117,24 +117,6 @@ impl RecvBatch {
         Ok(n)
     }
 
-    /// Adds a datagram received elsewhere (cut to the slot's length); false, adding nothing,
-    /// when the batch is full.
-    pub fn push(&mut self, datagram: &[u8], from: std::net::SocketAddr) -> bool {
-        if self.count == RECV_BATCH {
-            return false;
-        }
-        let i = self.count;
-        let len = datagram.len().min(self.slot_len);
-        let start = i * self.slot_len;
-        self.bufs[start..start + len].copy_from_slice(&datagram[..len]);
-        self.lens[i] = len;
-        let addr = socket2::SockAddr::from(from);
-        self.source_lens[i] = addr.len();
-        self.sources[i] = addr.as_storage();
-        self.count += 1;
-        true
-    }
-
     /// Datagram `i`'s bytes and source (`None` for a source that is not IP).
     pub fn get(&self, i: usize) -> (&[u8], Option<std::net::SocketAddr>) {
         let start = i * self.slot_len;
@@ -272,21 +254,5 @@ mod tests {
         }
         batch.clear();
         assert_eq!(batch.recv_now(relay.as_raw_fd()).expect("empty again"), 0);
-    }
-
-    #[test]
-    fn pushed_datagrams_read_back_as_received_ones_until_the_batch_is_full() {
-        let mut batch = RecvBatch::new(4);
-        let v4: std::net::SocketAddr = "192.0.2.7:5000".parse().expect("v4");
-        let v6: std::net::SocketAddr = "[2001:db8::1]:6000".parse().expect("v6");
-        assert!(batch.push(b"ab", v4));
-        assert!(batch.push(b"too long", v6));
-        assert_eq!(batch.get(0), (&b"ab"[..], Some(v4)));
-        assert_eq!(batch.get(1), (&b"too "[..], Some(v6)), "cut to the slot");
-        for _ in 2..RECV_BATCH {
-            assert!(batch.push(b"x", v4));
-        }
-        assert!(!batch.push(b"y", v4), "a full batch takes no more");
-        assert_eq!(batch.len(), RECV_BATCH);
     }
 }
