@@ -5,7 +5,6 @@
 //! it, the per-member playout timeline, tone analysis for tests); [`vors_client`] drives the
 //! sans-IO client machine of `moose_proto::vors` over real sockets; [`load`] is the load
 //! generator and its reports; [`baseline`] the forwarder.
-#![warn(unreachable_pub)]
 
 pub mod audio;
 pub mod baseline;

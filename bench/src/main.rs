@@ -8,7 +8,6 @@
 //! Drives N streams in rooms of K (Moose PCM lines, or VoRS rooms), checks and times every
 //! delivery, prints a progress line every second on stderr and a table on stdout, and
 //! writes the same figures as JSON. See docs/benchmarks.md.
-#![warn(unreachable_pub)]
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;

@@ -3,7 +3,6 @@
 //! Sans-IO: nothing here opens a socket, spawns a task or reads a clock. Callers pass bytes and
 //! the current time in, and take bytes, events and deadlines out. See `docs/architecture.md`.
 #![forbid(unsafe_code)]
-#![warn(unreachable_pub)]
 #![warn(missing_docs)]
 
 pub mod apikey;

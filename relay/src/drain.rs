@@ -20,7 +20,7 @@ use crate::sys::StopSignals;
 
 /// How often each core looks at the draining flag: the delay between the signal and the last
 /// listener closing.
-pub const FLAG_POLL: Duration = Duration::from_millis(100);
+pub(crate) const FLAG_POLL: Duration = Duration::from_millis(100);
 /// How often the main thread counts the calls left while draining.
 const CENSUS_EVERY: Duration = Duration::from_millis(100);
 /// The drain progress is logged when the count changes, and at least this often.
@@ -28,21 +28,21 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Process-wide state every core may read: is the relay draining?
 #[derive(Debug, Default)]
-pub struct Lifecycle {
+pub(crate) struct Lifecycle {
     draining: AtomicBool,
 }
 
 impl Lifecycle {
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
 
     /// Resolves once draining has started (on a core: polls the flag every [`FLAG_POLL`]).
-    pub async fn draining(&self) {
+    pub(crate) async fn draining(&self) {
         while !self.is_draining() {
             glommio::timer::sleep(FLAG_POLL).await;
         }
@@ -51,7 +51,7 @@ impl Lifecycle {
 
 /// What is still running, summed over every core's gauges.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Census {
+pub(crate) struct Census {
     pub lines: u64,
     pub line_peers: u64,
     pub rooms: u64,
@@ -59,7 +59,7 @@ pub struct Census {
 }
 
 impl Census {
-    pub fn of(cores: &[Arc<CoreStats>]) -> Census {
+    pub(crate) fn of(cores: &[Arc<CoreStats>]) -> Census {
         cores.iter().fold(Census::default(), |sum, c| Census {
             lines: sum.lines + c.lines.get(),
             line_peers: sum.line_peers + c.line_peers.get(),
@@ -69,7 +69,7 @@ impl Census {
     }
 
     /// Calls in progress: Moose lines and VoRS rooms.
-    pub fn calls(&self) -> u64 {
+    pub(crate) fn calls(&self) -> u64 {
         self.lines + self.rooms
     }
 }
@@ -83,13 +83,13 @@ fn signal_name(signal: i32) -> &'static str {
 }
 
 /// The exit status after a second stop signal: 128 + its number.
-pub fn immediate_exit_status(signal: i32) -> i32 {
+pub(crate) fn immediate_exit_status(signal: i32) -> i32 {
     128 + signal
 }
 
 /// Runs on the main thread once every core serves: waits for a stop signal, drains, and
 /// returns the process's exit status.
-pub fn supervise(
+pub(crate) fn supervise(
     signals: &StopSignals,
     lifecycle: &Lifecycle,
     cores: &[Arc<CoreStats>],

@@ -14,7 +14,7 @@ use crate::limits::address::AddressSlot;
 
 /// A WebSocket upgrade for a line owned by the receiving core.
 #[derive(Debug)]
-pub struct LineRequest {
+pub(crate) struct LineRequest {
     /// The validated apikey (never logged).
     pub key: Box<[u8]>,
     /// The client's Sec-WebSocket-Key, for the 101 response.
@@ -29,7 +29,7 @@ pub struct LineRequest {
 
 /// A message on the core-to-core mesh.
 #[derive(Debug)]
-pub enum Handoff {
+pub(crate) enum Handoff {
     Line {
         fd: OwnedFd,
         request: LineRequest,

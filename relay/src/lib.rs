@@ -1,24 +1,27 @@
 //! Moose Relay: the thread-per-core daemon. See `docs/architecture.md`.
 //!
 //! `proto` holds the wire formats; this crate owns every socket, executor and timer.
+//!
+//! The public modules are what `main.rs`, the examples and the fuzz targets use; the rest is
+//! private, so `pub` inside it means nothing beyond the crate (`unreachable_pub` keeps it so).
 
-pub mod accept;
+mod accept;
 pub mod cli;
 pub mod config;
-pub mod drain;
-pub mod handoff;
-pub mod http;
-pub mod limits;
-pub mod line;
+mod drain;
+mod handoff;
+mod http;
+mod limits;
+mod line;
 pub mod logging;
-pub mod metrics;
-pub mod outbound;
-pub mod owner;
+mod metrics;
+mod outbound;
+mod owner;
 pub mod preflight;
-pub mod ratelimit;
+mod ratelimit;
 pub mod runtime;
-pub mod shard;
-pub mod sockets;
+mod shard;
+mod sockets;
 pub mod stats;
 pub mod sys;
 pub mod vors;

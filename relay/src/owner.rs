@@ -10,7 +10,7 @@ use siphasher::sip::SipHasher13;
 
 /// Maps room identities (an apikey, a VoRS room name) to their owner core.
 #[derive(Debug, Clone, Copy)]
-pub struct Owners {
+pub(crate) struct Owners {
     cores: usize,
     placement_key: [u64; 2],
     tag_key: [u64; 2],
@@ -18,7 +18,7 @@ pub struct Owners {
 
 impl Owners {
     /// `random` must come from the OS random source.
-    pub fn new(cores: usize, random: [u64; 4]) -> Self {
+    pub(crate) fn new(cores: usize, random: [u64; 4]) -> Self {
         assert!(cores > 0, "at least one core");
         Owners {
             cores,
@@ -34,12 +34,12 @@ impl Owners {
     }
 
     /// The core that owns the room named `identity`.
-    pub fn core_of(&self, identity: &[u8]) -> usize {
+    pub(crate) fn core_of(&self, identity: &[u8]) -> usize {
         (Self::hash(self.placement_key, identity) % self.cores as u64) as usize
     }
 
     /// A short, non-reversible tag for logs (32 bits of a keyed hash).
-    pub fn log_tag(&self, identity: &[u8]) -> u32 {
+    pub(crate) fn log_tag(&self, identity: &[u8]) -> u32 {
         (Self::hash(self.tag_key, identity) >> 32) as u32
     }
 }

@@ -28,13 +28,13 @@ struct Bucket {
 
 /// Buckets for one kind of event, by address.
 #[derive(Debug)]
-pub struct AddressBuckets {
+pub(crate) struct AddressBuckets {
     per_minute: f64,
     buckets: HashMap<IpAddr, Bucket>,
 }
 
 impl AddressBuckets {
-    pub fn new(per_minute: u32) -> Self {
+    pub(crate) fn new(per_minute: u32) -> Self {
         AddressBuckets {
             per_minute: f64::from(per_minute),
             buckets: HashMap::new(),
@@ -47,7 +47,7 @@ impl AddressBuckets {
     }
 
     /// False when `addr` has used up its tokens and must be refused.
-    pub fn allows(&self, addr: IpAddr, now: Instant) -> bool {
+    pub(crate) fn allows(&self, addr: IpAddr, now: Instant) -> bool {
         self.buckets
             .get(&addr)
             .is_none_or(|b| self.refilled(*b, now) >= 1.0)
@@ -55,7 +55,7 @@ impl AddressBuckets {
 
     /// Takes a token for one event from `addr` if it has one; false (and nothing taken) when
     /// its bucket is empty.
-    pub fn try_spend(&mut self, addr: IpAddr, now: Instant) -> bool {
+    pub(crate) fn try_spend(&mut self, addr: IpAddr, now: Instant) -> bool {
         if !self.allows(addr, now) {
             return false;
         }
@@ -64,7 +64,7 @@ impl AddressBuckets {
     }
 
     /// Records one event from `addr` (a failed attempt), whether or not it had a token.
-    pub fn spend(&mut self, addr: IpAddr, now: Instant) {
+    pub(crate) fn spend(&mut self, addr: IpAddr, now: Instant) {
         if self.buckets.len() >= MAX_TRACKED && !self.buckets.contains_key(&addr) {
             self.forget_full(now);
         }

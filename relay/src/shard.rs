@@ -20,7 +20,7 @@ use crate::vors::rooms::VorsCore;
 /// Everything one executor owns. Lives in an `Rc` on its core; nothing in it is shared with
 /// other cores except the read-only configuration and the single-writer counters.
 #[derive(Debug)]
-pub struct Shard {
+pub(crate) struct Shard {
     pub core: usize,
     pub config: Arc<Config>,
     pub stats: Arc<CoreStats>,
@@ -47,14 +47,14 @@ pub struct Shard {
 
 /// The process-wide state every core gets a handle to, besides configuration and counters.
 #[derive(Debug, Clone)]
-pub struct Shared {
+pub(crate) struct Shared {
     pub lifecycle: Arc<Lifecycle>,
     pub limits: Arc<Limits>,
     pub spares: Arc<SparePool>,
 }
 
 impl Shard {
-    pub fn new(
+    pub(crate) fn new(
         core: usize,
         config: Arc<Config>,
         all_stats: Arc<[Arc<CoreStats>]>,
@@ -96,7 +96,7 @@ impl Shard {
 impl Shard {
     /// A peer's address as a field of an info-level event: present with
     /// `--log-peer-addresses`, or when the log level includes debug; absent otherwise.
-    pub fn peer_at_info(
+    pub(crate) fn peer_at_info(
         &self,
         addr: std::net::SocketAddr,
     ) -> Option<tracing::field::DisplayValue<std::net::SocketAddr>> {

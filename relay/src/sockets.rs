@@ -22,7 +22,7 @@ const UDP_BUFFER: usize = 4 << 20;
 
 /// One core's sockets.
 #[derive(Debug)]
-pub struct CoreSockets {
+pub(crate) struct CoreSockets {
     pub http: OwnedFd,
     pub vors_tcp: OwnedFd,
     pub vors_udp: OwnedFd,
@@ -30,7 +30,7 @@ pub struct CoreSockets {
 
 /// All sockets of the process and the addresses they ended up on.
 #[derive(Debug)]
-pub struct Bound {
+pub(crate) struct Bound {
     pub cores: Vec<CoreSockets>,
     pub admin: OwnedFd,
     pub http_addr: SocketAddr,
@@ -41,7 +41,7 @@ pub struct Bound {
 /// An address that could not be bound, and which setting it came from.
 #[derive(Debug, thiserror::Error)]
 #[error("{setting} {addr}: {source}")]
-pub struct BindError {
+pub(crate) struct BindError {
     pub setting: &'static str,
     pub addr: SocketAddr,
     #[source]
@@ -89,7 +89,7 @@ fn group(addr: SocketAddr, ty: Type, n: usize) -> io::Result<(Vec<OwnedFd>, Sock
 
 /// Binds everything for `cores` executors; the UDP group gets the program that delivers each
 /// datagram to its room's core.
-pub fn bind_all(
+pub(crate) fn bind_all(
     cores: usize,
     http: SocketAddr,
     vors: SocketAddr,

@@ -1,7 +1,6 @@
 //! `moose-baseline`: the minimal forwarder `moose-bench --baseline` runs the same load through
 //! (see docs/baseline.md). Prints `listening ws=ADDR vors=ADDR` when ready, runs until SIGTERM,
 //! SIGINT or the end of stdin (so a parent that dies takes it along), then exits 0.
-#![warn(unreachable_pub)]
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;

@@ -4,7 +4,6 @@
 //! `unmuted alice`, `chat alice: hello`); everything else goes to stderr. Exit codes: 0 after
 //! a clean leave, 3 when the server refused us (`moose-call: refused: <reason>`), 1 for any
 //! other failure.
-#![warn(unreachable_pub)]
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;

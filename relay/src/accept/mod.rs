@@ -13,8 +13,8 @@
 //! is logged at most once a second per core ([`warnings::AcceptWarnings`]), with the count,
 //! and the first accept that works again is logged at info with what was closed since.
 
-pub mod spares;
-pub mod warnings;
+pub(crate) mod spares;
+pub(crate) mod warnings;
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,13 +30,13 @@ use crate::shard::Shard;
 use crate::sys;
 
 /// How often an exhausted accept loop sheds what waits and tries again.
-pub const SHED_EVERY: Duration = Duration::from_millis(10);
+pub(crate) const SHED_EVERY: Duration = Duration::from_millis(10);
 /// Back-off after an accept error other than running out of descriptors.
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What an accept loop does with a connection waiting while descriptors are exhausted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WhenExhausted {
+pub(crate) enum WhenExhausted {
     /// Accept it on a spare descriptor's slot and close it at once.
     Shed,
     /// Accept it on a spare descriptor's slot and serve it; the pool is refilled after
@@ -46,7 +46,7 @@ pub enum WhenExhausted {
 
 /// A connection from [`Acceptor::next`].
 #[derive(Debug)]
-pub enum Accepted {
+pub(crate) enum Accepted {
     Stream(TcpStream),
     /// Accepted on a spare's slot while exhausted, or while the pool is short
     /// ([`WhenExhausted::Serve`] only): serve it before accepting again, then call
@@ -56,7 +56,7 @@ pub enum Accepted {
 
 /// A listening socket and what its loop does when descriptors run out.
 #[derive(Debug)]
-pub struct Acceptor {
+pub(crate) struct Acceptor {
     listener: TcpListener,
     /// The listener's descriptor, owned by `listener` (valid as long as it is).
     fd: RawFd,
@@ -64,12 +64,12 @@ pub struct Acceptor {
 }
 
 /// True for the errors that mean "no descriptor for the new connection".
-pub fn out_of_descriptors(e: &io::Error) -> bool {
+pub(crate) fn out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 impl Acceptor {
-    pub fn new(listener: OwnedFd, when_exhausted: WhenExhausted) -> Self {
+    pub(crate) fn new(listener: OwnedFd, when_exhausted: WhenExhausted) -> Self {
         let fd = listener.as_raw_fd();
         Acceptor {
             listener: sys::glommio_listener(listener),
@@ -82,7 +82,7 @@ impl Acceptor {
     /// `--max-connections-per-address`, with its address and its slot. A connection over the
     /// limit is counted and closed, after `refusal` (if not empty) in one non-blocking send:
     /// nothing waits on a client that is refused.
-    pub async fn next_admitted(
+    pub(crate) async fn next_admitted(
         &mut self,
         shard: &Shard,
         refusal: &[u8],
@@ -109,7 +109,7 @@ impl Acceptor {
 
     /// The next connection to serve. Runs out-of-descriptor rounds (shedding, counting,
     /// logging) until one comes.
-    pub async fn next(&mut self, shard: &Shard) -> Accepted {
+    pub(crate) async fn next(&mut self, shard: &Shard) -> Accepted {
         let spares = &shard.spares;
         loop {
             let error = match self.listener.accept().await {

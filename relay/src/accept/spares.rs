@@ -20,7 +20,7 @@ const MAX_SHED_PER_ROUND: usize = 256;
 /// up again before any new connection is served ([`SparePool::keep_after_accept`]). The lock
 /// is taken only while out of descriptors, or once after each accept while the pool is short.
 #[derive(Debug)]
-pub struct SparePool {
+pub(crate) struct SparePool {
     target: usize,
     spares: Mutex<Vec<OwnedFd>>,
     /// The pool holds fewer than `target`: accepts must try to top it up.
@@ -33,7 +33,7 @@ fn open_spare() -> Option<OwnedFd> {
 
 impl SparePool {
     /// A pool of `target` spares (one per accept loop is plenty), opened now.
-    pub fn new(target: usize) -> Self {
+    pub(crate) fn new(target: usize) -> Self {
         let pool = SparePool {
             target,
             spares: Mutex::new(Vec::with_capacity(target)),
@@ -61,20 +61,21 @@ impl SparePool {
     }
 
     /// Tops the pool up as far as descriptors allow.
-    pub fn refill(&self) {
+    pub(crate) fn refill(&self) {
         let mut spares = self.lock();
         self.top_up(&mut spares);
     }
 
+    #[cfg(test)]
     /// Spares held now.
-    pub fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.lock().len()
     }
 
     /// After a successful accept: true to serve the connection; false when the pool is short
     /// and cannot be topped up, so the connection must be closed (and the pool topped up
     /// with its slot) to keep shedding possible.
-    pub fn keep_after_accept(&self) -> bool {
+    pub(crate) fn keep_after_accept(&self) -> bool {
         if !self.short.load(Ordering::Acquire) {
             return true;
         }
@@ -84,7 +85,7 @@ impl SparePool {
 
     /// Accepts every connection waiting on `listener` (up to a round's worth) on a spare's
     /// slot and closes it at once; returns how many.
-    pub fn shed_waiting(&self, listener: RawFd) -> usize {
+    pub(crate) fn shed_waiting(&self, listener: RawFd) -> usize {
         let mut spares = self.lock();
         self.top_up(&mut spares);
         let mut shed = 0;
@@ -106,7 +107,7 @@ impl SparePool {
 
     /// Accepts one waiting connection on a spare's slot, to be served; the caller refills
     /// the pool once it is done with it.
-    pub fn accept_on_spare(&self, listener: RawFd) -> Option<OwnedFd> {
+    pub(crate) fn accept_on_spare(&self, listener: RawFd) -> Option<OwnedFd> {
         let mut spares = self.lock();
         if !sys::connection_waiting(listener) {
             return None;

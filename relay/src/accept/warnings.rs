@@ -13,7 +13,7 @@ const WARN_EVERY: Duration = Duration::from_secs(1);
 /// One core's accept warnings, at most one per [`WARN_EVERY`], each with what happened since
 /// the last.
 #[derive(Debug, Default)]
-pub struct AcceptWarnings {
+pub(crate) struct AcceptWarnings {
     last: Cell<Option<Instant>>,
     shed: Cell<u64>,
     rounds: Cell<u64>,
@@ -35,7 +35,7 @@ impl AcceptWarnings {
     }
 
     /// Notes an accept that worked: the end of an exhaustion, if there was one.
-    pub fn accepted(&self, core: usize) {
+    pub(crate) fn accepted(&self, core: usize) {
         if self.exhausted.replace(false) {
             info!(
                 core,
@@ -47,7 +47,7 @@ impl AcceptWarnings {
     }
 
     /// Notes an out-of-descriptors round that shed `shed` connections.
-    pub fn exhausted(&self, core: usize, shed: usize, error: &io::Error) {
+    pub(crate) fn exhausted(&self, core: usize, shed: usize, error: &io::Error) {
         self.exhausted.set(true);
         self.shed.set(self.shed.get() + shed as u64);
         self.rounds.set(self.rounds.get() + 1);
@@ -63,7 +63,7 @@ impl AcceptWarnings {
     }
 
     /// Notes another accept error.
-    pub fn error(&self, core: usize, error: &io::Error) {
+    pub(crate) fn error(&self, core: usize, error: &io::Error) {
         if self.due(Instant::now()) {
             warn!(core, error = %error, "accept failed");
         }

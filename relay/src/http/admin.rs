@@ -17,7 +17,7 @@ use crate::shard::Shard;
 /// Accepts admin connections for as long as the relay runs. Out of file descriptors, it still
 /// answers one request at a time on a spare descriptor's slot (see `accept`), so `/readyz` and
 /// `/metrics` stay answerable while the relay sheds everything else.
-pub async fn serve(shard: Rc<Shard>, listener: OwnedFd) {
+pub(crate) async fn serve(shard: Rc<Shard>, listener: OwnedFd) {
     let mut acceptor = Acceptor::new(listener, WhenExhausted::Serve);
     loop {
         match acceptor.next(&shard).await {

@@ -1,7 +1,7 @@
 //! The web client, embedded in the binary (relay/web/).
 
 /// An embedded file: path, content type, body.
-pub type File = (&'static str, &'static str, &'static [u8]);
+pub(crate) type File = (&'static str, &'static str, &'static [u8]);
 
 const FILES: [File; 3] = [
     (
@@ -22,11 +22,11 @@ const FILES: [File; 3] = [
 ];
 
 /// The page may load only its own scripts and talk only to its own origin's WebSockets.
-pub const CONTENT_SECURITY_POLICY: &str =
+pub(crate) const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'";
 
 /// The embedded file served at `path`, if any (`/index.html` is `/`).
-pub fn lookup(path: &str) -> Option<File> {
+pub(crate) fn lookup(path: &str) -> Option<File> {
     let path = if path == "/index.html" { "/" } else { path };
     FILES.iter().copied().find(|(p, _, _)| *p == path)
 }

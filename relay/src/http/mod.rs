@@ -1,9 +1,9 @@
 //! The HTTP front door on every core: the web client's files, and `/ws` upgrades that join a
 //! line (refused with a status before the upgrade when they may not).
 
-pub mod admin;
-pub mod files;
-pub mod upgrade;
+pub(crate) mod admin;
+pub(crate) mod files;
+pub(crate) mod upgrade;
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,7 +21,10 @@ use crate::shard::Shard;
 /// Reads one request head, which must arrive whole within `timeout` (`--header-timeout`,
 /// slowloris protection). Returns the head's bytes (and any bytes after it) and its length,
 /// or `None` when the client went away, stalled or sent something unusable (answered already).
-pub async fn read_head(stream: &mut TcpStream, timeout: Duration) -> Option<(Vec<u8>, usize)> {
+pub(crate) async fn read_head(
+    stream: &mut TcpStream,
+    timeout: Duration,
+) -> Option<(Vec<u8>, usize)> {
     let mut buf = vec![0u8; http::MAX_HEAD_BYTES];
     let mut filled = 0;
     let read = glommio::timer::timeout(timeout, async {
@@ -59,7 +62,12 @@ pub async fn read_head(stream: &mut TcpStream, timeout: Duration) -> Option<(Vec
 /// Serves one connection accepted on this core; `slot` is its place in
 /// `--max-connections-per-address`, held until the connection ends (on the line's owner core
 /// for a WebSocket peer).
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, addr: SocketAddr, slot: AddressSlot) {
+pub(crate) async fn serve(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    slot: AddressSlot,
+) {
     let _ = stream.set_nodelay(true);
     let Some((head, head_len)) = read_head(&mut stream, shard.config.header_timeout).await else {
         return;
@@ -131,12 +139,12 @@ async fn route(
 }
 
 /// What a connection over `--max-connections-per-address` is told before it is closed.
-pub const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\n\
+pub(crate) const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\n\
     Content-Type: text/plain; charset=utf-8\r\nContent-Length: 32\r\nConnection: close\r\n\r\n\
     too many connections from you.\r\n";
 
 /// Sends a small plain-text response (the connection closes after it).
-pub async fn respond(
+pub(crate) async fn respond(
     stream: &mut TcpStream,
     status: Status,
     body: &str,

@@ -25,7 +25,7 @@ use crate::sys;
 
 /// A request that may join the line of its key.
 #[derive(Debug)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     pub key: Box<[u8]>,
     pub ws_key: String,
     pub addr: SocketAddr,
@@ -33,7 +33,7 @@ pub struct Accepted {
 
 /// A request refused before the upgrade.
 #[derive(Debug)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub status: Status,
     pub body: &'static str,
     pub extra_headers: &'static [(&'static str, &'static str)],
@@ -50,7 +50,11 @@ impl Refusal {
 }
 
 /// Checks an upgrade request on the core that accepted it.
-pub fn check(shard: &Shard, addr: SocketAddr, request: &Request<'_>) -> Result<Accepted, Refusal> {
+pub(crate) fn check(
+    shard: &Shard,
+    addr: SocketAddr,
+    request: &Request<'_>,
+) -> Result<Accepted, Refusal> {
     let now = Instant::now();
     if !shard.limits.auth_allowed(addr.ip(), now) {
         shard.stats.dropped(Drop::RateLimited);
@@ -114,7 +118,7 @@ pub fn check(shard: &Shard, addr: SocketAddr, request: &Request<'_>) -> Result<A
 }
 
 /// Runs the accepted upgrade here if this core owns the line, or moves it to the owner core.
-pub async fn hand_to_owner(
+pub(crate) async fn hand_to_owner(
     shard: Rc<Shard>,
     stream: TcpStream,
     accepted: Accepted,
@@ -154,7 +158,7 @@ pub async fn hand_to_owner(
 }
 
 /// On the owner core: joins the line (or answers 503) and runs the peer.
-pub async fn admit(shard: Rc<Shard>, mut stream: TcpStream, request: LineRequest) {
+pub(crate) async fn admit(shard: Rc<Shard>, mut stream: TcpStream, request: LineRequest) {
     let LineRequest {
         key,
         ws_key,
@@ -192,11 +196,6 @@ pub async fn admit(shard: Rc<Shard>, mut stream: TcpStream, request: LineRequest
         peer = shard.peer_at_info(addr),
         "peer joined line"
     );
-    let peer = peer::Peer {
-        key,
-        addr,
-        line,
-        member,
-    };
+    let peer = peer::Peer { key, line, member };
     peer::run(shard, stream, peer, early).await;
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The open count of every address that has at least one slot.
 #[derive(Debug)]
-pub struct AddressSlots {
+pub(crate) struct AddressSlots {
     /// Most slots per address; 0: no limit (nothing is counted).
     limit: usize,
     open: Mutex<HashMap<IpAddr, usize>>,
@@ -22,14 +22,14 @@ pub struct AddressSlots {
 /// One slot held by one address; given back on drop.
 #[derive(Debug)]
 #[must_use = "the slot is given back when the guard drops"]
-pub struct AddressSlot {
+pub(crate) struct AddressSlot {
     /// `None` when the table has no limit: nothing to give back.
     table: Option<Arc<AddressSlots>>,
     addr: IpAddr,
 }
 
 impl AddressSlots {
-    pub fn new(limit: usize) -> Arc<Self> {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
         Arc::new(AddressSlots {
             limit,
             open: Mutex::new(HashMap::new()),
@@ -43,7 +43,7 @@ impl AddressSlots {
     }
 
     /// Takes a slot for `addr`, or `None` when it already holds `limit` of them.
-    pub fn try_take(self: &Arc<Self>, addr: IpAddr) -> Option<AddressSlot> {
+    pub(crate) fn try_take(self: &Arc<Self>, addr: IpAddr) -> Option<AddressSlot> {
         if self.limit == 0 {
             return Some(AddressSlot { table: None, addr });
         }
@@ -59,13 +59,15 @@ impl AddressSlots {
         })
     }
 
+    #[cfg(test)]
     /// Slots `addr` holds now.
-    pub fn held(&self, addr: IpAddr) -> usize {
+    pub(crate) fn held(&self, addr: IpAddr) -> usize {
         self.open().get(&addr).copied().unwrap_or(0)
     }
 
+    #[cfg(test)]
     /// Addresses holding at least one slot (the table's size).
-    pub fn addresses(&self) -> usize {
+    pub(crate) fn addresses(&self) -> usize {
         self.open().len()
     }
 

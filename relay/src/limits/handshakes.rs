@@ -46,7 +46,7 @@ impl HandshakeRefusal {
 
 /// The handshakes running on one core.
 #[derive(Debug)]
-pub struct HandshakeGate {
+pub(crate) struct HandshakeGate {
     /// Most at once; 0: no limit.
     limit: usize,
     running: Rc<Cell<usize>>,
@@ -56,7 +56,7 @@ pub struct HandshakeGate {
 /// ends, whichever way).
 #[derive(Debug)]
 #[must_use = "the handshake's slots are given back when the pass drops"]
-pub struct HandshakePass {
+pub(crate) struct HandshakePass {
     running: Rc<Cell<usize>>,
     _address: AddressSlot,
 }
@@ -68,21 +68,22 @@ impl Drop for HandshakePass {
 }
 
 impl HandshakeGate {
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         HandshakeGate {
             limit,
             running: Rc::new(Cell::new(0)),
         }
     }
 
+    #[cfg(test)]
     /// Handshakes running on this core now.
-    pub fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         self.running.get()
     }
 
     /// Lets a handshake from `addr` start, or says why not. A refused handshake spends no
     /// token of the address's rate.
-    pub fn admit(
+    pub(crate) fn admit(
         &self,
         limits: &Limits,
         addr: IpAddr,

@@ -7,9 +7,9 @@
 //! never per message. What is per core lives in the core's `Shard` (the
 //! [`handshakes::HandshakeGate`]).
 
-pub mod address;
-pub mod handshakes;
-pub mod quota;
+pub(crate) mod address;
+pub(crate) mod handshakes;
+pub(crate) mod quota;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,7 +47,7 @@ impl ConnectionRefusal {
 
 /// The limits every core shares.
 #[derive(Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// TCP connections open per address, HTTP/WebSocket and VoRS together.
     pub connections: Arc<AddressSlots>,
     /// VoRS handshakes going on per address.
@@ -65,7 +65,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(config: &Config) -> Self {
+    pub(crate) fn new(config: &Config) -> Self {
         Limits {
             connections: AddressSlots::new(config.max_connections_per_address),
             handshakes_per_address: AddressSlots::new(config.max_handshakes_per_address),
@@ -78,7 +78,7 @@ impl Limits {
     }
 
     /// Spends one of `addr`'s handshake tokens; false when it has none left.
-    pub fn spend_handshake_token(&self, addr: IpAddr, now: Instant) -> bool {
+    pub(crate) fn spend_handshake_token(&self, addr: IpAddr, now: Instant) -> bool {
         match &self.handshake_rate {
             None => true,
             Some(buckets) => locked(buckets).try_spend(addr, now),
@@ -87,12 +87,12 @@ impl Limits {
 
     /// False when `addr` has used up its failed apikey attempts: it is refused before its key
     /// is looked at, so the limit cannot be used to probe keys.
-    pub fn auth_allowed(&self, addr: IpAddr, now: Instant) -> bool {
+    pub(crate) fn auth_allowed(&self, addr: IpAddr, now: Instant) -> bool {
         locked(&self.auth_failures).allows(addr, now)
     }
 
     /// Records a failed apikey attempt from `addr`.
-    pub fn spend_auth_failure(&self, addr: IpAddr, now: Instant) {
+    pub(crate) fn spend_auth_failure(&self, addr: IpAddr, now: Instant) {
         locked(&self.auth_failures).spend(addr, now);
     }
 }

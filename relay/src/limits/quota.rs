@@ -6,14 +6,14 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Debug)]
-pub struct Quota {
+pub(crate) struct Quota {
     /// Most at once; 0: no limit.
     max: usize,
     used: AtomicUsize,
 }
 
 impl Quota {
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Quota {
             max,
             used: AtomicUsize::new(0),
@@ -21,7 +21,7 @@ impl Quota {
     }
 
     /// Takes one unit; false when `max` are in use.
-    pub fn try_take(&self) -> bool {
+    pub(crate) fn try_take(&self) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 (self.max == 0 || used < self.max).then_some(used + 1)
@@ -30,7 +30,7 @@ impl Quota {
     }
 
     /// Gives back one unit taken with [`Quota::try_take`].
-    pub fn give_back(&self) {
+    pub(crate) fn give_back(&self) {
         let _ = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
@@ -38,7 +38,8 @@ impl Quota {
             });
     }
 
-    pub fn used(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
     }
 }

@@ -4,7 +4,7 @@
 //! into the queue of every *other* peer (see [`OutQueue`]); each peer's writer task drains its own
 //! queue. No locks: a line and its peers live and die on one core.
 
-pub mod peer;
+pub(crate) mod peer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -20,14 +20,14 @@ use crate::stats::{CoreStats, Drop};
 
 /// One connection on a line.
 #[derive(Debug)]
-pub struct Member {
+pub(crate) struct Member {
     pub id: u64,
     pub out: OutQueue,
 }
 
 /// The peers of one apikey.
 #[derive(Debug)]
-pub struct Line {
+pub(crate) struct Line {
     /// Non-reversible tag for logs.
     pub tag: u32,
     members: RefCell<Vec<Rc<Member>>>,
@@ -36,7 +36,7 @@ pub struct Line {
 impl Line {
     /// Queues `frame`, read at `received`, for every member but `from`; returns how many old
     /// frames slow receivers dropped to take it.
-    pub fn broadcast(&self, from: u64, frame: &Bytes, received: Instant) -> usize {
+    pub(crate) fn broadcast(&self, from: u64, frame: &Bytes, received: Instant) -> usize {
         self.members
             .borrow()
             .iter()
@@ -48,18 +48,18 @@ impl Line {
             .sum()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.members.borrow().len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.members.borrow().is_empty()
     }
 }
 
 /// Why a peer could not join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JoinError {
+pub(crate) enum JoinError {
     /// The line already holds `--max-peers` peers.
     Full,
     /// The line does not exist and the process already holds `--max-lines` lines.
@@ -68,7 +68,7 @@ pub enum JoinError {
 
 /// All lines owned by this core.
 #[derive(Debug)]
-pub struct Lines {
+pub(crate) struct Lines {
     by_key: RefCell<HashMap<Box<[u8]>, Rc<Line>>>,
     max_peers: usize,
     queue_bytes: usize,
@@ -79,7 +79,7 @@ pub struct Lines {
 }
 
 impl Lines {
-    pub fn new(
+    pub(crate) fn new(
         max_peers: usize,
         queue_bytes: usize,
         stats: Arc<CoreStats>,
@@ -96,7 +96,7 @@ impl Lines {
     }
 
     /// Adds a member to the line of `key`, creating the line if needed.
-    pub fn join(&self, key: &[u8], tag: u32) -> Result<(Rc<Line>, Rc<Member>), JoinError> {
+    pub(crate) fn join(&self, key: &[u8], tag: u32) -> Result<(Rc<Line>, Rc<Member>), JoinError> {
         let mut by_key = self.by_key.borrow_mut();
         let line = match by_key.get(key) {
             Some(line) => line.clone(),
@@ -129,7 +129,7 @@ impl Lines {
     }
 
     /// Removes a member; the line goes when its last member leaves.
-    pub fn leave(&self, key: &[u8], member: &Member) {
+    pub(crate) fn leave(&self, key: &[u8], member: &Member) {
         let mut by_key = self.by_key.borrow_mut();
         if let Some(line) = by_key.get(key) {
             line.members.borrow_mut().retain(|m| m.id != member.id);

@@ -10,7 +10,6 @@
 //! counters, the line and the sending member), so unit tests feed it bytes and read the queues.
 
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -44,16 +43,15 @@ const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// A peer admitted to a line, ready to run.
 #[derive(Debug)]
-pub struct Peer {
+pub(crate) struct Peer {
     pub key: Box<[u8]>,
-    pub addr: SocketAddr,
     pub line: Rc<Line>,
     pub member: Rc<Member>,
 }
 
 /// Runs a peer whose `101 Switching Protocols` has been sent, until it leaves. `early` holds
 /// bytes the client sent right after its upgrade request.
-pub async fn run(shard: Rc<Shard>, stream: TcpStream, peer: Peer, early: Vec<u8>) {
+pub(crate) async fn run(shard: Rc<Shard>, stream: TcpStream, peer: Peer, early: Vec<u8>) {
     let fd = stream.as_raw_fd();
     let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
     let _ = stream.set_write_timeout(Some(WRITE_STALL_LIMIT));

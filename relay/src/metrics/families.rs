@@ -26,7 +26,7 @@ const fn gauge(name: &'static str, help: &'static str, samples: Samples) -> Fami
     }
 }
 
-pub const FAMILIES: &[Family] = &[
+pub(crate) const FAMILIES: &[Family] = &[
     gauge(
         "moose_draining",
         "1 once a stop signal has started the drain.",

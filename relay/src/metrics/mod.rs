@@ -8,13 +8,13 @@ mod families;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-pub use families::FAMILIES;
+pub(crate) use families::FAMILIES;
 
 use crate::stats::{CoreStats, HistogramSnapshot, LATENCY_BOUNDS};
 
 /// One metric family: the `# HELP` and `# TYPE` lines and the samples under them.
 #[derive(Debug, Clone, Copy)]
-pub struct Family {
+pub(crate) struct Family {
     /// `moose_...`, in base units; a counter's ends in `_total`.
     pub name: &'static str,
     pub help: &'static str,
@@ -24,7 +24,7 @@ pub struct Family {
 
 /// The metric type Prometheus is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Type {
+pub(crate) enum Type {
     Counter,
     Gauge,
     Histogram,
@@ -32,7 +32,7 @@ pub enum Type {
 
 /// How a per-core value is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     Count,
     /// Stored in nanoseconds, shown in seconds.
     Nanos,
@@ -40,7 +40,7 @@ pub enum Unit {
 
 /// Where a family's samples come from, and how the cores' values make them.
 #[derive(Debug, Clone, Copy)]
-pub enum Samples {
+pub(crate) enum Samples {
     /// One sample about the process as a whole, not read from the cores.
     Process(fn(&Scrape<'_>) -> u64),
     /// One sample: the sum over cores.
@@ -63,13 +63,13 @@ pub enum Samples {
 
 /// What one scrape reads: every core's counters and the process's drain state.
 #[derive(Debug)]
-pub struct Scrape<'a> {
+pub(crate) struct Scrape<'a> {
     pub cores: &'a [Arc<CoreStats>],
     pub draining: bool,
 }
 
 /// The exposition of every family, in the order of [`FAMILIES`].
-pub fn render(cores: &[Arc<CoreStats>], draining: bool) -> String {
+pub(crate) fn render(cores: &[Arc<CoreStats>], draining: bool) -> String {
     let scrape = Scrape { cores, draining };
     let mut out = String::with_capacity(8192);
     for family in FAMILIES {

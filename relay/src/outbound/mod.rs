@@ -2,5 +2,5 @@
 //! peer's WebSocket frames, a VoRS member's control messages) and the writer task that drains
 //! it into the socket. Lines and VoRS rooms both use it; neither owns it.
 
-pub mod queue;
-pub mod writer;
+pub(crate) mod queue;
+pub(crate) mod writer;

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 /// What a queued message is, for the drop policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Audio,
     Control,
 }
@@ -32,7 +32,7 @@ struct Entry {
 }
 
 /// Messages for one connection, and the wake-up of its writer task.
-pub struct OutQueue {
+pub(crate) struct OutQueue {
     entries: RefCell<VecDeque<Entry>>,
     queued_bytes: Cell<usize>,
     limit_bytes: usize,
@@ -55,7 +55,7 @@ impl std::fmt::Debug for OutQueue {
 }
 
 impl OutQueue {
-    pub fn new(limit_bytes: usize) -> Self {
+    pub(crate) fn new(limit_bytes: usize) -> Self {
         OutQueue {
             entries: RefCell::new(VecDeque::new()),
             queued_bytes: Cell::new(0),
@@ -67,13 +67,18 @@ impl OutQueue {
     }
 
     /// Queues a message; returns how many audio messages were dropped to make room.
-    pub fn push(&self, message: Bytes, kind: Kind) -> usize {
+    pub(crate) fn push(&self, message: Bytes, kind: Kind) -> usize {
         self.push_received(message, kind, None)
     }
 
     /// Queues a message read from a peer at `received`; returns how many audio messages were
     /// dropped to make room.
-    pub fn push_received(&self, message: Bytes, kind: Kind, received: Option<Instant>) -> usize {
+    pub(crate) fn push_received(
+        &self,
+        message: Bytes,
+        kind: Kind,
+        received: Option<Instant>,
+    ) -> usize {
         if self.closed.get() {
             return 0;
         }
@@ -108,12 +113,12 @@ impl OutQueue {
     }
 
     /// No more messages after this; the writer finishes what is queued.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closed.set(true);
         self.wake();
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.get()
     }
 
@@ -124,7 +129,7 @@ impl OutQueue {
     }
 
     /// Waits until there is something to write (true) or the queue is closed and empty (false).
-    pub async fn ready(&self) -> bool {
+    pub(crate) async fn ready(&self) -> bool {
         poll_fn(|cx| {
             if !self.entries.borrow().is_empty() {
                 Poll::Ready(true)
@@ -140,7 +145,7 @@ impl OutQueue {
 
     /// Calls `f` with up to `max` queued messages, the first without its bytes already
     /// written, and returns what `f` returns. Used to build one vectored write.
-    pub fn with_front<R>(&self, max: usize, f: impl FnOnce(&[&[u8]]) -> R) -> R {
+    pub(crate) fn with_front<R>(&self, max: usize, f: impl FnOnce(&[&[u8]]) -> R) -> R {
         let entries = self.entries.borrow();
         let offset = self.front_written.get();
         let mut slices: [&[u8]; crate::sys::MAX_IOVECS] = [&[]; crate::sys::MAX_IOVECS];
@@ -157,7 +162,7 @@ impl OutQueue {
     }
 
     /// The unwritten rest of the front message (for a write that must wait for the socket).
-    pub fn front(&self) -> Option<Bytes> {
+    pub(crate) fn front(&self) -> Option<Bytes> {
         let offset = self.front_written.get();
         self.entries
             .borrow()
@@ -166,13 +171,13 @@ impl OutQueue {
     }
 
     /// Marks `written` more bytes as sent; returns the number of whole messages completed.
-    pub fn consume(&self, written: usize) -> usize {
+    pub(crate) fn consume(&self, written: usize) -> usize {
         self.consume_with(written, |_| {})
     }
 
     /// As [`consume`](Self::consume), and calls `on_sent` with the receive time of every
     /// completed message that has one.
-    pub fn consume_with(&self, written: usize, mut on_sent: impl FnMut(Instant)) -> usize {
+    pub(crate) fn consume_with(&self, written: usize, mut on_sent: impl FnMut(Instant)) -> usize {
         let mut entries = self.entries.borrow_mut();
         let mut left = self.front_written.get() + written;
         let mut messages = 0;
@@ -192,7 +197,8 @@ impl OutQueue {
         messages
     }
 
-    pub fn queued_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn queued_bytes(&self) -> usize {
         self.queued_bytes.get()
     }
 }

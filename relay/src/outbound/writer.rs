@@ -17,7 +17,7 @@ use crate::sys;
 /// `on_written(messages, bytes)` is told of every completed write. With `latency`, each
 /// forwarded message's time from receive to the send call that completed it is recorded there:
 /// one clock read per send call that completes such a message.
-pub async fn drain(
+pub(crate) async fn drain(
     out: &OutQueue,
     fd: RawFd,
     mut writer: impl AsyncWrite + Unpin,

@@ -22,7 +22,7 @@ use crate::sys;
 /// closed at once if its address is at `--max-connections-per-address`, or if this core, its
 /// address or its address's rate has no room for another handshake (see `limits`). Out of
 /// descriptors, waiting connections are closed at once (see `accept`).
-pub async fn accept(shard: Rc<Shard>, listener: OwnedFd) {
+pub(crate) async fn accept(shard: Rc<Shard>, listener: OwnedFd) {
     let mut acceptor = Acceptor::new(listener, WhenExhausted::Shed);
     loop {
         // A refused VoRS client is just closed: it speaks no HTTP.

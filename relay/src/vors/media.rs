@@ -30,7 +30,7 @@ const MAX_DATAGRAM: usize = 2048;
 /// A batch of datagrams and what forwarding it needs, reused for every batch (no allocation
 /// per packet once `copies` has grown to a batch's fan-out).
 #[derive(Debug)]
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     batch: RecvBatch,
     fanout: Fanout,
 }
@@ -42,7 +42,7 @@ impl Default for Forwarder {
 }
 
 impl Forwarder {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Forwarder {
             batch: RecvBatch::new(MAX_DATAGRAM),
             fanout: Fanout {
@@ -85,7 +85,7 @@ impl Forwarder {
 }
 
 /// Receives this core's datagrams until the socket fails.
-pub async fn receive(shard: Rc<Shard>) {
+pub(crate) async fn receive(shard: Rc<Shard>) {
     let Some(udp) = shard.vors.udp.get().cloned() else {
         return;
     };
@@ -122,7 +122,7 @@ pub async fn receive(shard: Rc<Shard>) {
 
 /// The copies that a batch's verified datagrams make, for one `sendmmsg`.
 #[derive(Debug, Default)]
-pub struct Fanout {
+pub(crate) struct Fanout {
     /// Every copy of the batch: (datagram index, destination).
     pub copies: Vec<(usize, SockAddr)>,
     /// Per forwarded packet, the index of its first copy in `copies`.
@@ -133,7 +133,7 @@ pub struct Fanout {
 /// core's rooms, and counts it in `stats`. A verified packet adds a copy for every other
 /// registered member of its room to `fanout`; a cookie registers its member's address (the
 /// room's answer is queued on its members' connections).
-pub fn judge(
+pub(crate) fn judge(
     vors: &VorsCore,
     stats: &CoreStats,
     index: usize,

@@ -24,7 +24,7 @@ use crate::stats::CoreStats;
 use crate::sys;
 
 /// The ERR reason for a member whose room would pass `--max-rooms`.
-pub const SERVER_FULL: &str = "server full";
+pub(crate) const SERVER_FULL: &str = "server full";
 /// Bytes read from a member's TCP connection at a time.
 const CONTROL_READ: usize = 512;
 /// How often a member's timers (cookie, PING) are checked.
@@ -32,7 +32,7 @@ const TIMER_TICK: Duration = Duration::from_secs(1);
 
 /// What a member's admission and departure change on the room's owner core.
 #[derive(Debug, Clone, Copy)]
-pub struct OwnerCore<'a> {
+pub(crate) struct OwnerCore<'a> {
     /// This core's rooms, cookies and registered addresses.
     pub vors: &'a VorsCore,
     /// `--max-rooms`, shared by every core.
@@ -41,7 +41,7 @@ pub struct OwnerCore<'a> {
 }
 
 impl<'a> OwnerCore<'a> {
-    pub fn of(shard: &'a Shard) -> Self {
+    pub(crate) fn of(shard: &'a Shard) -> Self {
         OwnerCore {
             vors: &shard.vors,
             rooms: &shard.limits.rooms,
@@ -52,7 +52,7 @@ impl<'a> OwnerCore<'a> {
 
 /// How an admission ended.
 #[derive(Debug)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// In the room: message 2 with the cookie is queued on the member's connection.
     Joined {
         cell: Rc<RoomCell>,
@@ -66,7 +66,7 @@ pub enum Admission {
 
 /// Asks the room `hello` names (made if need be) to admit its sender, and answers message 2
 /// through `session`.
-pub fn join(
+pub(crate) fn join(
     owner: OwnerCore<'_>,
     hello: &HelloOwned,
     mut session: Box<ServerSession>,
@@ -112,7 +112,7 @@ pub fn join(
 
 /// On the owner core: admits the member (see [`join`]) and runs it until it leaves. `slot` is
 /// the connection's place in `--max-connections-per-address`, held until the member leaves.
-pub async fn admit(
+pub(crate) async fn admit(
     shard: Rc<Shard>,
     stream: TcpStream,
     session: Box<ServerSession>,
@@ -229,7 +229,12 @@ fn wake_reader(fd: RawFd) {
 
 /// Acts on the session's events, then delivers whatever the room has to say. True when the
 /// member left the room now (its session ended).
-pub fn process(owner: OwnerCore<'_>, cell: &RoomCell, member: &MemberConn, now: Instant) -> bool {
+pub(crate) fn process(
+    owner: OwnerCore<'_>,
+    cell: &RoomCell,
+    member: &MemberConn,
+    now: Instant,
+) -> bool {
     let mut left = false;
     loop {
         let event = member.session.borrow_mut().poll_event();
@@ -252,7 +257,12 @@ pub fn process(owner: OwnerCore<'_>, cell: &RoomCell, member: &MemberConn, now: 
 
 /// Removes the member from the room (once; true that time), tells the others, and lets the
 /// writer finish. The caller then wakes the member's reader.
-pub fn leave(owner: OwnerCore<'_>, cell: &RoomCell, member: &MemberConn, now: Instant) -> bool {
+pub(crate) fn leave(
+    owner: OwnerCore<'_>,
+    cell: &RoomCell,
+    member: &MemberConn,
+    now: Instant,
+) -> bool {
     if member.left.replace(true) {
         return false;
     }
@@ -268,7 +278,7 @@ pub fn leave(owner: OwnerCore<'_>, cell: &RoomCell, member: &MemberConn, now: In
 }
 
 /// Updates this core's room and member gauges.
-pub fn publish(owner: OwnerCore<'_>) {
+pub(crate) fn publish(owner: OwnerCore<'_>) {
     let (rooms, members) = owner.vors.census();
     owner.stats.vors_rooms.set(rooms);
     owner.stats.vors_members.set(members);

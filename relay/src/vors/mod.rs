@@ -14,10 +14,10 @@
 //! plain values, not the whole `Shard`, and `testing` drives them with real client sessions.
 
 pub mod keyfile;
-pub mod listener;
-pub mod media;
-pub mod member;
-pub mod room;
-pub mod rooms;
+pub(crate) mod listener;
+pub(crate) mod media;
+pub(crate) mod member;
+pub(crate) mod room;
+pub(crate) mod rooms;
 #[cfg(test)]
-pub mod testing;
+pub(crate) mod testing;

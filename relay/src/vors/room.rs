@@ -26,7 +26,7 @@ const CONTROL_QUEUE_BYTES: usize = 256 << 10;
 
 /// One member's session and what it has to send over its TCP connection.
 #[derive(Debug)]
-pub struct MemberConn {
+pub(crate) struct MemberConn {
     pub sid: Sid,
     /// The cookie message 2 carried, forgotten once the member registers or leaves.
     pub cookie: [u8; COOKIE_LEN],
@@ -38,7 +38,7 @@ pub struct MemberConn {
 }
 
 impl MemberConn {
-    pub fn new(sid: Sid, cookie: [u8; COOKIE_LEN], session: Box<ServerSession>) -> Self {
+    pub(crate) fn new(sid: Sid, cookie: [u8; COOKIE_LEN], session: Box<ServerSession>) -> Self {
         MemberConn {
             sid,
             cookie,
@@ -49,7 +49,7 @@ impl MemberConn {
     }
 
     /// Moves what the session wants to send into the connection's queue.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         while let Some(bytes) = self.session.borrow_mut().poll_transmit() {
             self.out.push(Bytes::from(bytes), Kind::Control);
         }
@@ -58,7 +58,7 @@ impl MemberConn {
 
 /// A room and its members' connections.
 #[derive(Debug)]
-pub struct RoomCell {
+pub(crate) struct RoomCell {
     room: RefCell<Room>,
     members: RefCell<HashMap<Sid, Rc<MemberConn>>>,
     /// Registered members in SID order, and their addresses ready for `sendmmsg`.
@@ -66,7 +66,7 @@ pub struct RoomCell {
 }
 
 impl RoomCell {
-    pub fn new(name: &str, config: RoomConfig) -> Self {
+    pub(crate) fn new(name: &str, config: RoomConfig) -> Self {
         RoomCell {
             room: RefCell::new(Room::new(name, config)),
             members: RefCell::new(HashMap::new()),
@@ -74,20 +74,20 @@ impl RoomCell {
         }
     }
 
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.room.borrow().name().to_owned()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.room.borrow().len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.room.borrow().is_empty()
     }
 
     /// Asks the room to admit a member (see `Room::join`).
-    pub fn join(
+    pub(crate) fn join(
         &self,
         username: &str,
         password_hash: Option<&[u8; PASSWORD_HASH_LEN]>,
@@ -97,14 +97,14 @@ impl RoomCell {
     }
 
     /// Seats an admitted member with its media keys: its cookie is accepted from now on.
-    pub fn seat(&self, member: Rc<MemberConn>, keys: SessionKeys) {
+    pub(crate) fn seat(&self, member: Rc<MemberConn>, keys: SessionKeys) {
         self.room.borrow_mut().set_keys(member.sid, keys);
         self.members.borrow_mut().insert(member.sid, member);
     }
 
     /// Removes `sid` from the room (the others get `DEL` once pumped); returns the address it
     /// had registered.
-    pub fn leave(&self, sid: Sid) -> Option<SocketAddr> {
+    pub(crate) fn leave(&self, sid: Sid) -> Option<SocketAddr> {
         let addr = self.room.borrow().udp_addr(sid);
         self.room.borrow_mut().leave(sid);
         self.members.borrow_mut().remove(&sid);
@@ -112,18 +112,23 @@ impl RoomCell {
     }
 
     /// Runs `f` on the sans-IO room (mute, chat: what the room then has to say is pumped).
-    pub fn with_room<R>(&self, f: impl FnOnce(&mut Room) -> R) -> R {
+    pub(crate) fn with_room<R>(&self, f: impl FnOnce(&mut Room) -> R) -> R {
         f(&mut self.room.borrow_mut())
     }
 
     /// Judges a datagram (see `Room::verify_datagram`).
-    pub fn verify(&self, from: SocketAddr, datagram: &[u8]) -> EdgeVerdict {
+    pub(crate) fn verify(&self, from: SocketAddr, datagram: &[u8]) -> EdgeVerdict {
         self.room.borrow_mut().verify_datagram(from, datagram)
     }
 
     /// Adds a copy of datagram `index` of a batch for every registered member but `sender`
     /// to `copies`; returns how many it added.
-    pub fn fan_out(&self, index: usize, sender: Sid, copies: &mut Vec<(usize, SockAddr)>) -> usize {
+    pub(crate) fn fan_out(
+        &self,
+        index: usize,
+        sender: Sid,
+        copies: &mut Vec<(usize, SockAddr)>,
+    ) -> usize {
         let targets = self.targets.borrow();
         let (sids, addrs) = &*targets;
         let before = copies.len();
@@ -136,7 +141,7 @@ impl RoomCell {
     }
 
     /// Rebuilds the fan-out table after a member registered or left.
-    pub fn refresh_targets(&self) {
+    pub(crate) fn refresh_targets(&self) {
         let room = self.room.borrow();
         let mut sids: Vec<Sid> = self.members.borrow().keys().copied().collect();
         sids.sort_unstable();
@@ -151,7 +156,7 @@ impl RoomCell {
     }
 
     /// Delivers every control message the room queued to its member's connection.
-    pub fn pump(&self, now: Instant) {
+    pub(crate) fn pump(&self, now: Instant) {
         loop {
             let next = self.room.borrow_mut().poll_message();
             let Some((to, message)) = next else { break };

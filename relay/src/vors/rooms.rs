@@ -18,7 +18,7 @@ use crate::limits::quota::Quota;
 
 /// The VoRS state of one core.
 #[derive(Debug)]
-pub struct VorsCore {
+pub(crate) struct VorsCore {
     /// This core's number and the number of cores: the lane of its SIDs and cookies.
     lane: u8,
     lanes: u8,
@@ -33,7 +33,7 @@ pub struct VorsCore {
 }
 
 impl VorsCore {
-    pub fn new(core: usize, cores: usize, max_members: usize) -> Self {
+    pub(crate) fn new(core: usize, cores: usize, max_members: usize) -> Self {
         // A lane is a byte value; `Config` keeps `--cores` at 255 or below. A silent `as u8`
         // here once turned 256 cores into zero lanes and a division by zero.
         let lanes = u8::try_from(cores).expect("at most 255 cores (checked by Config)");
@@ -50,7 +50,7 @@ impl VorsCore {
 
     /// The room called `name`, made empty if it does not exist and `quota` (`--max-rooms`,
     /// shared by every core) has room for one more; `None` when it has not.
-    pub fn room(&self, name: &str, quota: &Quota) -> Option<Rc<RoomCell>> {
+    pub(crate) fn room(&self, name: &str, quota: &Quota) -> Option<Rc<RoomCell>> {
         let mut rooms = self.rooms.borrow_mut();
         if let Some(cell) = rooms.get(name) {
             return Some(cell.clone());
@@ -69,7 +69,7 @@ impl VorsCore {
     }
 
     /// A fresh random cookie whose first byte steers its datagram to this core.
-    pub fn new_cookie(&self) -> [u8; COOKIE_LEN] {
+    pub(crate) fn new_cookie(&self) -> [u8; COOKIE_LEN] {
         loop {
             let mut cookie: [u8; COOKIE_LEN] = rand::random();
             let lanes = u16::from(self.lanes);
@@ -84,12 +84,12 @@ impl VorsCore {
     }
 
     /// Notes the cookie message 2 gave a member of `cell`: its datagram will find the room.
-    pub fn expect_cookie(&self, cookie: [u8; COOKIE_LEN], cell: &Rc<RoomCell>) {
+    pub(crate) fn expect_cookie(&self, cookie: [u8; COOKIE_LEN], cell: &Rc<RoomCell>) {
         self.cookies.borrow_mut().insert(cookie, cell.clone());
     }
 
     /// The room a datagram from `from` belongs to on this core, if any.
-    pub fn room_of(&self, from: SocketAddr, datagram: &[u8]) -> Option<Rc<RoomCell>> {
+    pub(crate) fn room_of(&self, from: SocketAddr, datagram: &[u8]) -> Option<Rc<RoomCell>> {
         if datagram.len() == COOKIE_LEN
             && let Some(cell) = self.cookies.borrow().get(datagram)
         {
@@ -100,7 +100,7 @@ impl VorsCore {
 
     /// A member of `cell` registered `from` with its cookie `datagram`: the cookie is spent,
     /// and the address finds the room from now on.
-    pub fn registered(&self, from: SocketAddr, datagram: &[u8], cell: &Rc<RoomCell>) {
+    pub(crate) fn registered(&self, from: SocketAddr, datagram: &[u8], cell: &Rc<RoomCell>) {
         if let Ok(cookie) = <[u8; COOKIE_LEN]>::try_from(datagram) {
             self.cookies.borrow_mut().remove(&cookie);
         }
@@ -108,7 +108,7 @@ impl VorsCore {
     }
 
     /// Forgets what pointed at a member that left: its cookie and its registered address.
-    pub fn forget_member(&self, cookie: &[u8; COOKIE_LEN], addr: Option<SocketAddr>) {
+    pub(crate) fn forget_member(&self, cookie: &[u8; COOKIE_LEN], addr: Option<SocketAddr>) {
         if let Some(addr) = addr {
             self.sources.borrow_mut().remove(&addr);
         }
@@ -117,7 +117,7 @@ impl VorsCore {
 
     /// Forgets an empty room and everything that pointed at it, and gives its place in
     /// `quota` back.
-    pub fn forget_if_empty(&self, cell: &Rc<RoomCell>, quota: &Quota) {
+    pub(crate) fn forget_if_empty(&self, cell: &Rc<RoomCell>, quota: &Quota) {
         if cell.is_empty() {
             let removed = self.rooms.borrow_mut().remove(&cell.name());
             if removed.is_some() {
@@ -134,7 +134,7 @@ impl VorsCore {
 
     /// As [`forget_if_empty`](Self::forget_if_empty), for the room this core holds under
     /// `name`, if any.
-    pub fn forget_named_if_empty(&self, name: &str, quota: &Quota) {
+    pub(crate) fn forget_named_if_empty(&self, name: &str, quota: &Quota) {
         let cell = self.rooms.borrow().get(name).cloned();
         if let Some(cell) = cell {
             self.forget_if_empty(&cell, quota);
@@ -142,7 +142,7 @@ impl VorsCore {
     }
 
     /// (rooms, members) on this core, for the gauges.
-    pub fn census(&self) -> (u64, u64) {
+    pub(crate) fn census(&self) -> (u64, u64) {
         let rooms = self.rooms.borrow();
         let members = rooms.values().map(|r| r.len() as u64).sum();
         (rooms.len() as u64, members)

@@ -11,7 +11,6 @@ use moose_proto::vors::client::{ClientEvent, ClientSession, ClientTransmit};
 use moose_proto::vors::handshake::{KEY_LEN, generate_keypair};
 use moose_proto::vors::hello::Hello;
 use moose_proto::vors::server::{ServerEvent, ServerSession};
-use socket2::SockAddr;
 
 use super::media::{self, Fanout};
 use super::member::{self, Admission, OwnerCore};
@@ -23,7 +22,7 @@ use crate::sys::MAX_IOVECS;
 
 /// One core's VoRS state and counters, and the relay's static key.
 #[derive(Debug)]
-pub struct Core {
+pub(crate) struct Core {
     pub vors: VorsCore,
     /// `--max-rooms`.
     pub rooms: Quota,
@@ -37,7 +36,7 @@ pub struct Core {
 impl Core {
     /// The only core of a relay that allows `max_rooms` rooms (0: no limit) of up to
     /// `max_members` members.
-    pub fn new(max_rooms: usize, max_members: usize) -> Self {
+    pub(crate) fn new(max_rooms: usize, max_members: usize) -> Self {
         let (private, public) = generate_keypair().expect("keypair");
         Core {
             vors: VorsCore::new(0, 1, max_members),
@@ -49,7 +48,7 @@ impl Core {
         }
     }
 
-    pub fn owner(&self) -> OwnerCore<'_> {
+    pub(crate) fn owner(&self) -> OwnerCore<'_> {
         OwnerCore {
             vors: &self.vors,
             rooms: &self.rooms,
@@ -59,7 +58,7 @@ impl Core {
 
     /// A client named `username` that reached message 1 for `room`, and the relay's admission
     /// of it.
-    pub fn knock(&self, username: &str, room: &str) -> (ClientSession, Admission) {
+    pub(crate) fn knock(&self, username: &str, room: &str) -> (ClientSession, Admission) {
         let hello = Hello {
             username,
             room,
@@ -81,7 +80,7 @@ impl Core {
     }
 
     /// A member of `room` that joined from `addr` and has not sent its cookie yet.
-    pub fn join(&self, username: &str, room: &str, addr: &str) -> TestMember {
+    pub(crate) fn join(&self, username: &str, room: &str, addr: &str) -> TestMember {
         let (client, admission) = self.knock(username, room);
         let Admission::Joined { cell, member } = admission else {
             panic!("{username} is refused: {admission:?}");
@@ -98,7 +97,7 @@ impl Core {
     }
 
     /// A member of `room` at `addr` whose cookie registered its address.
-    pub fn register(&self, username: &str, room: &str, addr: &str) -> TestMember {
+    pub(crate) fn register(&self, username: &str, room: &str, addr: &str) -> TestMember {
         let mut joined = self.join(username, room, addr);
         let cookie = joined.datagram(self);
         let fanout = self.judge(&cookie, Some(joined.addr));
@@ -113,7 +112,7 @@ impl Core {
     }
 
     /// Judges `datagram` from `from` as the only datagram of a batch; returns its copies.
-    pub fn judge(&self, datagram: &[u8], from: Option<SocketAddr>) -> Fanout {
+    pub(crate) fn judge(&self, datagram: &[u8], from: Option<SocketAddr>) -> Fanout {
         let mut fanout = Fanout::default();
         media::judge(
             &self.vors,
@@ -130,7 +129,7 @@ impl Core {
 
 /// A member's client session and the relay's side of its connection.
 #[derive(Debug)]
-pub struct TestMember {
+pub(crate) struct TestMember {
     pub client: ClientSession,
     /// The UDP address its datagrams come from.
     pub addr: SocketAddr,
@@ -143,7 +142,7 @@ pub struct TestMember {
 impl TestMember {
     /// Moves what the relay queued for the member into its client, and what the client has to
     /// say over TCP into the relay, until neither has more.
-    pub fn exchange(&mut self, core: &Core) {
+    pub(crate) fn exchange(&mut self, core: &Core) {
         loop {
             let queued = self
                 .member
@@ -183,14 +182,14 @@ impl TestMember {
     }
 
     /// The next datagram the client sends on its own (a cookie, then keepalives).
-    pub fn datagram(&mut self, core: &Core) -> Vec<u8> {
+    pub(crate) fn datagram(&mut self, core: &Core) -> Vec<u8> {
         self.client.handle_timeout(core.now);
         self.next_datagram(core)
     }
 
     /// A media packet of one audio frame, sealed by the client under its keys (the client's
     /// other datagrams stay in line for [`datagram`](Self::datagram)).
-    pub fn media(&mut self, core: &Core) -> Vec<u8> {
+    pub(crate) fn media(&mut self, core: &Core) -> Vec<u8> {
         let queued = self
             .client
             .handle_audio_frame(core.now, Some(&[0x55; 60]))
@@ -214,12 +213,7 @@ impl TestMember {
     }
 
     /// Everything that happened to the client since last asked.
-    pub fn events(&mut self) -> Vec<ClientEvent> {
+    pub(crate) fn events(&mut self) -> Vec<ClientEvent> {
         std::iter::from_fn(|| self.client.poll_event()).collect()
-    }
-
-    /// The member's address as a copy's destination.
-    pub fn destination(&self) -> SockAddr {
-        SockAddr::from(self.addr)
     }
 }
