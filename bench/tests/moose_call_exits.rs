@@ -1,7 +1,7 @@
 //! `moose-call` fails with exit 1 and a one-line reason, never hanging and never clap's 2,
 //! when it cannot start a call: a public key that is not 64 hex digits, a relay whose key is
 //! not the one given (the Noise handshake fails), a port nobody listens on, and a usage
-//! error. Refusals by the room (exit 3) are `vors_rejections.rs`.
+//! error. Refusals by the room (exit 3) are `relay/tests/vors_rejections.rs`.
 
 use std::net::TcpListener;
 use std::time::Duration;

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use moose_testkit::nginx::{self, DEBIAN_MODULES, NGINX_FILES, nginx_binary, self_signed_cert};
+use moose_testkit::tone::tone_wav;
 use moose_testkit::workspace::deploy_dir;
 use serde_json::Value;
 
@@ -442,9 +443,7 @@ fn relay_makes_only_syscalls_the_profile_allows() {
     assert_eq!(bob.recv().payload, [7; 1024]);
 
     // A VoRS call with media both ways through the edge check and the fan-out.
-    let tone = dir.join("tone.wav");
-    moose_bench::audio::write_wav(&tone, &moose_bench::audio::sine(440.0, 8_000.0, 48_000))
-        .expect("write tone");
+    let tone = tone_wav(&dir, 440.0, 1.0);
     let call = |name: &str, seconds: &str| {
         Command::new(moose_testkit::binary::moose_call())
             .args([
