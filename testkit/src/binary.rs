@@ -27,8 +27,9 @@ use serde_json::Value;
 
 use crate::workspace;
 
-/// The build the kit runs (after the profile flag of the running test, if it has one):
-/// every program tests run, from one locked resolution of their two packages.
+/// The build the kit runs, with the running test's profile flag if it has one (`--release`,
+/// `--profile NAME`): every program tests run, from one locked resolution of their two
+/// packages.
 pub const BUILD: [&str; 12] = [
     "build",
     "--locked",
