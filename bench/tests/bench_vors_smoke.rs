@@ -2,16 +2,13 @@
 //! every packet arrives whole and decrypts under its sender's key, and the relay forwarding
 //! exactly what the bench sent. A wrong server key fails the handshake with a clear message.
 
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-
 use std::process::{Command, Output};
 
+use moose_testkit::relay::Relay;
 use serde_json::Value;
-use support::Relay;
 
 fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moose-bench"))
+    Command::new(moose_testkit::binary::moose_bench())
         .args(args)
         .output()
         .expect("run moose-bench")

@@ -3,21 +3,18 @@
 //! nothing listening), each a non-zero exit that names the reason; a ramp, the baseline
 //! beside it, and both ramped side by side.
 
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use moose_testkit::relay::Relay;
 use serde_json::Value;
-use support::Relay;
 
 /// 2 s of sending at 390.625 messages/s: each stream sends 781 or 782 (by its phase).
 const SECONDS: &str = "2";
 const PER_STREAM: [u64; 2] = [781, 782];
 
 fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moose-bench"))
+    Command::new(moose_testkit::binary::moose_bench())
         .args(args)
         .output()
         .expect("run moose-bench")

@@ -2,16 +2,15 @@
 //! muted talker's media back, and a program driving a call in-process can queue commands
 //! before the call is in the room (applied once it is) and is told when a chat is too long.
 
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-mod vors_support;
-
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use moose_bench::vors_client::{Call, CallConfig, CallEvent, Command, parse_public_key};
-use support::Relay;
-use vors_support::{CallProc, Metrics, OnPanic, temp_dir, tone_wav, wait_metrics};
+use moose_testkit::call::CallProc;
+use moose_testkit::metrics::{Metrics, OnPanic, wait_metrics};
+use moose_testkit::relay::Relay;
+use moose_testkit::temp::temp_dir;
+use moose_testkit::tone::tone_wav;
 
 const LINE: Duration = Duration::from_secs(15);
 const FORWARDED: &str = "moose_vors_packets_forwarded_total";

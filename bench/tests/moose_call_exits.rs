@@ -1,17 +1,14 @@
 //! `moose-call` fails with exit 1 and a one-line reason, never hanging and never clap's 2,
 //! when it cannot start a call: a public key that is not 64 hex digits, a relay whose key is
 //! not the one given (the Noise handshake fails), a port nobody listens on, and a usage
-//! error. Refusals by the room (exit 3) are `vors_rejections.rs`.
-
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-mod vors_support;
+//! error. Refusals by the room (exit 3) are `relay/tests/vors_rejections.rs`.
 
 use std::net::TcpListener;
 use std::time::Duration;
 
-use support::Relay;
-use vors_support::{CallProc, Metrics, OnPanic, wait_metrics};
+use moose_testkit::call::CallProc;
+use moose_testkit::metrics::{Metrics, OnPanic, wait_metrics};
+use moose_testkit::relay::Relay;
 
 /// Every failure here is immediate; the deadline only keeps a regression from hanging.
 const EXIT: Duration = Duration::from_secs(15);

@@ -2,15 +2,14 @@
 //! bob counts the packets that reached him, his decoder conceals the gaps, and his
 //! recording still holds alice's tone. The relay itself forwarded everything.
 
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-mod vors_support;
-
 use std::time::Duration;
 
-use support::Relay;
-use vors_support::lossy::LossyPath;
-use vors_support::{OnPanic, assert_tone, temp_dir, tone_call, tone_wav, wait_metrics};
+use moose_testkit::call::tone_call;
+use moose_testkit::lossy_path::LossyPath;
+use moose_testkit::metrics::{OnPanic, wait_metrics};
+use moose_testkit::relay::Relay;
+use moose_testkit::temp::temp_dir;
+use moose_testkit::tone::{assert_tone, tone_wav};
 
 const ROOM: &str = "lossy";
 const LINE: Duration = Duration::from_secs(15);

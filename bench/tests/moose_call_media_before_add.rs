@@ -2,15 +2,14 @@
 //! alice's first packets reach him before he knows she is in the room. moose-call holds them
 //! until her ADD arrives (docs/wire-vors.md §10) and loses none of them.
 
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-mod vors_support;
-
 use std::time::Duration;
 
-use support::Relay;
-use vors_support::lossy::LossyPath;
-use vors_support::{OnPanic, assert_tone, temp_dir, tone_call, tone_wav};
+use moose_testkit::call::tone_call;
+use moose_testkit::lossy_path::LossyPath;
+use moose_testkit::metrics::OnPanic;
+use moose_testkit::relay::Relay;
+use moose_testkit::temp::temp_dir;
+use moose_testkit::tone::{assert_tone, tone_wav};
 
 const ROOM: &str = "overtaken";
 const TONE_HZ: f64 = 523.0;

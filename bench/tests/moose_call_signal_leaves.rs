@@ -1,14 +1,11 @@
 //! Ctrl-C (SIGINT) and SIGTERM make `moose-call` leave the room cleanly: it exits 0 with
 //! its summary, and the others hear `left NAME` at once, as for a typed `/quit`.
 
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-mod vors_support;
-
 use std::time::Duration;
 
-use support::Relay;
-use vors_support::{CallProc, OnPanic, wait_metrics};
+use moose_testkit::call::CallProc;
+use moose_testkit::metrics::{OnPanic, wait_metrics};
+use moose_testkit::relay::Relay;
 
 const ROOM: &str = "signals";
 const LINE: Duration = Duration::from_secs(15);

@@ -7,17 +7,16 @@
 //!
 //! Needs Debian's chromium: `scripts/install-browser.sh`. The test fails without it.
 
-mod browser;
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use browser::raw::RawPeer;
-use browser::signal::{
+use moose_testkit::browser::raw_peer::RawPeer;
+use moose_testkit::browser::signal::{
     TONE_HZ, byte_chi_square, int16_le, rms, tone_share, write_tone_wav, zero_crossing_hz,
 };
-use browser::{Page, TempDir, describe, wait_for};
+use moose_testkit::browser::{self, Page, describe, wait_for};
+use moose_testkit::relay::Relay;
+use moose_testkit::temp::TempDir;
 use serde_json::Value;
 
 /// The line's key: 16+ characters of A-Z a-z 0-9 - _.
@@ -32,7 +31,7 @@ const JUDGED_SAMPLES: usize = 40_000;
 #[test]
 fn browser_call_carries_an_encrypted_tone() {
     browser::chromium(); // fail first, and clearly, when the browser is missing
-    let relay = support::Relay::start(&["--max-peers", "3"], &[("APIKEY", APIKEY)]);
+    let relay = Relay::start(&["--max-peers", "3"], &[("APIKEY", APIKEY)]);
     let dir = TempDir::new("browser-call");
     let wav = dir.path().join("tone.wav");
     write_tone_wav(&wav, 2).expect("write the tone WAV");

@@ -2,13 +2,11 @@
 //! as `moose-relay check-config` reports them; secrets redacted; bad settings exit 78 naming
 //! the setting.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::Output;
 
-use support::ws::{WsClient, try_connect};
-use support::{Relay, run_relay};
+use moose_testkit::relay::{Relay, run_relay};
+use moose_testkit::ws::{WsClient, try_connect};
 
 const EXIT_CONFIG: i32 = 78;
 

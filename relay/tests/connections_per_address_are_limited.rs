@@ -3,16 +3,14 @@
 //! the rest stay open, other addresses are untouched, and closing some frees their slots.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use moose_testkit::relay::Relay;
+use moose_testkit::ws::WsClient;
 use socket2::{Domain, Protocol, Socket, Type};
-use support::Relay;
-use support::ws::WsClient;
 
 const LIMIT: usize = 8;
 const OVER: usize = 10;

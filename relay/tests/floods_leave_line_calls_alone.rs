@@ -6,8 +6,6 @@
 //! relay stays ready.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -16,9 +14,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use moose_proto::ws::Opcode;
+use moose_testkit::http::http_get;
+use moose_testkit::relay::Relay;
+use moose_testkit::ws::{WsClient, upgrade_request};
 use socket2::{Domain, Protocol, Socket, Type};
-use support::ws::{WsClient, upgrade_request};
-use support::{Relay, http_get};
 
 const KEY: &str = "flooded-line-key-0123456789";
 const OTHER_KEY: &str = "another-line-key-0123456789";
@@ -254,12 +253,6 @@ fn header_timeout_is_a_setting() {
 }
 
 /// Open descriptors of a process.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 /// The relay's "out of file descriptors" warnings among `lines`.
 fn exhaustion_warnings(lines: &[String]) -> usize {
     lines
@@ -278,7 +271,7 @@ fn descriptor_exhaustion_recovers() {
     );
     let call = HonestCall::start(&relay);
     // Leave the relay 24 descriptors to spare, then open 200 idle connections.
-    let limit = open_fds(relay.pid()) + 24;
+    let limit = relay.open_fds() + 24;
     let status = std::process::Command::new("prlimit")
         .args([
             "--pid",
@@ -295,7 +288,7 @@ fn descriptor_exhaustion_recovers() {
         .collect();
     // The relay has run out of descriptors once its open count reaches the limit.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while open_fds(relay.pid()) < limit {
+    while relay.open_fds() < limit {
         assert!(
             Instant::now() < deadline,
             "the relay never filled its table"
@@ -342,13 +335,13 @@ fn descriptor_exhaustion_recovers() {
     // or by the head timeout), and newcomers get in again.
     let deadline = Instant::now() + Duration::from_secs(25);
     loop {
-        if open_fds(relay.pid()) < limit - 8 {
+        if relay.open_fds() < limit - 8 {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "descriptors not returned: {} open",
-            open_fds(relay.pid())
+            relay.open_fds()
         );
         thread::sleep(Duration::from_millis(50));
     }

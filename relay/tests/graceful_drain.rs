@@ -2,15 +2,14 @@
 //! go on until they end or `--drain-seconds` passes, then exits 0; a second signal exits at
 //! once with 128 + the signal (143 for SIGTERM).
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use moose_proto::ws::{CloseCode, Opcode};
-use support::ws::WsClient;
-use support::{Relay, http_get, wait_ready_status};
+use moose_testkit::http::{http_get, wait_ready_status};
+use moose_testkit::relay::Relay;
+use moose_testkit::ws::WsClient;
 
 const KEY: &str = "graceful-drain-key-0123456789";
 

@@ -4,16 +4,14 @@
 //! configured the relay makes one and prints its join URL before it is ready.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::Relay;
-use support::ws::{WsClient, try_connect};
+use moose_testkit::relay::Relay;
+use moose_testkit::ws::{WsClient, try_connect};
 
 const K1: &str = "first-line-key-0123456789";
 const K2: &str = "second_line_key_ABCDEFGHIJ";
@@ -120,7 +118,7 @@ fn bad_key_in_apikey_stops_the_relay_without_echoing_it() {
         (format!("{K1},secret.key.text.0042"), "secret.key.text"),
         (format!("{K1},,shortsecret"), "shortsecret"),
     ] {
-        let mut child = Command::new(support::relay_binary())
+        let mut child = Command::new(moose_testkit::binary::moose_relay())
             .args(["--listen", "127.0.0.1:0", "--vors-listen", "127.0.0.1:0"])
             .args(["--admin-listen", "127.0.0.1:0", "--cores", "1"])
             .env("APIKEY", &list)

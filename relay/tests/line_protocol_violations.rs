@@ -7,13 +7,11 @@
 //! messages with `stay`, which proves the line survived.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::Duration;
 
 use moose_proto::ws::{CloseCode, Opcode};
-use support::Relay;
-use support::ws::WsClient;
+use moose_testkit::relay::Relay;
+use moose_testkit::ws::WsClient;
 
 const KEY: &str = "protocol-key-0123456789";
 

@@ -5,15 +5,13 @@
 //! moves its `moose_ws_dropped_total` reason.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::Relay;
-use support::ws::{Refused, WsClient, try_connect};
+use moose_testkit::relay::Relay;
+use moose_testkit::ws::{Refused, WsClient, try_connect};
 
 const KEY: &str = "refusal-key-0123456789";
 /// Well-formed but not configured.

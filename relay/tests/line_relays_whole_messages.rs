@@ -2,14 +2,12 @@
 //! never comes back to its sender.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::thread;
 use std::time::Duration;
 
 use moose_proto::ws::Opcode;
-use support::Relay;
-use support::ws::WsClient;
+use moose_testkit::relay::Relay;
+use moose_testkit::ws::WsClient;
 
 const KEY: &str = "line-key-0123456789abcdef";
 

@@ -3,16 +3,12 @@
 //! take new members, and a place comes back when a line or room goes.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-#[path = "support/vors_member.rs"]
-mod vors_member;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::Relay;
-use support::ws::{WsClient, try_connect};
-use vors_member::VorsMember;
+use moose_testkit::relay::Relay;
+use moose_testkit::vors_member::VorsMember;
+use moose_testkit::ws::{WsClient, try_connect};
 
 const MAX: usize = 3;
 

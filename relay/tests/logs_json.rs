@@ -1,12 +1,10 @@
 //! `--log-format json`: every stderr line is a JSON object; a refused apikey is logged without
 //! the key; peer addresses appear at info level only with `--log-peer-addresses`.
 
-mod support;
-
 use std::time::Duration;
 
-use support::Relay;
-use support::ws::{WsClient, try_connect};
+use moose_testkit::relay::Relay;
+use moose_testkit::ws::{WsClient, try_connect};
 
 const KEY: &str = "logs-json-line-key-0123456789";
 const WRONG_KEY: &str = "logs-json-wrong-key-0123456789";

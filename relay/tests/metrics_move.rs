@@ -1,17 +1,13 @@
 //! `/metrics` moves by exactly what a line call and a VoRS exchange sent, and every line of it
 //! is well-formed Prometheus text with no secret in it.
 
-mod support;
-#[path = "support/vors_member.rs"]
-mod vors_member;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use moose_proto::ws::Opcode;
-use support::Relay;
-use support::ws::WsClient;
-use vors_member::VorsMember;
+use moose_testkit::relay::Relay;
+use moose_testkit::vors_member::VorsMember;
+use moose_testkit::ws::WsClient;
 
 const KEY: &str = "metrics-move-key-0123456789";
 const ROOM_PASSWORD: &str = "metrics-room-password-42";

@@ -3,8 +3,6 @@
 //! (The original Go server let one stalled receiver block both directions.)
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
@@ -12,9 +10,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use moose_proto::ws::Opcode;
+use moose_testkit::relay::Relay;
+use moose_testkit::ws::{WsClient, upgrade_request};
 use socket2::{Domain, Protocol, Socket, Type};
-use support::Relay;
-use support::ws::{WsClient, upgrade_request};
 
 const KEY: &str = "slow-receiver-key-0123456789";
 /// PCM-sized messages: about 30 MiB in all, far more than any bounded queue may hold.

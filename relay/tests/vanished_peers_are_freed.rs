@@ -4,15 +4,13 @@
 //! back to where they were: nothing is kept for a peer that is gone.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use moose_testkit::relay::Relay;
+use moose_testkit::ws::WsClient;
 use socket2::Socket;
-use support::Relay;
-use support::ws::WsClient;
 
 const LINES: usize = 50;
 const ROUNDS: usize = 20;
@@ -23,12 +21,6 @@ const WARM_UP: usize = 5;
 /// the test looks for growth across rounds: keeping even 4 KiB per vanished peer would
 /// add 10 MiB over the rounds after the warm-up.
 const MAX_GROWTH_KIB: u64 = 4096;
-
-fn open_fds(relay: &Relay) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", relay.pid()))
-        .unwrap()
-        .count()
-}
 
 /// Waits until `done` holds, polling the relay's state, for at most `within`.
 fn wait_for(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
@@ -56,7 +48,7 @@ fn vanished_peers_are_freed() {
     // The admin connection of the first scrape and the executors' own descriptors settle
     // before the baseline is taken.
     assert_eq!(relay.metric_sum("moose_lines"), 0);
-    let baseline_fds = open_fds(&relay);
+    let baseline_fds = relay.open_fds();
     let mut warm_peak = 0;
 
     for round in 0..ROUNDS {
@@ -101,7 +93,7 @@ fn vanished_peers_are_freed() {
         wait_for(
             Duration::from_secs(10),
             "descriptors back to the baseline",
-            || open_fds(&relay) <= baseline_fds,
+            || relay.open_fds() <= baseline_fds,
         );
         if round < WARM_UP {
             warm_peak = warm_peak.max(relay.rss_kib());

@@ -3,18 +3,14 @@
 //! minute from one address. Each is counted by reason, and an honest member still joins.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-#[path = "support/vors_member.rs"]
-mod vors_member;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use moose_testkit::relay::Relay;
+use moose_testkit::vors_member::VorsMember;
 use socket2::{Domain, Protocol, Socket, Type};
-use support::Relay;
-use vors_member::VorsMember;
 
 /// The magic and the start of a message 1 netstring that never finishes.
 const HALF_HELLO: &[u8] = b"VoRS v41600:0123456789";

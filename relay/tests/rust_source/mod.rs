@@ -3,7 +3,7 @@
 
 /// `text` with comments removed and string and char literals emptied (a path in a string or
 /// a doc comment imports nothing).
-pub fn without_comments_and_strings(text: &str) -> String {
+pub(crate) fn without_comments_and_strings(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -67,7 +67,7 @@ pub fn without_comments_and_strings(text: &str) -> String {
 }
 
 /// `code` up to its unit tests: a `#[cfg(test)]` followed by `mod`.
-pub fn without_tests(code: &str) -> String {
+pub(crate) fn without_tests(code: &str) -> String {
     let mut kept = String::new();
     let mut lines = code.lines().peekable();
     while let Some(line) = lines.next() {
@@ -91,7 +91,7 @@ fn is_ident(c: char) -> bool {
 /// Every path a file names: each leaf of every `use` tree, and each inline path that starts
 /// with `crate`, `super` or `self`. A path is its segments (`*`, `self` and renames dropped),
 /// with whether a `pub use` re-exports it.
-pub fn paths_in(code: &str) -> Vec<(Vec<String>, bool)> {
+pub(crate) fn paths_in(code: &str) -> Vec<(Vec<String>, bool)> {
     let mut paths = Vec::new();
     let mut rest = code;
     let mut inline = String::new();

@@ -2,14 +2,13 @@
 //! connection closing and tells the others at once, not after the 30 s PING timeout. The
 //! room shrinks to two, the name is free again, and the room is gone once everyone left.
 
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-mod vors_support;
-
 use std::time::{Duration, Instant};
 
-use support::Relay;
-use vors_support::{CallProc, OnPanic, temp_dir, tone_wav, wait_metrics};
+use moose_testkit::call::CallProc;
+use moose_testkit::metrics::{OnPanic, wait_metrics};
+use moose_testkit::relay::Relay;
+use moose_testkit::temp::temp_dir;
+use moose_testkit::tone::tone_wav;
 
 const ROOM: &str = "vanishing";
 const LINE: Duration = Duration::from_secs(15);

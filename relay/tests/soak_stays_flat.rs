@@ -4,17 +4,14 @@
 //! descriptors stay exactly where the load put them, and memory stops growing once the load
 //! is up.
 
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use moose_testkit::relay::Relay;
 use serde_json::Value;
-use support::Relay;
 
 /// Sending time of each bench run.
 const SECONDS: u64 = 10;
@@ -22,12 +19,6 @@ const SECONDS: u64 = 10;
 /// Queues and buffers are sized by the first seconds of load; a leak of even 100 bytes a
 /// message (some 40 000 messages in that half) would pass this.
 const MAX_LATE_GROWTH_KIB: u64 = 3072;
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the relay's fd table")
-        .count()
-}
 
 /// A running `moose-bench` and its stderr, line by line (the progress line among them).
 struct BenchRun {
@@ -37,7 +28,7 @@ struct BenchRun {
 }
 
 fn bench(args: &[&str], json: &std::path::Path) -> BenchRun {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_moose-bench"))
+    let mut child = Command::new(moose_testkit::binary::moose_bench())
         .args(args)
         .args(["--seconds", &SECONDS.to_string(), "--json"])
         .arg(json)
@@ -93,7 +84,6 @@ fn finished(mut run: BenchRun, json: &std::path::Path, what: &str) -> Value {
 #[test]
 fn soak_stays_flat() {
     let relay = Relay::start(&["--open"], &[]);
-    let pid = relay.pid();
     let dir = std::env::temp_dir().join(format!("moose-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (ws_json, vors_json) = (dir.join("ws.json"), dir.join("vors.json"));
@@ -133,7 +123,7 @@ fn soak_stays_flat() {
     let mut samples = Vec::new();
     let end = started + Duration::from_secs(SECONDS);
     while Instant::now() < end {
-        samples.push((relay.rss_kib(), open_fds(pid)));
+        samples.push((relay.rss_kib(), relay.open_fds()));
         // Sampling at a fixed rate, not waiting for an event.
         thread::sleep(Duration::from_millis(500));
     }

@@ -1,86 +1,29 @@
-//! Shared helpers for the VoRS scenarios against a real `moose-relay`: `moose-call` processes
-//! whose stdout lines are awaited with deadlines, the relay's VoRS metrics, tone files and
-//! recordings, and (in [`lossy`]) a network path that loses packets on their way to one call.
-//! A member driven by the test itself over raw sockets is `relay/tests/support/vors_member.rs`,
-//! included with `#[path]`.
+//! `moose-call` processes as tests drive them: started against a real relay (or a path in front
+//! of it), their stdout lines awaited with deadlines, commands typed on their stdin, signals
+//! sent, and their exit, stderr and summary collected; and [`tone_call`], a whole one-way call
+//! from join to leave.
 //!
-//! Every wait here is for an event (a line, a metric reaching a value, a process exiting)
-//! with a deadline, never a fixed sleep. When a test panics, the guards print what a reader
-//! needs: each call's stdout and stderr ([`CallProc`]'s drop) and the relay's VoRS metrics
-//! ([`OnPanic`]).
-#![allow(dead_code)]
-
-pub mod lossy;
-mod metrics;
-
-// Each scenario uses its own part of these helpers.
-#[allow(unused_imports)]
-pub use metrics::{Metrics, OnPanic, wait_metrics};
+//! Every wait here is for an event (a line, a process exiting) with a deadline, never a fixed
+//! sleep. When a test panics, each call's stdout and stderr are printed ([`CallProc`]'s drop).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use moose_bench::audio::{SAMPLE_RATE, read_wav, scan_tone, sine, write_wav};
+use crate::binary;
+use crate::relay::Relay;
 
-use crate::support::Relay;
-
-/// How often metrics and exits are polled while waiting for them.
-pub(crate) const POLL: Duration = Duration::from_millis(50);
-
-/// A fresh directory for one test's files (tones, recordings).
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("moose-vors-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("make temp dir");
-    dir
-}
-
-/// Writes `seconds` of a sine at `freq` Hz (48 kHz mono 16-bit) and returns its path.
-pub fn tone_wav(dir: &Path, freq: f64, seconds: f64) -> PathBuf {
-    let path = dir.join(format!("tone-{freq}.wav"));
-    let samples = (seconds * f64::from(SAMPLE_RATE)) as usize;
-    write_wav(&path, &sine(freq, 8_000.0, samples)).expect("write tone");
-    path
-}
-
-/// Checks that the recording at `path` holds the tone at `freq` for most of its sound:
-/// at least 90% of the non-silent 100 ms blocks, at least `min_seconds` of tone, and one
-/// unbroken run of at least `min_run_seconds`.
-pub fn assert_tone(path: &Path, freq: f64, min_seconds: f64, min_run_seconds: f64) {
-    let pcm = read_wav(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let scan = scan_tone(&pcm, freq);
-    let sounding = scan.windows - scan.silent_windows;
-    let share = if sounding == 0 {
-        0.0
-    } else {
-        scan.tone_windows as f64 / sounding as f64
-    };
-    let seconds = pcm.len() as f64 / f64::from(SAMPLE_RATE);
-    let context = format!("{}: {seconds:.2} s recorded, {scan:?}", path.display());
-    assert!(share >= 0.9, "tone in {share:.2} of the sound; {context}");
-    assert!(
-        scan.tone_seconds() >= min_seconds,
-        "only {:.1} s of tone; {context}",
-        scan.tone_seconds()
-    );
-    let run = scan.longest_tone_run as f64 * 0.1;
-    assert!(
-        run >= min_run_seconds,
-        "longest tone run {run:.1} s; {context}"
-    );
-}
-
-// ---------------------------------------------------------------------------------------
-// moose-call processes.
+/// How often a process is looked at while waiting for it to exit.
+const POLL: Duration = Duration::from_millis(50);
 
 /// A running `moose-call`: stdin piped, stdout lines on a channel, stderr collected.
 /// Killed on drop; when the test is panicking, its output is printed first.
+#[derive(Debug)]
 pub struct CallProc {
     pub name: String,
     child: Child,
@@ -174,7 +117,7 @@ impl CallProc {
     /// Starts `moose-call` with exactly `args` (another server, a bad key, none at all);
     /// `name` only labels it in failure messages.
     pub fn spawn(name: &str, args: &[&str]) -> CallProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_moose-call"))
+        let mut child = Command::new(binary::moose_call())
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -332,27 +275,6 @@ impl Drop for Exit {
                 self.name, self.status, self.lines, self.stderr
             );
         }
-    }
-}
-
-/// splitmix64: enough randomness for forged bytes, seeded per run and printed on failure.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
     }
 }
 

@@ -3,17 +3,16 @@
 //! and then nothing. The relay closes each one (the staller after the 10 s hello timeout),
 //! counts them as handshake failures, and a real call in another room goes on unharmed.
 
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-mod vors_support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::Relay;
-use vors_support::{CallProc, Metrics, OnPanic, assert_tone, temp_dir, tone_wav, wait_metrics};
+use moose_testkit::call::CallProc;
+use moose_testkit::metrics::{Metrics, OnPanic, wait_metrics};
+use moose_testkit::relay::Relay;
+use moose_testkit::temp::temp_dir;
+use moose_testkit::tone::{assert_tone, tone_wav};
 
 const LINE: Duration = Duration::from_secs(15);
 /// The relay's deadline for the magic and message 1 (docs/wire-vors.md §8).

@@ -5,7 +5,6 @@
 //!
 //! nginx, its stream module, openssl and systemd-analyze come from scripts/install-nginx.sh
 //! (scripts/test.sh runs it when one is missing).
-#![allow(dead_code)]
 
 pub mod tls;
 
@@ -17,10 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The repository's deploy/ directory.
-pub fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
+use crate::workspace::deploy_dir;
 
 /// The nginx configuration templates, in the order nginx.conf includes them.
 pub const NGINX_FILES: [&str; 3] = ["nginx.conf", "moose-http.conf", "moose-stream.conf"];

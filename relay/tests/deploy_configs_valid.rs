@@ -4,15 +4,13 @@
 //! /readyz with a grace period above the drain, and the seccomp profile is the set the unit
 //! allows, io_uring included. The container file is not built: no container engine here.
 
-mod nginx_support;
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use nginx_support::{DEBIAN_MODULES, NGINX_FILES, deploy_dir, nginx_binary, self_signed_cert};
+use moose_testkit::nginx::{self, DEBIAN_MODULES, NGINX_FILES, nginx_binary, self_signed_cert};
+use moose_testkit::tone::tone_wav;
+use moose_testkit::workspace::deploy_dir;
 use serde_json::Value;
 
 /// `--drain-seconds` as the deploy files pass it (also the relay's default).
@@ -80,7 +78,7 @@ fn nginx_accepts_every_config() {
         ("RELAY_1_VORS", "10.0.0.11:12978".to_owned()),
         ("RELAY_2_VORS", "10.0.0.12:12978".to_owned()),
     ];
-    nginx_support::write_nginx_configs(&dir, &values);
+    nginx::write_nginx_configs(&dir, &values);
     let globals = format!("pid {}; error_log stderr;", dir.join("nginx.pid").display());
     let out = Command::new(nginx_binary())
         .arg("-t")
@@ -109,7 +107,7 @@ fn unit_for_verify(dir: &Path) -> std::path::PathBuf {
     let unit = read_deploy("moose-relay.service");
     let installed = "ExecStart=/usr/local/bin/moose-relay ";
     assert!(unit.contains(installed), "the unit runs {installed:?}");
-    let relay = support::relay_binary();
+    let relay = moose_testkit::binary::moose_relay();
     let local = unit.replace(installed, &format!("ExecStart={} ", relay.display()));
     let path = dir.join("moose-relay.service");
     fs::write(&path, local).expect("write unit copy");
@@ -393,15 +391,15 @@ fn seccomp_profile_allows_io_uring_and_matches_the_unit() {
 /// operations themselves are not syscalls and seccomp never sees them.
 #[test]
 fn relay_makes_only_syscalls_the_profile_allows() {
+    use moose_testkit::ws::WsClient;
     use std::io::{BufRead as _, BufReader};
-    use support::ws::WsClient;
 
     let dir = temp_dir("strace");
     let trace = dir.join("strace.log");
     let mut strace = Command::new("strace")
         .args(["-f", "-qq", "-o"])
         .arg(&trace)
-        .arg(support::relay_binary())
+        .arg(moose_testkit::binary::moose_relay())
         .args(["--open", "--cores", "2", "--listen", "127.0.0.1:0"])
         .args([
             "--vors-listen",
@@ -445,11 +443,9 @@ fn relay_makes_only_syscalls_the_profile_allows() {
     assert_eq!(bob.recv().payload, [7; 1024]);
 
     // A VoRS call with media both ways through the edge check and the fan-out.
-    let tone = dir.join("tone.wav");
-    moose_bench::audio::write_wav(&tone, &moose_bench::audio::sine(440.0, 8_000.0, 48_000))
-        .expect("write tone");
+    let tone = tone_wav(&dir, 440.0, 1.0);
     let call = |name: &str, seconds: &str| {
-        Command::new(env!("CARGO_BIN_EXE_moose-call"))
+        Command::new(moose_testkit::binary::moose_call())
             .args([
                 "--server",
                 &field("vors"),
@@ -480,7 +476,7 @@ fn relay_makes_only_syscalls_the_profile_allows() {
             .unwrap_or_else(|| panic!("no summary:\n{said}"));
         assert!(received > 0, "no media went through the relay:\n{said}");
     }
-    let (status, _) = support::http_get(admin, "/metrics");
+    let (status, _) = moose_testkit::http::http_get(admin, "/metrics");
     assert_eq!(status, 200);
     drop((alice, bob));
 

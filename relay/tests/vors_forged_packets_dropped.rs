@@ -8,23 +8,18 @@
 //! the same lane. Datagrams that land elsewhere, or come from an address no member
 //! registered, are `unknown_source` whatever their content.
 
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-#[path = "../../relay/tests/support/vors_member.rs"]
-mod vors_member;
-mod vors_support;
-
 use std::net::UdpSocket;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use moose_bench::audio::{Encoded, FRAME_SAMPLES, MAX_OPUS_PACKET, VoiceEncoder, sine};
 use moose_proto::vors::Sid;
 use moose_proto::vors::packet::{COOKIE_LEN, seal};
-use support::Relay;
-use vors_member::VorsMember;
-use vors_support::{
-    CallProc, Metrics, OnPanic, Rng, assert_tone, temp_dir, tone_wav, wait_metrics,
-};
+use moose_testkit::call::CallProc;
+use moose_testkit::metrics::{Metrics, OnPanic, wait_metrics};
+use moose_testkit::relay::Relay;
+use moose_testkit::rng::Rng;
+use moose_testkit::temp::temp_dir;
+use moose_testkit::tone::{assert_tone, opus_frames, tone_wav};
+use moose_testkit::vors_member::VorsMember;
 
 const ROOM: &str = "forgeries";
 const LINE: Duration = Duration::from_secs(15);
@@ -37,22 +32,6 @@ fn forged_media(rng: &mut Rng, sid: Sid, pkt: u32, payload_len: usize) -> Vec<u8
     d.extend_from_slice(&(pkt + 3).to_be_bytes()[1..]);
     d.extend(rng.bytes(payload_len + 8));
     d
-}
-
-/// Real Opus frames of a 1 kHz tone, so bob's recording of mallory is sound, not noise.
-fn opus_frames(count: usize) -> Vec<Vec<u8>> {
-    let mut encoder = VoiceEncoder::new().expect("encoder");
-    let pcm = sine(1_000.0, 8_000.0, FRAME_SAMPLES * count);
-    pcm.chunks_exact(FRAME_SAMPLES)
-        .map(|chunk| {
-            let frame: &[i16; FRAME_SAMPLES] = chunk.try_into().expect("one frame");
-            let mut out = vec![0u8; MAX_OPUS_PACKET];
-            match encoder.encode(frame, &mut out).expect("encode") {
-                Encoded::Packet(len) => out[..len].to_vec(),
-                Encoded::Dtx => panic!("a tone is not silence"),
-            }
-        })
-        .collect()
 }
 
 /// What the forgeries must add to each drop reason.
@@ -91,11 +70,8 @@ impl Expected {
 
 #[test]
 fn forged_packets_dropped() {
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    eprintln!("forged bytes from seed {seed:#x}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_clock();
+    let seed = rng.0;
 
     let relay = Relay::start(&["--cores", &CORES.to_string()], &[]);
     let _metrics_on_failure = OnPanic(&relay);
@@ -180,7 +156,8 @@ fn forged_packets_dropped() {
 
     // (c) Mallory's own sealed packets, then copies of them: the last one again is
     // `replayed`, older ones `reordered`.
-    let frames = opus_frames(6);
+    // Real Opus frames of a 1 kHz tone, so bob's recording of mallory is sound, not noise.
+    let frames = opus_frames(1_000.0, 6);
     let genuine: Vec<Vec<u8>> = frames[..5].iter().map(|f| mallory.send_media(f)).collect();
     mallory.send_raw(&genuine[4]);
     for copy in &genuine[..4] {

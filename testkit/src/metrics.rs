@@ -1,12 +1,15 @@
-//! The relay's `/metrics` as the VoRS tests read them: samples by full name, families summed
-//! over their labels, waits for a value, and a dump of the VoRS samples when a test fails.
+//! The relay's `/metrics` as tests read them: samples by full name, families summed over
+//! their labels, waits for a value, and a dump of the VoRS samples when a test fails.
 
 use std::collections::BTreeMap;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::POLL;
-use crate::support::Relay;
+use crate::http::http_get;
+use crate::relay::Relay;
+
+/// How often [`wait_metrics`] reads the metrics again.
+const POLL: Duration = Duration::from_millis(50);
 
 /// One reading of the relay's `/metrics`: every sample by its full name, labels included.
 #[derive(Debug, Clone, Default)]
@@ -15,8 +18,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Reads the relay's `/metrics` once.
     pub fn read(relay: &Relay) -> Metrics {
-        let text = relay.metrics();
+        Metrics::parse(&relay.metrics())
+    }
+
+    /// The samples of a `/metrics` text; comments and unparsable lines are skipped.
+    fn parse(text: &str) -> Metrics {
         let samples = text
             .lines()
             .filter(|l| !l.starts_with('#'))
@@ -70,6 +78,25 @@ impl Metrics {
     }
 }
 
+impl Relay {
+    /// The relay's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        http_get(self.admin, "/metrics").1
+    }
+
+    /// The value of one sample in `/metrics` (`name` includes labels, e.g.
+    /// `moose_ws_dropped_total{reason="slow_receiver"}`); 0 when absent.
+    pub fn metric(&self, name: &str) -> u64 {
+        Metrics::read(self).get(name)
+    }
+
+    /// The sum of every sample of `family`, whatever its labels (e.g. `moose_lines` over
+    /// every core); 0 when absent.
+    pub fn metric_sum(&self, family: &str) -> u64 {
+        Metrics::read(self).sum(family)
+    }
+}
+
 /// Reads the metrics until `ready` holds, calling `between` between readings (for example
 /// to keep a test-driven member's session going); panics after `within`.
 pub fn wait_metrics(
@@ -96,6 +123,7 @@ pub fn wait_metrics(
 }
 
 /// Prints the relay's VoRS metrics if the test panics while this guard lives.
+#[derive(Debug)]
 pub struct OnPanic<'a>(pub &'a Relay);
 
 impl Drop for OnPanic<'_> {

@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 
 use moose_proto::vors::packet::COOKIE_LEN;
 
-use super::POLL;
+/// How long a UDP read waits before the path's threads look at their stop flag again.
+const POLL: Duration = Duration::from_millis(50);
 
+/// The path's address and what it did so far; it stops passing datagrams on drop.
+#[derive(Debug)]
 pub struct LossyPath {
     /// Where the member connects (TCP and UDP on the same port, as the relay listens).
     pub addr: SocketAddr,

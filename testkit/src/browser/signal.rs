@@ -1,4 +1,4 @@
-//! The test tone and the measurements that tell a tone from noise.
+//! The real-browser call's test tone and the measurements that tell a tone from noise.
 //!
 //! Chromium loops the WAV as its fake microphone; the page resamples it to 200 kHz, so every
 //! measurement here takes the sample rate as an argument.
@@ -49,7 +49,7 @@ pub fn rms(samples: &[f64]) -> f64 {
 
 /// The share of the signal's power that sits at `freq`, from 0 (none) to about 1 (a pure tone).
 ///
-/// Goertzel: s[n] = x[n] + 2cos(w)·s[n-1] − s[n-2], w = 2π·freq/rate; the bin's power is
+/// Goertzel: `s[n] = x[n] + 2cos(w)·s[n-1] − s[n-2]`, `w = 2π·freq/rate`; the bin's power is
 /// s1² + s2² − 2cos(w)·s1·s2, and the amplitude of a sine at `freq` is 2·√power / N. A sine
 /// of amplitude A has mean square A²/2, so (A²/2) / mean square is the tone's share.
 pub fn tone_share(samples: &[f64], rate: f64, freq: f64) -> f64 {

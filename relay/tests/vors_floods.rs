@@ -4,34 +4,27 @@
 //! bounded in count and time. The call keeps every packet and its tone, forgeries are
 //! dropped and counted, and the stalled connections are closed and their descriptors freed.
 
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-mod vors_support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use moose_testkit::call::tone_call;
+use moose_testkit::http::http_get;
+use moose_testkit::metrics::{Metrics, OnPanic};
+use moose_testkit::relay::Relay;
+use moose_testkit::rng::Rng;
+use moose_testkit::temp::temp_dir;
+use moose_testkit::tone::{assert_tone, tone_wav};
 use socket2::{Domain, Protocol, Socket, Type};
-use support::{Relay, http_get};
-use vors_support::{Metrics, OnPanic, Rng, assert_tone, temp_dir, tone_call, tone_wav};
 
 const TONE_HZ: f64 = 440.0;
 /// Forged datagrams sent per millisecond at most: a 64 000 packet/s flood.
 const FLOOD_BATCH: usize = 64;
 /// The flood's bound, whatever happens to the call.
 const FLOOD_MAX: u64 = 400_000;
-
-fn seeded_rng() -> Rng {
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    eprintln!("forged bytes from seed {seed:#x}");
-    Rng(seed)
-}
 
 /// Sends random datagrams of 1 to 200 bytes (every first byte, so every core's lane) from
 /// 127.0.0.2 to `to`, `FLOOD_BATCH` a millisecond, until `stop` or `FLOOD_MAX`. Returns how
@@ -65,7 +58,7 @@ fn forged_flood_during_call() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let flooder = thread::spawn({
-        let (vors, stop, rng) = (relay.vors, Arc::clone(&stop), seeded_rng());
+        let (vors, stop, rng) = (relay.vors, Arc::clone(&stop), Rng::from_clock());
         move || flood(vors, stop, rng)
     });
     let (alice, bob) = tone_call(&relay, relay.vors, "flooded", &tone, 3, &rec);
@@ -110,12 +103,6 @@ fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
     socket.into()
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the relay's fd table")
-        .count()
-}
-
 /// No per-address connection or handshake limit: these floods come from one address.
 const UNLIMITED: [&str; 6] = [
     "--max-connections-per-address",
@@ -133,13 +120,13 @@ fn stalled_handshakes_during_call() {
     // relay/tests/vors_handshakes_are_limited.rs) would close most of them at once.
     let relay = Relay::start(&[&["--cores", "2"][..], &UNLIMITED].concat(), &[]);
     let _metrics_on_failure = OnPanic(&relay);
-    let baseline_fds = open_fds(relay.pid());
+    let baseline_fds = relay.open_fds();
     let attacker = Ipv4Addr::new(127, 0, 0, 3);
     let started = Instant::now();
     // Three ways to stall: nothing at all, the magic only, the magic and part of a
     // handshake message (a netstring announcing 1 600 bytes, 100 of them sent).
     let mut partial = b"VoRS v41600:".to_vec();
-    partial.extend(seeded_rng().bytes(100));
+    partial.extend(Rng::from_clock().bytes(100));
     let mut stalled: Vec<Option<TcpStream>> = [&b""[..], b"VoRS v4", &partial]
         .iter()
         .flat_map(|bytes| {
@@ -200,10 +187,10 @@ fn abandoned_handshakes_are_freed_at_once() {
     const CLIENTS: usize = 100;
     let relay = Relay::start(&[&["--cores", "2"][..], &UNLIMITED].concat(), &[]);
     let _metrics_on_failure = OnPanic(&relay);
-    let baseline_fds = open_fds(relay.pid());
+    let baseline_fds = relay.open_fds();
     let attacker = Ipv4Addr::new(127, 0, 0, 5);
     let mut partial = b"VoRS v41600:".to_vec();
-    partial.extend(seeded_rng().bytes(100));
+    partial.extend(Rng::from_clock().bytes(100));
     let clients: Vec<TcpStream> = (0..CLIENTS)
         .map(|_| {
             let mut s = connect_from(attacker, relay.vors);
@@ -237,11 +224,11 @@ fn abandoned_handshakes_are_freed_at_once() {
 /// Polls the relay's descriptor count until `done` holds, for at most 10 s.
 fn wait_fds(relay: &Relay, what: &str, done: impl Fn(usize) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !done(open_fds(relay.pid())) {
+    while !done(relay.open_fds()) {
         assert!(
             Instant::now() < deadline,
             "{what}: {} descriptors open",
-            open_fds(relay.pid())
+            relay.open_fds()
         );
         thread::sleep(Duration::from_millis(20));
     }

@@ -3,11 +3,6 @@
 //! through the stream proxy whose TCP and UDP reach the same relay, before and after that
 //! relay dies.
 
-mod nginx_support;
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-mod vors_support;
-
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -15,12 +10,15 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nginx_support::tls::{self, TlsStream};
-use nginx_support::{DEBIAN_MODULES, Nginx, self_signed_cert};
+use moose_testkit::call::CallProc;
+use moose_testkit::metrics::{Metrics, wait_metrics};
+use moose_testkit::nginx::tls::{self, TlsStream};
+use moose_testkit::nginx::{DEBIAN_MODULES, Nginx, self_signed_cert};
+use moose_testkit::relay::Relay;
+use moose_testkit::temp::temp_dir;
+use moose_testkit::tone::{assert_tone, tone_wav};
 use rustls::ClientConfig;
-use support::Relay;
 use tungstenite::{Message, WebSocket};
-use vors_support::{CallProc, Metrics, assert_tone, temp_dir, tone_wav, wait_metrics};
 
 const LINE: Duration = Duration::from_secs(15);
 const TONE_HZ: f64 = 440.0;

@@ -3,14 +3,13 @@
 //! story in order, and the relay forwarded exactly what alice sent and dropped nothing but
 //! (perhaps) a cookie that crossed its SID.
 
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-mod vors_support;
-
 use std::time::Duration;
 
-use support::Relay;
-use vors_support::{CallProc, Metrics, OnPanic, assert_tone, temp_dir, tone_wav, wait_metrics};
+use moose_testkit::call::CallProc;
+use moose_testkit::metrics::{Metrics, OnPanic, wait_metrics};
+use moose_testkit::relay::Relay;
+use moose_testkit::temp::temp_dir;
+use moose_testkit::tone::{assert_tone, tone_wav};
 
 const ROOM: &str = "through-relay";
 const LINE: Duration = Duration::from_secs(15);

@@ -1,7 +1,9 @@
 //! Headless Chromium pages driven over the DevTools protocol (the `headless_chrome` crate),
-//! and bounded polling of the Moose page's `window.moose` diagnostics.
+//! and bounded polling of the Moose page's `window.moose` diagnostics; with a raw WebSocket
+//! peer beside the pages ([`raw_peer`]) and the measurements that tell their tone from noise
+//! ([`signal`]).
 
-pub mod raw;
+pub mod raw_peer;
 pub mod signal;
 
 use std::ffi::OsString;
@@ -36,33 +38,6 @@ pub fn chromium() -> PathBuf {
                  Run scripts/install-browser.sh (as root), then run the test again."
             )
         })
-}
-
-/// A directory under the system temp dir, removed on drop.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(label: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("moose-{label}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        TempDir(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// One headless Chromium (its own process and profile, so each has its own fake microphone)

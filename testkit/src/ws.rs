@@ -1,5 +1,4 @@
 //! A small blocking WebSocket client for integration tests, over a real TCP socket.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,24 +1,26 @@
-//! Shared test support: start a real `moose-relay` process and learn where it listens.
+//! A real `moose-relay` process, started for a test and killed when the test drops it.
 //!
 //! The relay prints one line on stdout once every core has bound its sockets:
-//! `listening http=ADDR vors=ADDR admin=ADDR`. Tests pass `127.0.0.1:0` and read the real ports
-//! from that line, so they never race for a port.
-#![allow(dead_code, clippy::unwrap_used)]
+//! `listening http=ADDR vors=ADDR admin=ADDR vors_pubkey=HEX`. Tests pass `127.0.0.1:0` and
+//! read the real ports from that line, so they never race for a port.
 
-pub mod ws;
-
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use crate::binary;
+
 /// A running relay, killed on drop.
 #[derive(Debug)]
 pub struct Relay {
+    /// Where the relay serves HTTP and the WebSocket lines.
     pub http: SocketAddr,
+    /// Where the relay serves VoRS: TCP for control, UDP for media.
     pub vors: SocketAddr,
+    /// Where the relay serves `/metrics`, `/healthz` and `/readyz`.
     pub admin: SocketAddr,
     /// The VoRS server public key, 64 hex digits.
     pub vors_pubkey: String,
@@ -45,7 +47,7 @@ impl Relay {
     }
 
     fn launch(args: &[&str], envs: &[(&str, &str)], capture_stderr: bool) -> Relay {
-        let mut cmd = Command::new(relay_binary());
+        let mut cmd = Command::new(binary::moose_relay());
         if !args.contains(&"--vors-key") {
             cmd.arg("--vors-key").arg(temp_key_path());
         }
@@ -122,6 +124,7 @@ impl Relay {
         }
     }
 
+    /// The relay's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -135,84 +138,35 @@ impl Relay {
         assert!(status.success());
     }
 
-    /// The relay's `/metrics` text.
-    pub fn metrics(&self) -> String {
-        http_get(self.admin, "/metrics").1
-    }
-
-    /// The value of one sample in `/metrics` (`name` includes labels, e.g.
-    /// `moose_ws_dropped_total{reason="slow_receiver"}`); 0 when absent.
-    pub fn metric(&self, name: &str) -> u64 {
-        let text = self.metrics();
-        text.lines()
-            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .map(|v| v.trim().parse::<f64>().unwrap() as u64)
-            .sum()
-    }
-
-    /// The sum of every sample of `family`, whatever its labels (e.g. `moose_lines` over
-    /// every core); 0 when absent.
-    pub fn metric_sum(&self, family: &str) -> u64 {
-        let text = self.metrics();
-        text.lines()
-            .filter_map(|l| {
-                let rest = l.strip_prefix(family)?;
-                let value = match rest.strip_prefix('{') {
-                    Some(labelled) => labelled.split_once("} ")?.1,
-                    None => rest.strip_prefix(' ')?,
-                };
-                Some(value.trim().parse::<f64>().unwrap() as u64)
-            })
-            .sum()
-    }
-
     /// Resident memory of the relay process in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap()
+        self.status_kib("VmRSS:")
     }
 
     /// Peak resident memory of the relay process since it started (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    /// The relay's open file descriptors, counted in /proc.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("the relay's fd table")
+            .count()
+    }
+
+    /// A size in KiB from the `field` line of the relay's /proc status.
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .unwrap()
             .parse()
             .unwrap()
     }
-}
 
-/// A plain `GET path` over HTTP/1.1; returns (status, body).
-pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-impl Relay {
     /// Waits up to `within` for the relay to exit; its status, or `None` if it still runs.
     pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
         let deadline = std::time::Instant::now() + within;
@@ -261,7 +215,7 @@ impl Relay {
 /// Runs `moose-relay ARGS` to completion with `envs` (and no APIKEY from the test's own
 /// environment): for `check-config` and start-up refusals.
 pub fn run_relay(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    Command::new(relay_binary())
+    Command::new(binary::moose_relay())
         .args(args)
         .env_remove("APIKEY")
         .envs(envs.iter().copied())
@@ -270,43 +224,11 @@ pub fn run_relay(args: &[&str], envs: &[(&str, &str)]) -> Output {
         .unwrap()
 }
 
-/// Polls `/readyz` until it answers `status`, for up to `within`; true if it did.
-pub fn wait_ready_status(admin: SocketAddr, status: u16, within: Duration) -> bool {
-    let deadline = std::time::Instant::now() + within;
-    while std::time::Instant::now() < deadline {
-        if http_get(admin, "/readyz").0 == status {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 impl Drop for Relay {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The relay binary: Cargo's path in the relay's own tests, else the one beside the test
-/// executable's directory (`target/<profile>/`, where a workspace build puts it).
-pub fn relay_binary() -> std::path::PathBuf {
-    if let Some(path) = option_env!("CARGO_BIN_EXE_moose-relay") {
-        return path.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("moose-relay");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p moose-relay` (scripts/test.sh does)",
-        path.display()
-    );
-    path
 }
 
 /// A path for a fresh VoRS key in a directory of this test process.
@@ -318,6 +240,7 @@ fn temp_key_path() -> std::path::PathBuf {
     dir.join(format!("vors-{}.key", NEXT.fetch_add(1, Ordering::Relaxed)))
 }
 
+/// Sends each line `stdout` gives to `tx`, from a thread of its own, until the pipe closes.
 fn forward_lines(stdout: impl Read + Send + 'static, tx: mpsc::Sender<String>) {
     thread::spawn(move || {
         let mut reader = BufReader::new(stdout);

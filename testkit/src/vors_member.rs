@@ -2,8 +2,7 @@
 //! std TCP and UDP sockets. It joins (or reports the relay's refusal), keeps its session
 //! going, sends sealed media packets, and lets a test send exactly the datagrams it wants
 //! from a registered member's address (its own packets, copies of them, broken tags) and see
-//! what the relay sends back. Used by relay tests and, through `#[path]`, by bench tests.
-#![allow(dead_code, clippy::unwrap_used)]
+//! what the relay sends back.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -22,6 +21,7 @@ const READ_SLICE: Duration = Duration::from_millis(10);
 /// How long joining may take.
 const JOIN_WITHIN: Duration = Duration::from_secs(10);
 
+/// One member of a room, over its own TCP connection and UDP socket.
 pub struct VorsMember {
     pub name: String,
     session: ClientSession,
@@ -37,6 +37,17 @@ pub struct VorsMember {
     /// Datagrams received under our own SID: the relay must never send a member's packets
     /// back to it.
     pub echoes: u64,
+}
+
+impl std::fmt::Debug for VorsMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VorsMember")
+            .field("name", &self.name)
+            .field("sid", &self.session.sid())
+            .field("peers", &self.peers)
+            .field("echoes", &self.echoes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VorsMember {

@@ -2,14 +2,11 @@
 //! refused `moose-call` exits 3 with the reason, `moose_vors_rejects_total` counts each one,
 //! nobody in the room hears of the refused, and the members keep talking.
 
-#[path = "../../relay/tests/support/mod.rs"]
-mod support;
-mod vors_support;
-
 use std::time::Duration;
 
-use support::Relay;
-use vors_support::{CallProc, Metrics, OnPanic, wait_metrics};
+use moose_testkit::call::CallProc;
+use moose_testkit::metrics::{Metrics, OnPanic, wait_metrics};
+use moose_testkit::relay::Relay;
 
 const ROOM: &str = "locked";
 const LINE: Duration = Duration::from_secs(15);
