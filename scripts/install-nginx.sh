@@ -1,6 +1,6 @@
 #!/bin/sh
-# Installs what the deployment tests need (bench/tests/behind_nginx.rs,
-# bench/tests/deploy_configs_valid.rs): Debian's nginx with its stream module (the VoRS TCP and
+# Installs what the deployment tests need (relay/tests/behind_nginx.rs,
+# relay/tests/deploy_configs_valid.rs): Debian's nginx with its stream module (the VoRS TCP and
 # UDP proxy of deploy/nginx/), openssl (the tests' self-signed certificate), systemd (only for
 # `systemd-analyze verify` on deploy/moose-relay.service: the package installs the tools, it
 # does not make systemd this machine's init), curl (the unit's readiness check, which verify

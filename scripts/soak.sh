@@ -8,7 +8,7 @@
 # (docs/benchmarks.md). Prints one sample line every 10 s, then both benches' tables and a
 # verdict. Exits 0 when nothing was lost or damaged, the descriptors ended where they were
 # once the load was up, and memory grew by less than 10 % over the second half of the run;
-# 1 otherwise. bench/tests/soak_stays_flat.rs is the same check in seconds, for CI.
+# 1 otherwise. relay/tests/soak_stays_flat.rs is the same check in seconds, for CI.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
