@@ -13,7 +13,8 @@
 #   3. cargo deny: dependency licenses, bans and sources (deny.toml; no advisory database)
 #   4. the glommio patch of docs/benchmarks.md ("Experiment") still applies
 #   5. the doc tests
-#   6. every test with cargo-nextest (one build, settings in .config/nextest.toml)
+#   6. every test with cargo-nextest (settings in .config/nextest.toml; the programs the tests
+#      start are built first, as the test kit builds them)
 #   7. every fuzz target for 10 s (scripts/fuzz.sh: nightly and cargo-fuzz, installed if missing)
 # Every build is --locked: a Cargo.lock that no longer matches the manifests fails the run
 # instead of being rewritten, so what was tested is what the lock file says.
@@ -138,6 +139,12 @@ step "the glommio COOP_TASKRUN patch applies" bash scripts/build-coop-relay.sh -
 step "doc tests" cargo test --locked --quiet --workspace --doc --color "$color"
 step "build the tests" \
     cargo nextest run --locked --workspace --all-targets --no-run --cargo-quiet --color "$color"
+# The programs the scenario tests start (relay, moose-call, moose-bench) come from one build of
+# their own (testkit/src/binary.rs, `BUILD`): made here, it is a step with its own time, not a
+# wait inside the first test that asks.
+step "build the programs the tests run" \
+    cargo build --quiet --locked -p moose-relay -p moose-bench \
+    --bin moose-relay --bin moose-call --bin moose-bench --color "$color"
 step "run every test (cargo nextest)" \
     cargo nextest run --locked --workspace --all-targets --cargo-quiet --color "$color"
 step "fuzz every decoder briefly" bash scripts/fuzz.sh 10
