@@ -159,8 +159,8 @@ pub struct RunArgs {
     )]
     pub max_connections_per_address: usize,
 
-    /// VoRS handshakes one core drives at once; more connections are closed before any Noise
-    /// work (0: no limit).
+    /// VoRS handshakes one core holds waiting for their magic and message 1; when full, the
+    /// one that has waited longest is closed to make room for the newcomer (0: no limit).
     #[arg(
         long,
         env = "MOOSE_MAX_HANDSHAKES",
@@ -169,7 +169,8 @@ pub struct RunArgs {
     )]
     pub max_handshakes: usize,
 
-    /// VoRS handshakes one IP address may have going at once, over every core (0: no limit).
+    /// VoRS handshakes one client (IPv4 address, IPv6 /64) may have waiting for message 1 at
+    /// once, over every core; more are closed at once (0: no limit).
     #[arg(
         long,
         env = "MOOSE_MAX_HANDSHAKES_PER_ADDRESS",
@@ -178,8 +179,8 @@ pub struct RunArgs {
     )]
     pub max_handshakes_per_address: usize,
 
-    /// VoRS handshakes one IP address may start per minute (a token bucket with this burst),
-    /// over every core (0: no limit).
+    /// VoRS handshakes one client (IPv4 address, IPv6 /64) may start per minute (a token
+    /// bucket with this burst), over every core (0: no limit).
     #[arg(
         long,
         env = "MOOSE_HANDSHAKES_PER_MINUTE",
@@ -187,6 +188,17 @@ pub struct RunArgs {
         global = true
     )]
     pub handshakes_per_minute: u32,
+
+    /// Share of each core that VoRS handshakes (decrypting message 1, writing message 2) may
+    /// take, in percent (1 to 100; 100: no budget). Past it, handshakes are closed before the
+    /// Noise work until the core has earned its budget back.
+    #[arg(
+        long,
+        env = "MOOSE_HANDSHAKE_CPU_PERCENT",
+        default_value_t = 25,
+        global = true
+    )]
+    pub handshake_cpu_percent: u8,
 
     /// Most Moose lines in the process; a peer that would open one more gets 503 (0: no
     /// limit).
@@ -197,6 +209,16 @@ pub struct RunArgs {
     /// ["ERR", "server full"] (0: no limit).
     #[arg(long, env = "MOOSE_MAX_ROOMS", default_value_t = 10_000, global = true)]
     pub max_rooms: usize,
+
+    /// Most VoRS rooms made by one client (IPv4 address, IPv6 /64) that exist at once; a
+    /// member that would make one more gets ["ERR", "too many rooms"] (0: no limit).
+    #[arg(
+        long,
+        env = "MOOSE_MAX_ROOMS_PER_ADDRESS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub max_rooms_per_address: usize,
 
     /// Seconds a client gets to send its whole HTTP request head (slowloris protection).
     #[arg(

@@ -212,6 +212,9 @@ async fn publish_executor_stats(shard: Rc<Shard>) {
             .add(nanos(executor.total_runtime()));
         stats.executor_tasks.add(executor.tasks_executed());
         stats.executor_scheduler_runs.add(executor.scheduler_runs());
+        stats
+            .vors_handshakes_waiting
+            .set(shard.handshakes.waiting() as u64);
     }
 }
 

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::drain::Lifecycle;
 use crate::handoff::Handoff;
 use crate::limits::Limits;
+use crate::limits::budget::HandshakeBudget;
 use crate::limits::handshakes::HandshakeGate;
 use crate::line::Lines;
 use crate::owner::Owners;
@@ -31,8 +32,13 @@ pub(crate) struct Shard {
     /// The limits every core shares (per-address slots, handshake and apikey failure rates,
     /// line and room quotas).
     pub limits: Arc<Limits>,
-    /// VoRS handshakes running on this core.
+    /// VoRS handshakes waiting for their message 1 on this core.
     pub handshakes: HandshakeGate,
+    /// The share of this core VoRS handshakes may still take.
+    pub handshake_budget: HandshakeBudget,
+    /// The queue of handshakes waiting for `handshake_budget`: one turn, first come first
+    /// served (`vors::listener::budget_turn`).
+    pub handshake_turns: glommio::sync::Semaphore,
     /// This core's rate-limited accept warnings.
     pub accept_warnings: AcceptWarnings,
     /// Descriptors held in reserve for every accept loop of the process.
@@ -78,6 +84,11 @@ impl Shard {
                 limits.lines.clone(),
             ),
             handshakes: HandshakeGate::new(config.max_handshakes),
+            handshake_budget: HandshakeBudget::new(
+                config.handshake_cpu_percent,
+                std::time::Instant::now(),
+            ),
+            handshake_turns: glommio::sync::Semaphore::new(1),
             accept_warnings: AcceptWarnings::default(),
             spares,
             limits,

@@ -204,6 +204,19 @@ pub struct CoreStats {
     vors_handshakes_refused: [Counter; HandshakeRefusal::ALL.len()],
     /// VoRS members refused because a new room would pass `--max-rooms`.
     pub vors_server_full: Counter,
+    /// VoRS members refused because their client made `--max-rooms-per-address` rooms.
+    pub vors_too_many_rooms: Counter,
+    /// VoRS handshakes waiting for their message 1 on this core, sampled every second.
+    pub vors_handshakes_waiting: Gauge,
+    /// Waiting VoRS handshakes shut to make room in a full `--max-handshakes` table.
+    pub vors_handshakes_evicted: Counter,
+    /// VoRS connections closed at a handshake stage's deadline, by stage.
+    vors_handshake_deadlines: [Counter; HandshakeStage::ALL.len()],
+    /// Time this core spent on the handshakes' expensive steps (message 1 decrypted, message 2
+    /// written), in nanoseconds: what `--handshake-cpu-percent` bounds.
+    pub vors_handshake_cpu_nanos: Counter,
+    /// Clients forgotten by a full per-address table, by table.
+    address_evictions: [Counter; AddressTable::ALL.len()],
     /// Receive to send submission of a line message, per recipient copy.
     pub ws_forward_latency: LatencyHistogram,
     /// Receive to send submission of a VoRS media packet (once per packet: one `sendmmsg`
@@ -220,8 +233,8 @@ pub struct CoreStats {
 
 pub use moose_proto::vors::room::DropReason as VorsDrop;
 
-use crate::limits::ConnectionRefusal;
-use crate::limits::handshakes::HandshakeRefusal;
+use crate::limits::handshakes::{HandshakeRefusal, HandshakeStage};
+use crate::limits::{AddressTable, ConnectionRefusal};
 
 impl CoreStats {
     pub fn dropped(&self, reason: Drop) {
@@ -246,6 +259,22 @@ impl CoreStats {
 
     pub fn handshakes_refused(&self, reason: HandshakeRefusal) -> u64 {
         self.vors_handshakes_refused[reason as usize].get()
+    }
+
+    pub fn handshake_deadline(&self, stage: HandshakeStage) {
+        self.vors_handshake_deadlines[stage as usize].inc();
+    }
+
+    pub fn handshake_deadlines(&self, stage: HandshakeStage) -> u64 {
+        self.vors_handshake_deadlines[stage as usize].get()
+    }
+
+    pub fn address_evicted(&self, table: AddressTable) {
+        self.address_evictions[table as usize].inc();
+    }
+
+    pub fn address_evictions(&self, table: AddressTable) -> u64 {
+        self.address_evictions[table as usize].get()
     }
 
     pub fn vors_dropped(&self, reason: VorsDrop) {
@@ -280,6 +309,12 @@ mod tests {
         }
         for (i, reason) in HandshakeRefusal::ALL.iter().enumerate() {
             assert_eq!(*reason as usize, i);
+        }
+        for (i, stage) in HandshakeStage::ALL.iter().enumerate() {
+            assert_eq!(*stage as usize, i);
+        }
+        for (i, table) in AddressTable::ALL.iter().enumerate() {
+            assert_eq!(*table as usize, i);
         }
     }
 

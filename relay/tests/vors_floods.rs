@@ -150,7 +150,8 @@ fn stalled_handshakes_during_call() {
     assert_eq!(bob.summary().received, sent, "bob: {:?}", bob.summary());
     assert_tone(&rec.join("alice.wav"), TONE_HZ, 1.9, 1.7);
 
-    // The relay closes each stalled handshake at its deadline (10 s after connecting).
+    // The relay closes each stalled handshake at its stage's deadline: 2 s after connecting
+    // for the magic, 4 s for message 1.
     while stalled.iter().any(Option::is_some) {
         assert!(
             started.elapsed() < Duration::from_secs(20),
@@ -171,9 +172,16 @@ fn stalled_handshakes_during_call() {
         thread::sleep(Duration::from_millis(50));
     }
     assert!(
-        started.elapsed() >= Duration::from_secs(9),
+        started.elapsed() >= Duration::from_millis(3_900),
         "stalled handshakes closed before their deadline"
     );
+    let closed_at = |stage: &str| {
+        relay.metric(&format!(
+            "moose_vors_handshake_deadlines_total{{stage=\"{stage}\"}}"
+        ))
+    };
+    assert_eq!(closed_at("magic"), EACH as u64, "the silent ones");
+    assert_eq!(closed_at("message_1"), 2 * EACH as u64, "the others");
     // Their descriptors are back: the relay holds what it held before the attack.
     wait_fds(&relay, "descriptors back to the baseline", |fds| {
         fds <= baseline_fds
@@ -213,7 +221,7 @@ fn abandoned_handshakes_are_freed_at_once() {
     wait_fds(&relay, "descriptors back to the baseline", |fds| {
         fds <= baseline_fds
     });
-    // Freed when the connections went, not at the 10 s handshake deadline.
+    // Freed when the connections went, not at the 4 s message 1 deadline.
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "freed only after {:?}",

@@ -51,16 +51,21 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     /// TCP connections open at once per client address (0: no limit).
     pub max_connections_per_address: usize,
-    /// VoRS handshakes at once per core (0: no limit).
+    /// VoRS handshakes waiting for message 1 per core; past it the oldest is evicted (0: no
+    /// limit).
     pub max_handshakes: usize,
-    /// VoRS handshakes at once per client address (0: no limit).
+    /// VoRS handshakes waiting for message 1 per client (0: no limit).
     pub max_handshakes_per_address: usize,
-    /// VoRS handshakes started per client address per minute (0: no limit).
+    /// VoRS handshakes started per client per minute (0: no limit).
     pub handshakes_per_minute: u32,
+    /// Share of each core handshakes may take, 1 to 100 % (100: no budget).
+    pub handshake_cpu_percent: u8,
     /// Moose lines in the process (0: no limit).
     pub max_lines: usize,
     /// VoRS rooms in the process (0: no limit).
     pub max_rooms: usize,
+    /// VoRS rooms made by one client that exist at once (0: no limit).
+    pub max_rooms_per_address: usize,
     /// How long a client may take to send an HTTP request head.
     pub header_timeout: Duration,
     /// How long calls may go on after SIGTERM/SIGINT (zero: exit at once).
@@ -209,6 +214,13 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if args.handshake_cpu_percent == 0 || args.handshake_cpu_percent > 100 {
+            return Err(bad(
+                "handshake_cpu_percent",
+                &args.handshake_cpu_percent,
+                "must be between 1 and 100",
+            ));
+        }
         if args.header_timeout == 0 || args.header_timeout > 3600 {
             return Err(bad(
                 "header_timeout",
@@ -267,8 +279,10 @@ impl Config {
             max_handshakes: args.max_handshakes,
             max_handshakes_per_address: args.max_handshakes_per_address,
             handshakes_per_minute: args.handshakes_per_minute,
+            handshake_cpu_percent: args.handshake_cpu_percent,
             max_lines: args.max_lines,
             max_rooms: args.max_rooms,
+            max_rooms_per_address: args.max_rooms_per_address,
             header_timeout: Duration::from_secs(args.header_timeout),
             drain: Duration::from_secs(args.drain_seconds),
             log_format: args.log_format,
@@ -315,8 +329,10 @@ mod tests {
         assert_eq!(config.max_handshakes, 256);
         assert_eq!(config.max_handshakes_per_address, 8);
         assert_eq!(config.handshakes_per_minute, 120);
+        assert_eq!(config.handshake_cpu_percent, 25);
         assert_eq!(config.max_lines, 10_000);
         assert_eq!(config.max_rooms, 10_000);
+        assert_eq!(config.max_rooms_per_address, 16);
         assert_eq!(config.header_timeout, Duration::from_secs(10));
         let mut default = Config::default();
         assert_eq!(default.cpus, vec![0]);
@@ -346,6 +362,12 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("invalid setting header_timeout = 0 "),
+            "{err}"
+        );
+        let err = parse(&["--handshake-cpu-percent", "0"]).expect_err("no handshake at all");
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting handshake_cpu_percent = 0 "),
             "{err}"
         );
         let err = parse(&["--apikey", "short"]).expect_err("short key");

@@ -60,7 +60,7 @@ pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
         if config.max_handshakes == 0 {
             "no limit"
         } else {
-            "per core"
+            "waiting per core; the oldest is evicted"
         },
     );
     line(
@@ -74,6 +74,15 @@ pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
         or_unlimited(config.handshakes_per_minute as usize),
     );
     line(
+        "handshake_cpu_percent",
+        config.handshake_cpu_percent.to_string(),
+        if config.handshake_cpu_percent == 100 {
+            "no budget"
+        } else {
+            "of each core"
+        },
+    );
+    line(
         "max_lines",
         config.max_lines.to_string(),
         or_unlimited(config.max_lines),
@@ -82,6 +91,11 @@ pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
         "max_rooms",
         config.max_rooms.to_string(),
         or_unlimited(config.max_rooms),
+    );
+    line(
+        "max_rooms_per_address",
+        config.max_rooms_per_address.to_string(),
+        or_unlimited(config.max_rooms_per_address),
     );
     line(
         "header_timeout",

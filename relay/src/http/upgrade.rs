@@ -17,6 +17,7 @@ use moose_proto::http::{self, Request, Status, Upgrade};
 use tracing::{debug, info, warn};
 
 use crate::handoff::{Handoff, LineRequest};
+use crate::limits::AddressTable;
 use crate::limits::address::AddressSlot;
 use crate::line::{JoinError, peer};
 use crate::shard::Shard;
@@ -86,7 +87,9 @@ pub(crate) fn check(
         }
     }
     let refuse_key = |status: Status, body: &'static str| {
-        shard.limits.spend_auth_failure(addr.ip(), now);
+        if shard.limits.spend_auth_failure(addr.ip(), now) {
+            shard.stats.address_evicted(AddressTable::AuthFailures);
+        }
         shard.stats.dropped(Drop::RefusedKey);
         // What was wrong, never the key that was offered.
         info!(

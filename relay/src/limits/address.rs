@@ -1,5 +1,6 @@
-//! Slots per client address: how many connections (or handshakes) one IP address may have
-//! open at once, counted over every core.
+//! Slots per client address: how many connections (or handshakes, or rooms) one client may
+//! have open at once, counted over every core. A client is an IPv4 address or an IPv6 /64
+//! (see `client`).
 //!
 //! One small table for the whole process behind a `Mutex`: it is touched twice per TCP
 //! connection (accept and close), never per message, so the lock is off the hot path and
@@ -11,6 +12,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::client::client_of;
+
 /// The open count of every address that has at least one slot.
 #[derive(Debug)]
 pub(crate) struct AddressSlots {
@@ -19,12 +22,13 @@ pub(crate) struct AddressSlots {
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// One slot held by one address; given back on drop.
+/// One slot held by one client; given back on drop.
 #[derive(Debug)]
 #[must_use = "the slot is given back when the guard drops"]
 pub(crate) struct AddressSlot {
     /// `None` when the table has no limit: nothing to give back.
     table: Option<Arc<AddressSlots>>,
+    /// The client's key (`client::client_of`).
     addr: IpAddr,
 }
 
@@ -42,8 +46,9 @@ impl AddressSlots {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes a slot for `addr`, or `None` when it already holds `limit` of them.
+    /// Takes a slot for `addr`'s client, or `None` when it already holds `limit` of them.
     pub(crate) fn try_take(self: &Arc<Self>, addr: IpAddr) -> Option<AddressSlot> {
+        let addr = client_of(addr);
         if self.limit == 0 {
             return Some(AddressSlot { table: None, addr });
         }
@@ -60,9 +65,9 @@ impl AddressSlots {
     }
 
     #[cfg(test)]
-    /// Slots `addr` holds now.
+    /// Slots `addr`'s client holds now.
     pub(crate) fn held(&self, addr: IpAddr) -> usize {
-        self.open().get(&addr).copied().unwrap_or(0)
+        self.open().get(&client_of(addr)).copied().unwrap_or(0)
     }
 
     #[cfg(test)]
@@ -79,6 +84,13 @@ impl AddressSlots {
                 open.remove(&addr);
             }
         }
+    }
+}
+
+impl AddressSlot {
+    /// The client holding the slot (its key: an IPv6 client's /64 with the host bits zero).
+    pub(crate) fn client(&self) -> IpAddr {
+        self.addr
     }
 }
 
@@ -131,6 +143,20 @@ mod tests {
             .collect();
         assert_eq!(slots.addresses(), 0);
         drop(held);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_64() {
+        let slots = AddressSlots::new(2);
+        let ip = |s: &str| -> IpAddr { s.parse().expect("an address") };
+        let _a = slots.try_take(ip("2001:db8:0:1::1")).expect("first");
+        let _b = slots.try_take(ip("2001:db8:0:1:ffff::2")).expect("second");
+        assert!(
+            slots.try_take(ip("2001:db8:0:1::3")).is_none(),
+            "a third address of the same /64 is the same client"
+        );
+        assert!(slots.try_take(ip("2001:db8:0:2::1")).is_some());
+        assert_eq!(slots.held(ip("2001:db8:0:1::abcd")), 2);
     }
 
     #[test]

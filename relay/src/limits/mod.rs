@@ -4,21 +4,26 @@
 //! [`Limits`] holds what is shared by every core: per-address connection and handshake slots,
 //! the handshake rate and apikey failure buckets, and the line and room quotas. Each is
 //! touched when a connection, handshake, line or room starts or ends (or an apikey fails),
-//! never per message. What is per core lives in the core's `Shard` (the
-//! [`handshakes::HandshakeGate`]).
+//! never per message. Every per-address table counts a client by `client::client_of` (an IPv6
+//! client by its /64). What is per core lives in the core's `Shard` (the
+//! [`handshakes::HandshakeGate`] and the [`budget::HandshakeBudget`]).
 
 pub(crate) mod address;
+pub(crate) mod budget;
+pub(crate) mod client;
 pub(crate) mod handshakes;
 pub(crate) mod quota;
+pub(crate) mod rooms;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::ratelimit::AddressBuckets;
+use crate::ratelimit::{AddressBuckets, Spent};
 use address::AddressSlots;
 use quota::Quota;
+use rooms::RoomQuota;
 
 /// Why a TCP connection was closed as soon as it was accepted; one counter each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +50,27 @@ impl ConnectionRefusal {
     }
 }
 
+/// A per-address table that forgets its oldest client when full; one counter each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressTable {
+    /// `--handshakes-per-minute`'s buckets.
+    HandshakeRate,
+    /// `--auth-failures-per-minute`'s buckets.
+    AuthFailures,
+}
+
+impl AddressTable {
+    pub const ALL: [AddressTable; 2] = [AddressTable::HandshakeRate, AddressTable::AuthFailures];
+
+    /// The `table` label in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            AddressTable::HandshakeRate => "handshake_rate",
+            AddressTable::AuthFailures => "auth_failures",
+        }
+    }
+}
+
 /// The limits every core shares.
 #[derive(Debug)]
 pub(crate) struct Limits {
@@ -60,8 +86,8 @@ pub(crate) struct Limits {
     auth_failures: Mutex<AddressBuckets>,
     /// Moose lines in the process.
     pub lines: Arc<Quota>,
-    /// VoRS rooms in the process.
-    pub rooms: Quota,
+    /// VoRS rooms in the process and per client.
+    pub rooms: RoomQuota,
 }
 
 impl Limits {
@@ -73,14 +99,18 @@ impl Limits {
                 .then(|| Mutex::new(AddressBuckets::new(config.handshakes_per_minute))),
             auth_failures: Mutex::new(AddressBuckets::new(config.auth_failures_per_minute)),
             lines: Arc::new(Quota::new(config.max_lines)),
-            rooms: Quota::new(config.max_rooms),
+            rooms: RoomQuota::new(config.max_rooms, config.max_rooms_per_address),
         }
     }
 
-    /// Spends one of `addr`'s handshake tokens; false when it has none left.
-    pub(crate) fn spend_handshake_token(&self, addr: IpAddr, now: Instant) -> bool {
+    /// Spends one of `addr`'s handshake tokens: whether it had one, and whether another
+    /// client was forgotten to make room ([`AddressTable::HandshakeRate`]).
+    pub(crate) fn spend_handshake_token(&self, addr: IpAddr, now: Instant) -> Spent {
         match &self.handshake_rate {
-            None => true,
+            None => Spent {
+                allowed: true,
+                evicted: false,
+            },
             Some(buckets) => locked(buckets).try_spend(addr, now),
         }
     }
@@ -88,12 +118,14 @@ impl Limits {
     /// False when `addr` has used up its failed apikey attempts: it is refused before its key
     /// is looked at, so the limit cannot be used to probe keys.
     pub(crate) fn auth_allowed(&self, addr: IpAddr, now: Instant) -> bool {
-        locked(&self.auth_failures).allows(addr, now)
+        locked(&self.auth_failures).knock(addr, now)
     }
 
-    /// Records a failed apikey attempt from `addr`.
-    pub(crate) fn spend_auth_failure(&self, addr: IpAddr, now: Instant) {
-        locked(&self.auth_failures).spend(addr, now);
+    /// Records a failed apikey attempt from `addr`; true when another client was forgotten
+    /// to make room ([`AddressTable::AuthFailures`]).
+    #[must_use = "a forgotten client is counted"]
+    pub(crate) fn spend_auth_failure(&self, addr: IpAddr, now: Instant) -> bool {
+        locked(&self.auth_failures).spend(addr, now)
     }
 }
 

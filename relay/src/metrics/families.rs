@@ -4,8 +4,8 @@
 use super::Samples::{ByLabel, Histograms, PerCore, Process, Total};
 use super::Unit::{Count, Nanos};
 use super::{Family, Samples, Type};
-use crate::limits::ConnectionRefusal;
-use crate::limits::handshakes::HandshakeRefusal;
+use crate::limits::handshakes::{HandshakeRefusal, HandshakeStage};
+use crate::limits::{AddressTable, ConnectionRefusal};
 use crate::stats::{Drop, VorsDrop};
 
 const fn counter(name: &'static str, help: &'static str, samples: Samples) -> Family {
@@ -95,7 +95,8 @@ pub(crate) const FAMILIES: &[Family] = &[
     ),
     counter(
         "moose_vors_handshakes_refused_total",
-        "VoRS connections closed before any handshake work, by the limit they hit.",
+        "VoRS connections closed before any handshake work, or before message 2, by the limit \
+         they hit.",
         ByLabel {
             label: "reason",
             read: |c| {
@@ -104,6 +105,53 @@ pub(crate) const FAMILIES: &[Family] = &[
                     .to_vec()
             },
         },
+    ),
+    counter(
+        "moose_vors_handshakes_evicted_total",
+        "VoRS handshakes waiting for message 1 that were shut to make room for a newer one \
+         (--max-handshakes per core).",
+        Total(|c| c.vors_handshakes_evicted.get()),
+    ),
+    gauge(
+        "moose_vors_handshakes_waiting",
+        "VoRS handshakes waiting for their message 1, per core (sampled every second).",
+        PerCore(|c| c.vors_handshakes_waiting.get(), Count),
+    ),
+    counter(
+        "moose_vors_handshake_deadlines_total",
+        "VoRS connections closed at a handshake stage's deadline, by stage.",
+        ByLabel {
+            label: "stage",
+            read: |c| {
+                HandshakeStage::ALL
+                    .map(|s| (s.label(), c.handshake_deadlines(s)))
+                    .to_vec()
+            },
+        },
+    ),
+    counter(
+        "moose_vors_handshake_cpu_seconds_total",
+        "Time the core spent decrypting message 1 and writing message 2 (what \
+         --handshake-cpu-percent bounds).",
+        PerCore(|c| c.vors_handshake_cpu_nanos.get(), Nanos),
+    ),
+    counter(
+        "moose_address_evictions_total",
+        "Clients forgotten by a full per-address rate table (the one touched longest ago), by \
+         table.",
+        ByLabel {
+            label: "table",
+            read: |c| {
+                AddressTable::ALL
+                    .map(|t| (t.label(), c.address_evictions(t)))
+                    .to_vec()
+            },
+        },
+    ),
+    counter(
+        "moose_vors_too_many_rooms_total",
+        "VoRS members refused because their client already made --max-rooms-per-address rooms.",
+        Total(|c| c.vors_too_many_rooms.get()),
     ),
     counter(
         "moose_vors_server_full_total",

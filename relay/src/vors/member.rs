@@ -5,6 +5,7 @@
 //! VoRS tables, the room quota and the counters ([`OwnerCore`]), so unit tests drive it with
 //! plain values; the tasks around it own the socket.
 
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -17,14 +18,13 @@ use tracing::{debug, info};
 
 use super::room::{MemberConn, RoomCell};
 use super::rooms::VorsCore;
+use super::turns::{self, BUDGET_WAIT};
 use crate::limits::address::AddressSlot;
-use crate::limits::quota::Quota;
+use crate::limits::rooms::{RoomQuota, RoomRefusal};
 use crate::shard::Shard;
 use crate::stats::CoreStats;
 use crate::sys;
 
-/// The ERR reason for a member whose room would pass `--max-rooms`.
-pub(crate) const SERVER_FULL: &str = "server full";
 /// Bytes read from a member's TCP connection at a time.
 const CONTROL_READ: usize = 512;
 /// How often a member's timers (cookie, PING) are checked.
@@ -35,8 +35,8 @@ const TIMER_TICK: Duration = Duration::from_secs(1);
 pub(crate) struct OwnerCore<'a> {
     /// This core's rooms, cookies and registered addresses.
     pub vors: &'a VorsCore,
-    /// `--max-rooms`, shared by every core.
-    pub rooms: &'a Quota,
+    /// `--max-rooms` and `--max-rooms-per-address`, shared by every core.
+    pub rooms: &'a RoomQuota,
     pub stats: &'a CoreStats,
 }
 
@@ -64,21 +64,29 @@ pub(crate) enum Admission {
     Failed,
 }
 
-/// Asks the room `hello` names (made if need be) to admit its sender, and answers message 2
-/// through `session`.
+/// Asks the room `hello` names (made if need be, charged to the client at `from`) to admit
+/// its sender, and answers message 2 through `session`.
 pub(crate) fn join(
     owner: OwnerCore<'_>,
     hello: &HelloOwned,
+    from: IpAddr,
     mut session: Box<ServerSession>,
     now: Instant,
 ) -> Admission {
     let OwnerCore { vors, rooms, stats } = owner;
-    let Some(cell) = vors.room(&hello.room, rooms) else {
-        stats.vors_rejects.inc();
-        stats.vors_server_full.inc();
-        info!(reason = SERVER_FULL, "vors member refused");
-        let _ = session.reject(now, SERVER_FULL);
-        return Admission::Refused(session);
+    let cell = match vors.room(&hello.room, rooms, from) {
+        Ok(cell) => cell,
+        Err(refusal) => {
+            stats.vors_rejects.inc();
+            match refusal {
+                RoomRefusal::ServerFull => stats.vors_server_full.inc(),
+                RoomRefusal::PerAddress => stats.vors_too_many_rooms.inc(),
+            }
+            let reason = refusal.reason();
+            info!(reason, "vors member refused");
+            let _ = session.reject(now, reason);
+            return Admission::Refused(session);
+        }
     };
     let cookie = vors.new_cookie();
     let sid = match cell.join(&hello.username, hello.password_hash.as_ref(), cookie) {
@@ -112,6 +120,9 @@ pub(crate) fn join(
 
 /// On the owner core: admits the member (see [`join`]) and runs it until it leaves. `slot` is
 /// the connection's place in `--max-connections-per-address`, held until the member leaves.
+/// Message 2 is a handshake's second expensive step: it is made in turn within this core's
+/// handshake budget (`turns`), and the connection is dropped when the budget
+/// does not come in time.
 pub(crate) async fn admit(
     shard: Rc<Shard>,
     stream: TcpStream,
@@ -119,8 +130,16 @@ pub(crate) async fn admit(
     hello: HelloOwned,
     slot: AddressSlot,
 ) {
+    let from = slot.client();
     let _slot = slot;
-    let (cell, member) = match join(OwnerCore::of(&shard), &hello, session, Instant::now()) {
+    let Some(turn) = turns::budget_turn(&shard, Instant::now() + BUDGET_WAIT).await else {
+        return;
+    };
+    let admission = turns::spend_budget(&shard, |now| {
+        join(OwnerCore::of(&shard), &hello, from, session, now)
+    });
+    drop(turn);
+    let (cell, member) = match admission {
         Admission::Joined { cell, member } => (cell, member),
         Admission::Refused(mut session) => return send_and_close(stream, &mut session).await,
         Admission::Failed => return,
@@ -366,7 +385,10 @@ mod tests {
     fn a_room_past_max_rooms_is_refused_as_server_full() {
         let core = Core::new(1, 64);
         let _ann = core.join("ann", "first", "192.0.2.1:4000");
-        assert_eq!(refusal(&core, "bob", "second"), SERVER_FULL);
+        assert_eq!(
+            refusal(&core, "bob", "second"),
+            RoomRefusal::ServerFull.reason()
+        );
         assert_eq!(core.stats.vors_rejects.get(), 1);
         assert_eq!(core.stats.vors_server_full.get(), 1);
         assert_eq!(core.stats.vors_rooms.get(), 1, "no second room");

@@ -1,7 +1,7 @@
 //! VoRS rooms: the handshake listener, rooms on their owner core, and UDP media.
 //!
-//! A TCP connection is accepted on any core, which reads the magic and decrypts message 1 (the
-//! costly Kyber step) and learns the room. The connection and its session then move to the
+//! A TCP connection is accepted on any core, which reads the magic and message 1, decrypts
+//! message 1 (a costly step, within the core's handshake budget) and learns the room. The connection and its session then move to the
 //! room's owner core, which runs the room (`moose_proto::vors::room`). UDP datagrams are
 //! steered by the kernel to the core named by their first byte (see
 //! `sys::steer_udp_by_first_byte`): the relay gives each room SIDs, and each joining member a
@@ -10,7 +10,8 @@
 //!
 //! `rooms` is one core's table of rooms (and of the cookies and addresses that find a
 //! datagram's room), `room` one room with its members' queues, `member` a member's admission
-//! and connection, `media` the UDP path. The decisions (`member::join`, `media::judge`) take
+//! and connection, `media` the UDP path, `turns` the queue at each core's handshake CPU
+//! budget. The decisions (`member::join`, `media::judge`) take
 //! plain values, not the whole `Shard`, and `testing` drives them with real client sessions.
 
 pub mod keyfile;
@@ -21,3 +22,4 @@ pub(crate) mod room;
 pub(crate) mod rooms;
 #[cfg(test)]
 pub(crate) mod testing;
+pub(crate) mod turns;

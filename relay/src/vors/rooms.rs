@@ -6,7 +6,7 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
 use glommio::net::UdpSocket;
@@ -14,7 +14,7 @@ use moose_proto::vors::packet::COOKIE_LEN;
 use moose_proto::vors::room::RoomConfig;
 
 use super::room::RoomCell;
-use crate::limits::quota::Quota;
+use crate::limits::rooms::{RoomPlace, RoomQuota, RoomRefusal};
 
 /// The VoRS state of one core.
 #[derive(Debug)]
@@ -24,6 +24,8 @@ pub(crate) struct VorsCore {
     lanes: u8,
     max_members: usize,
     rooms: RefCell<HashMap<String, Rc<RoomCell>>>,
+    /// Each room's place in `--max-rooms` and its maker's `--max-rooms-per-address`.
+    places: RefCell<HashMap<String, RoomPlace>>,
     /// Cookies handed out and not yet seen over UDP.
     cookies: RefCell<HashMap<[u8; COOKIE_LEN], Rc<RoomCell>>>,
     /// Registered members' UDP addresses.
@@ -42,22 +44,28 @@ impl VorsCore {
             lanes,
             max_members,
             rooms: RefCell::new(HashMap::new()),
+            places: RefCell::new(HashMap::new()),
             cookies: RefCell::new(HashMap::new()),
             sources: RefCell::new(HashMap::new()),
             udp: OnceCell::new(),
         }
     }
 
-    /// The room called `name`, made empty if it does not exist and `quota` (`--max-rooms`,
-    /// shared by every core) has room for one more; `None` when it has not.
-    pub(crate) fn room(&self, name: &str, quota: &Quota) -> Option<Rc<RoomCell>> {
+    /// The room called `name`, made empty if it does not exist and `quota` (`--max-rooms` and
+    /// `--max-rooms-per-address`, shared by every core) has room for one more made by
+    /// `creator`; why not when it has not.
+    pub(crate) fn room(
+        &self,
+        name: &str,
+        quota: &RoomQuota,
+        creator: IpAddr,
+    ) -> Result<Rc<RoomCell>, RoomRefusal> {
         let mut rooms = self.rooms.borrow_mut();
         if let Some(cell) = rooms.get(name) {
-            return Some(cell.clone());
+            return Ok(cell.clone());
         }
-        if !quota.try_take() {
-            return None;
-        }
+        let place = quota.try_take(creator)?;
+        self.places.borrow_mut().insert(name.to_owned(), place);
         let config = RoomConfig {
             max_members: self.max_members,
             sid_lanes: self.lanes,
@@ -65,7 +73,7 @@ impl VorsCore {
         };
         let cell = Rc::new(RoomCell::new(name, config));
         rooms.insert(name.to_owned(), cell.clone());
-        Some(cell)
+        Ok(cell)
     }
 
     /// A fresh random cookie whose first byte steers its datagram to this core.
@@ -117,11 +125,13 @@ impl VorsCore {
 
     /// Forgets an empty room and everything that pointed at it, and gives its place in
     /// `quota` back.
-    pub(crate) fn forget_if_empty(&self, cell: &Rc<RoomCell>, quota: &Quota) {
+    pub(crate) fn forget_if_empty(&self, cell: &Rc<RoomCell>, quota: &RoomQuota) {
         if cell.is_empty() {
-            let removed = self.rooms.borrow_mut().remove(&cell.name());
-            if removed.is_some() {
-                quota.give_back();
+            let name = cell.name();
+            let removed = self.rooms.borrow_mut().remove(&name);
+            let place = self.places.borrow_mut().remove(&name);
+            if let (Some(_), Some(place)) = (removed, place) {
+                quota.give_back(place);
             }
             self.cookies
                 .borrow_mut()
@@ -134,7 +144,7 @@ impl VorsCore {
 
     /// As [`forget_if_empty`](Self::forget_if_empty), for the room this core holds under
     /// `name`, if any.
-    pub(crate) fn forget_named_if_empty(&self, name: &str, quota: &Quota) {
+    pub(crate) fn forget_named_if_empty(&self, name: &str, quota: &RoomQuota) {
         let cell = self.rooms.borrow().get(name).cloned();
         if let Some(cell) = cell {
             self.forget_if_empty(&cell, quota);
@@ -164,14 +174,21 @@ mod tests {
         }
     }
 
+    const ANN: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const BOB: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+
     #[test]
     fn rooms_past_the_quota_are_not_made_until_one_goes() {
-        let quota = Quota::new(1);
+        let quota = RoomQuota::new(1, 0);
         let vors = VorsCore::new(0, 1, 64);
-        let first = vors.room("first", &quota).expect("room");
-        assert!(vors.room("second", &quota).is_none(), "over --max-rooms");
+        let first = vors.room("first", &quota, ANN).expect("room");
+        assert_eq!(
+            vors.room("second", &quota, ANN).err(),
+            Some(RoomRefusal::ServerFull),
+            "over --max-rooms"
+        );
         assert!(
-            vors.room("first", &quota).is_some(),
+            vors.room("first", &quota, BOB).is_ok(),
             "an existing room is no new one"
         );
         vors.forget_if_empty(&first, &quota);
@@ -179,6 +196,21 @@ mod tests {
         // Forgetting twice gives back once.
         vors.forget_if_empty(&first, &quota);
         assert_eq!(quota.used(), 0);
-        assert!(vors.room("second", &quota).is_some());
+        assert!(vors.room("second", &quota, ANN).is_ok());
+    }
+
+    #[test]
+    fn a_room_is_charged_to_its_maker_until_it_goes() {
+        let quota = RoomQuota::new(0, 1);
+        let vors = VorsCore::new(0, 1, 64);
+        let first = vors.room("first", &quota, ANN).expect("room");
+        assert_eq!(
+            vors.room("second", &quota, ANN).err(),
+            Some(RoomRefusal::PerAddress)
+        );
+        assert!(vors.room("second", &quota, BOB).is_ok(), "another maker");
+        assert!(vors.room("first", &quota, ANN).is_ok(), "joining is free");
+        vors.forget_if_empty(&first, &quota);
+        assert!(vors.room("third", &quota, ANN).is_ok());
     }
 }

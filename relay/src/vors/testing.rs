@@ -3,7 +3,7 @@
 //! move the bytes between them by hand, the way quinn-proto's tests drive its endpoint.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ use super::media::{self, Fanout};
 use super::member::{self, Admission, OwnerCore};
 use super::room::{MemberConn, RoomCell};
 use super::rooms::VorsCore;
-use crate::limits::quota::Quota;
+use crate::limits::rooms::RoomQuota;
 use crate::stats::CoreStats;
 use crate::sys::MAX_IOVECS;
 
@@ -24,8 +24,8 @@ use crate::sys::MAX_IOVECS;
 #[derive(Debug)]
 pub(crate) struct Core {
     pub vors: VorsCore,
-    /// `--max-rooms`.
-    pub rooms: Quota,
+    /// `--max-rooms` (and no limit per address).
+    pub rooms: RoomQuota,
     pub stats: CoreStats,
     private: [u8; KEY_LEN],
     public: [u8; KEY_LEN],
@@ -40,7 +40,7 @@ impl Core {
         let (private, public) = generate_keypair().expect("keypair");
         Core {
             vors: VorsCore::new(0, 1, max_members),
-            rooms: Quota::new(max_rooms),
+            rooms: RoomQuota::new(max_rooms, 0),
             stats: CoreStats::default(),
             private,
             public,
@@ -59,6 +59,16 @@ impl Core {
     /// A client named `username` that reached message 1 for `room`, and the relay's admission
     /// of it.
     pub(crate) fn knock(&self, username: &str, room: &str) -> (ClientSession, Admission) {
+        self.knock_from(username, room, IpAddr::from([192, 0, 2, 250]))
+    }
+
+    /// As [`knock`](Self::knock), for a client whose TCP connection comes from `from`.
+    pub(crate) fn knock_from(
+        &self,
+        username: &str,
+        room: &str,
+        from: IpAddr,
+    ) -> (ClientSession, Admission) {
         let hello = Hello {
             username,
             room,
@@ -75,19 +85,20 @@ impl Core {
         let Some(ServerEvent::Hello(hello)) = session.poll_event() else {
             panic!("message 1 gives the hello");
         };
-        let admission = member::join(self.owner(), &hello, session, self.now);
+        let admission = member::join(self.owner(), &hello, from, session, self.now);
         (client, admission)
     }
 
     /// A member of `room` that joined from `addr` and has not sent its cookie yet.
     pub(crate) fn join(&self, username: &str, room: &str, addr: &str) -> TestMember {
-        let (client, admission) = self.knock(username, room);
+        let addr: SocketAddr = addr.parse().expect("an address");
+        let (client, admission) = self.knock_from(username, room, addr.ip());
         let Admission::Joined { cell, member } = admission else {
             panic!("{username} is refused: {admission:?}");
         };
         let mut joined = TestMember {
             client,
-            addr: addr.parse().expect("an address"),
+            addr,
             cell,
             member,
             datagrams: VecDeque::new(),
