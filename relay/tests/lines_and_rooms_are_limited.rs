@@ -1,6 +1,7 @@
 //! `--max-lines` and `--max-rooms` count over every core: the line or room one over the limit
 //! is refused (503 before the upgrade; VoRS ERR "server full"), the ones that exist go on and
-//! take new members, and a place comes back when a line or room goes.
+//! take new members, and a place comes back when a line or room goes. `--max-rooms-per-address`
+//! keeps a few addresses from holding every room.
 #![allow(clippy::unwrap_used)]
 
 use std::thread;
@@ -84,6 +85,70 @@ fn rooms_past_the_limit_are_refused() {
             "the rooms' places never came back"
         );
         // Polling for the relay to notice the members left, with a deadline.
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn one_address_cannot_take_every_room() {
+    // Two addresses try to hold 30 rooms each, with a member kept in each; the process allows
+    // 40. Each gets its 16 and no more, and a new room from another address is still made.
+    const MAX_ROOMS: usize = 40;
+    const PER_ADDRESS: usize = 16;
+    const TRIES: usize = 30;
+    let relay = Relay::start(&["--max-rooms", &MAX_ROOMS.to_string()], &[]);
+    let mut held = Vec::new();
+    for host in [1, 2] {
+        let from = std::net::IpAddr::from([127, 0, 2, host]);
+        let mut made = 0;
+        for i in 0..TRIES {
+            let room = format!("hoard-{host}-{i}");
+            match VorsMember::try_join(
+                relay.vors,
+                &relay.vors_pubkey,
+                "hoarder",
+                &room,
+                "",
+                Some(from),
+            ) {
+                Ok(member) => {
+                    held.push(member);
+                    made += 1;
+                }
+                Err(reason) => assert_eq!(reason, "too many rooms"),
+            }
+        }
+        assert_eq!(made, PER_ADDRESS, "127.0.2.{host}");
+    }
+    let refused = (2 * (TRIES - PER_ADDRESS)) as u64;
+    assert_eq!(relay.metric("moose_vors_too_many_rooms_total"), refused);
+    assert_eq!(relay.metric("moose_vors_server_full_total"), 0);
+    // An honest member from 127.0.0.1 still makes a room, and one of the hoarded rooms still
+    // takes members from anywhere: only making rooms is limited.
+    let _ann = VorsMember::join(relay.vors, &relay.vors_pubkey, "ann", "honest");
+    let bob = VorsMember::join(relay.vors, &relay.vors_pubkey, "bob", "hoard-1-0");
+    drop(bob);
+    // A hoarder's room that goes gives its place back to the address that made it.
+    drop(held.remove(0));
+    let from = Some(std::net::IpAddr::from([127, 0, 2, 1]));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match VorsMember::try_join(
+            relay.vors,
+            &relay.vors_pubkey,
+            "hoarder",
+            "hoard-1-new",
+            "",
+            from,
+        ) {
+            Ok(_) => break,
+            Err(reason) => assert_eq!(reason, "too many rooms"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gone room's place never came back"
+        );
+        // Polling for the relay to notice the member left, with a deadline.
         thread::sleep(Duration::from_millis(20));
     }
 }
