@@ -4,9 +4,11 @@
 //! [`audio`] holds everything that touches sound (WAV files, the Opus codec as VoRS profiles
 //! it, the per-member playout timeline, tone analysis for tests); [`vors_client`] drives the
 //! sans-IO client machine of `moose_proto::vors` over real sockets; [`load`] is the load
-//! generator and its reports; [`baseline`] the forwarder.
+//! generator and its reports; [`baseline`] the forwarder; [`flood`] the handshake flood that
+//! loads a relay's handshake path while a load measures the calls.
 
 pub mod audio;
 pub mod baseline;
+pub mod flood;
 pub mod load;
 pub mod vors_client;

@@ -3,6 +3,7 @@
 //! ```text
 //! moose-bench ws   --target HOST:PORT --streams N --room-size K --seconds S [--json FILE]
 //! moose-bench vors --target HOST:PORT --pubkey HEX --streams N --room-size K ...
+//! moose-bench handshake-flood --target HOST:PORT --pubkey HEX --from 127.3.0.0/16 ...
 //! ```
 //!
 //! Drives N streams in rooms of K (Moose PCM lines, or VoRS rooms), checks and times every
@@ -17,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
+use moose_bench::flood::{self, FloodPlan, Hellos, Sources};
 use moose_bench::load::baseline::{self, Baseline};
 use moose_bench::load::plot::{self, Curve};
 use moose_bench::load::ramp::{self, Side, Slo, Steps};
@@ -59,6 +61,43 @@ enum ProtocolArgs {
         #[arg(long, env = "MOOSE_BENCH_PUBKEY")]
         pubkey: String,
     },
+    /// VoRS handshakes from many source addresses, each connection sending the magic and one
+    /// message 1, then closing: load for a relay's handshake path while another moose-bench
+    /// measures the calls in progress.
+    HandshakeFlood(FloodArgs),
+}
+
+#[derive(Debug, Args)]
+struct FloodArgs {
+    /// The relay's VoRS address, HOST:PORT.
+    #[arg(long, env = "MOOSE_BENCH_TARGET")]
+    target: String,
+    /// The server's static X25519 public key, 64 hex digits.
+    #[arg(long, env = "MOOSE_BENCH_PUBKEY")]
+    pubkey: String,
+    /// Source addresses, a.b.c.d/len: each connection comes from the next one (every
+    /// 127.0.0.0/8 address is local on Linux).
+    #[arg(long, default_value = "127.3.0.0/16")]
+    from: String,
+    /// `garbage` (random bytes: one X25519 operation for the relay, nothing for the flood) or
+    /// `valid` (real messages 1 for room `flood`: message 2 too).
+    #[arg(long, default_value = "garbage", value_parser = ["garbage", "valid"])]
+    hellos: String,
+    /// Connections per second over every thread (0: as fast as they connect).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Seconds of flooding.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Threads [default: the CPUs this process may use].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Valid messages 1 made before the flood starts (then on the fly).
+    #[arg(long, default_value_t = 2000)]
+    pool: usize,
+    /// Write the results as JSON to FILE.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +209,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let (protocol, common, apikeys, origin, pubkey) = match cli.protocol {
+        ProtocolArgs::HandshakeFlood(args) => return run_flood(&args),
         ProtocolArgs::Ws {
             common,
             apikeys,
@@ -183,12 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             (Protocol::Vors, common, Vec::new(), String::new(), key)
         }
     };
-    let target = common
-        .target
-        .to_socket_addrs()
-        .with_context(|| format!("--target {}", common.target))?
-        .next()
-        .with_context(|| format!("--target {}: no address", common.target))?;
+    let target = resolve_target(&common.target)?;
     if common.baseline {
         baseline::binary()?;
     }
@@ -293,6 +328,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             report.run.room_size
         );
         std::fs::write(path, plot::svg(&title, &curves))
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The address `--target` names.
+fn resolve_target(target: &str) -> anyhow::Result<SocketAddr> {
+    target
+        .to_socket_addrs()
+        .with_context(|| format!("--target {target}"))?
+        .next()
+        .with_context(|| format!("--target {target}: no address"))
+}
+
+/// `moose-bench handshake-flood`: one flood, then a line on stdout (and the JSON).
+fn run_flood(args: &FloodArgs) -> anyhow::Result<()> {
+    let plan = FloodPlan {
+        target: resolve_target(&args.target)?,
+        pubkey: parse_pubkey(&args.pubkey)?,
+        from: Sources::parse(&args.from).map_err(|e| anyhow::anyhow!("--from {e}"))?,
+        hellos: if args.hellos == "valid" {
+            Hellos::Valid
+        } else {
+            Hellos::Garbage
+        },
+        rate: args.rate,
+        seconds: args.seconds,
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        pool: args.pool,
+    };
+    let report = flood::run(&plan).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "handshake flood ({} hellos from {}): {} sent, {} failed, in {:.1} s ({:.0} per second)",
+        plan.hellos.name(),
+        args.from,
+        report.sent,
+        report.failed,
+        report.seconds,
+        report.sent as f64 / report.seconds.max(f64::EPSILON)
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.to_json(&plan) + "\n")
             .with_context(|| format!("write {}", path.display()))?;
     }
     Ok(())

@@ -4,14 +4,11 @@
 //! descriptors stay exactly where the load put them, and memory stops growing once the load
 //! is up.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
+use moose_testkit::bench::BenchRun;
 use moose_testkit::relay::Relay;
-use serde_json::Value;
 
 /// Sending time of each bench run.
 const SECONDS: u64 = 10;
@@ -20,65 +17,8 @@ const SECONDS: u64 = 10;
 /// message (some 40 000 messages in that half) would pass this.
 const MAX_LATE_GROWTH_KIB: u64 = 3072;
 
-/// A running `moose-bench` and its stderr, line by line (the progress line among them).
-struct BenchRun {
-    child: Child,
-    lines: Receiver<String>,
-    reader: JoinHandle<Vec<String>>,
-}
-
 fn bench(args: &[&str], json: &std::path::Path) -> BenchRun {
-    let mut child = Command::new(moose_testkit::binary::moose_bench())
-        .args(args)
-        .args(["--seconds", &SECONDS.to_string(), "--json"])
-        .arg(json)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start moose-bench");
-    let stderr = child.stderr.take().expect("stderr piped");
-    let (tx, lines) = mpsc::channel();
-    let reader = thread::spawn(move || {
-        let mut all = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push(line);
-        }
-        all
-    });
-    BenchRun {
-        child,
-        lines,
-        reader,
-    }
-}
-
-impl BenchRun {
-    /// Waits for the first progress line: every stream is set up and sending.
-    fn wait_sending(&self, what: &str) {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|e| panic!("{what}: no progress line ({e})"));
-            if line.contains(" sent ") {
-                return;
-            }
-        }
-    }
-}
-
-/// Waits for a bench run and returns its JSON, checked for no loss and no damage.
-fn finished(mut run: BenchRun, json: &std::path::Path, what: &str) -> Value {
-    let status = run.child.wait().expect("moose-bench ran");
-    let stderr = run.reader.join().expect("stderr reader").join("\n");
-    assert!(status.success(), "{what}: {stderr}");
-    let text = std::fs::read_to_string(json).expect("JSON written");
-    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
-    assert!(v["sent"].as_u64().expect("sent") > 0, "{what}: {text}");
-    assert_eq!(v["lost"].as_u64(), Some(0), "{what} lost messages: {text}");
-    assert_eq!(v["corrupted"].as_u64(), Some(0), "{what}: {text}");
-    v
+    BenchRun::start(args, SECONDS, json)
 }
 
 #[test]
@@ -127,8 +67,8 @@ fn soak_stays_flat() {
         // Sampling at a fixed rate, not waiting for an event.
         thread::sleep(Duration::from_millis(500));
     }
-    finished(ws, &ws_json, "ws");
-    finished(vors, &vors_json, "vors");
+    ws.finished(&ws_json, "ws");
+    vors.finished(&vors_json, "vors");
 
     assert!(samples.len() >= 10, "{samples:?}");
     let fds: Vec<usize> = samples.iter().map(|s| s.1).collect();

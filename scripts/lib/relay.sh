@@ -4,14 +4,18 @@
 # helpers below. RELAY=PATH runs another build of moose-relay instead.
 #
 # start_relay [FLAG...] starts one with the per-address limits lifted (one machine is one
-# address: they would stop the load itself) and the line and room limits raised, plus any
-# FLAGs, and sets relay_pid, http, vors_addr and pubkey. stop_relay stops it. median prints
-# the median of the numbers on its input, one per line.
+# address: they would stop the load itself), the line and room limits raised and the
+# handshake CPU budget off (MOOSE_HANDSHAKE_CPU_PERCENT, 100 unless set: the load joins all
+# its streams at once), plus any FLAGs, and sets relay_pid, http, vors_addr and pubkey. The
+# newer settings go in the environment, which builds that predate them ignore. stop_relay
+# stops it. median prints the median of the numbers on its input, one per line.
 
 relay_pid=
 
 start_relay() {
-    "${RELAY:-$bin/moose-relay}" --open --listen 127.0.0.1:0 --vors-listen 127.0.0.1:0 \
+    MOOSE_MAX_ROOMS_PER_ADDRESS=0 \
+        MOOSE_HANDSHAKE_CPU_PERCENT=${MOOSE_HANDSHAKE_CPU_PERCENT:-100} \
+        "${RELAY:-$bin/moose-relay}" --open --listen 127.0.0.1:0 --vors-listen 127.0.0.1:0 \
         --admin-listen 127.0.0.1:0 --vors-key "$work/vors.key" \
         --max-connections-per-address 0 --max-handshakes-per-address 0 \
         --handshakes-per-minute 0 --max-lines 100000 --max-rooms 100000 "$@" \

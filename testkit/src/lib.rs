@@ -1,7 +1,8 @@
 //! What the integration tests of the relay and the bench share: the workspace's programs, a real
 //! `moose-relay` on free loopback ports, its `/metrics`, clients of both protocols (a WebSocket
-//! client, a VoRS member over raw sockets, `moose-call` processes), tone files and checks, a
-//! lossy network path, nginx with the deploy/ configs, and headless Chromium.
+//! client, a VoRS member over raw sockets, `moose-call` processes, `moose-bench` runs), tone
+//! files and checks, a lossy network path, nginx with the deploy/ configs, and headless
+//! Chromium.
 //!
 //! Scenario tests live with what they test: the relay's behaviour in `relay/tests/`, the clients'
 //! and the load generator's in `bench/tests/`. Both take everything they share from here.
@@ -10,6 +11,7 @@
 //! check panics, which is how a test fails: `unwrap` is the short form of that here.
 #![allow(clippy::unwrap_used)]
 
+pub mod bench;
 pub mod binary;
 pub mod browser;
 pub mod call;
