@@ -8,8 +8,10 @@
 # per-address limits lifted only for the measuring load, which comes from one address):
 # the calls alone, the calls while `moose-bench handshake-flood` sends garbage messages 1
 # from 127.3.0.0/16, and the calls while it sends valid ones. The calls (VORS_STREAMS in
-# rooms of 4) join first; the flood starts once they are sending and lasts until they stop.
-# FLOOD_RATE is connections per second (0: as fast as they connect). RELAY=PATH measures
+# rooms of 4) join first; the flood starts once they are sending and lasts SECONDS / 2 (its
+# valid messages 1 are made before it starts, which takes a few seconds more). FLOOD_RATE is
+# connections per second (0: as fast as they connect; valid messages 1 past the first 2000
+# are then made on the fly, and the flood competes for the CPUs). RELAY=PATH measures
 # another build of moose-relay (one without --handshake-cpu-percent runs unbudgeted);
 # MOOSE_HANDSHAKE_CPU_PERCENT sets the budget. Prints each run's table, the flood's line, the
 # relay's handshake counters and one summary line per run.
@@ -37,9 +39,11 @@ run() {
     # The calls join in well under 3 s; the flood then hits calls in progress only.
     sleep 3
     if [ "$flood" != none ]; then
+        local pool=2000
+        [ "$rate" = 0 ] || pool=$((rate * seconds / 2))
         "$bin/moose-bench" handshake-flood --target "$vors_addr" --pubkey "$pubkey" \
-            --hellos "$flood" --rate "$rate" --seconds "$((seconds - 2))" --threads 2 \
-            --json "$work/flood-$flood.json"
+            --hellos "$flood" --rate "$rate" --seconds "$((seconds / 2))" --threads 2 \
+            --pool "$pool" --json "$work/flood-$flood.json"
     fi
     wait "$calls" || { cat "$work/calls-$flood.txt"; echo "handshake-flood.sh: calls failed" >&2; exit 1; }
     cat "$work/calls-$flood.txt"
