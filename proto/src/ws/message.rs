@@ -139,6 +139,9 @@ mod tests {
         );
     }
 
+    /// Data frames as (fin, opcode, payload length).
+    type Frames = &'static [(bool, Opcode, usize)];
+
     /// The outcome of the last of `frames` (fin, opcode, payload length) fed to a fresh
     /// tracker with message limit `limit`; every frame before it must be accepted.
     fn last_of(limit: usize, frames: &[(bool, Opcode, usize)]) -> Result<MessagePart, FrameError> {
@@ -156,7 +159,7 @@ mod tests {
     #[test]
     fn sequence_errors() {
         use Opcode::{Binary, Continuation, Text};
-        let cases: [(&[(bool, Opcode, usize)], FrameError); 4] = [
+        let cases: [(Frames, FrameError); 4] = [
             (
                 &[(true, Continuation, 1)],
                 FrameError::UnexpectedContinuation,
@@ -182,7 +185,7 @@ mod tests {
     #[test]
     fn too_large_on_the_frame_that_crosses_the_limit() {
         use Opcode::{Binary, Continuation};
-        let cases: [(usize, &[(bool, Opcode, usize)]); 4] = [
+        let cases: [(usize, Frames); 4] = [
             (100, &[(true, Binary, 101)]),
             (100, &[(false, Binary, 101)]),
             (
