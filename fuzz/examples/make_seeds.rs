@@ -20,7 +20,10 @@ use moose_proto::vors::keys::hash_password;
 use moose_proto::vors::netstring;
 use moose_proto::vors::packet::seal;
 use moose_proto::ws::{CloseCode, Opcode, close_payload, encode_client_frame, encode_server_frame};
-use moose_proto_fuzz::{SERVER_PRIVATE, cookie, edge_room, media_keys, record, server_public};
+use moose_proto::vors::freshness::UnixTime;
+use moose_proto_fuzz::{
+    SERVER_PRIVATE, WALL, cookie, edge_room, media_keys, record, server_public,
+};
 
 const BROWSER: &[u8] = b"GET /ws?apikey=0123456789abcdef0123 HTTP/1.1\r\n\
     Host: relay.example\r\n\
@@ -171,9 +174,11 @@ fn netstrings(root: &Path) {
 fn control_messages() -> Vec<(&'static str, Vec<u8>)> {
     let key = media_keys(0).to_wire();
     let cookie = cookie(0);
-    let messages: [(&str, Control<'_>); 13] = [
+    let messages: [(&str, Control<'_>); 14] = [
         ("cookie", Control::Cookie(&cookie)),
         ("err", Control::Err("room is full")),
+        // As servers send it: padded to the length of a COOKIE reply.
+        ("err_padded", Control::Err("room is full       ")),
         ("sid", Control::Sid(Sid(3))),
         ("ping", Control::Ping),
         ("pong", Control::Pong),
@@ -267,36 +272,43 @@ fn hellos() -> Vec<(&'static str, HelloOwned)> {
         .collect()
 }
 
-fn encoded(hello: &HelloOwned) -> Vec<u8> {
+fn encoded(hello: &HelloOwned, sent_at: Option<UnixTime>) -> Vec<u8> {
     let mut bytes = Vec::new();
-    hello.as_hello().encode(&mut bytes).expect("encode");
+    hello.as_hello().encode(sent_at, &mut bytes).expect("encode");
     bytes
 }
 
 fn vors_hello(root: &Path) {
     let mut s = Seeds::target(root, "vors_hello");
     for (name, hello) in hellos() {
-        s.add(name, &encoded(&hello));
+        s.add(name, &encoded(&hello, Some(WALL)));
+        s.add(&format!("{name}_untimed"), &encoded(&hello, None));
     }
 }
 
 fn noise_msg1(root: &Path) {
     let mut s = Seeds::target(root, "noise_msg1");
     for (name, hello) in hellos() {
-        let payload = encoded(&hello);
+        let payload = encoded(&hello, Some(WALL));
         // Mode 0: the message itself, valid for the target's fixed server key.
-        let (_, msg1) = ClientHandshake::start(&server_public(), &hello.as_hello()).expect("start");
+        let (_, msg1) = ClientHandshake::start(&server_public(), &hello.as_hello(), Some(WALL))
+            .expect("start");
         s.add(&format!("message_{name}"), &with_prefix(0, &msg1));
         // Odd modes: the payload, cut after the magic (mode 15) or inside message 1.
         s.add(&format!("payload_{name}"), &with_prefix(15, &payload));
         s.add(&format!("payload_{name}_cut"), &with_prefix(201, &payload));
+        // Stale (a day before the target's clock) and untimed: decrypted, then refused.
+        let stale = encoded(&hello, Some(UnixTime(WALL.0 - 86_400)));
+        s.add(&format!("payload_{name}_stale"), &with_prefix(15, &stale));
+        let untimed = encoded(&hello, None);
+        s.add(&format!("payload_{name}_untimed"), &with_prefix(15, &untimed));
     }
 }
 
 fn noise_msg2(root: &Path, messages: &[(&str, Vec<u8>)]) {
     let mut s = Seeds::target(root, "noise_msg2");
     for (name, payload) in messages {
-        if *name == "cookie" || *name == "err" {
+        if *name == "cookie" || name.starts_with("err") {
             s.add(&format!("payload_{name}"), &with_prefix(1, payload));
             s.add(&format!("payload_{name}_cut"), &with_prefix(41, payload));
         }
@@ -305,8 +317,8 @@ fn noise_msg2(root: &Path, messages: &[(&str, Vec<u8>)]) {
     // Mode 0: a real message 2 (to another client, so it must be refused).
     let (hello_name, hello) = &hellos()[0];
     let (_client, msg1) =
-        ClientHandshake::start(&server_public(), &hello.as_hello()).expect("start");
-    let (server, _) = ServerHandshake::respond_to(&SERVER_PRIVATE, &msg1).expect("msg1");
+        ClientHandshake::start(&server_public(), &hello.as_hello(), Some(WALL)).expect("start");
+    let (server, _, _) = ServerHandshake::respond_to(&SERVER_PRIVATE, &msg1).expect("msg1");
     let (msg2, _, _) = server.accept(&cookie(0)).expect("accept");
     s.add(&format!("message_{hello_name}"), &with_prefix(0, &msg2));
 }

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 
 use moose_proto::vors::Sid;
+use moose_proto::vors::freshness::UnixTime;
 use moose_proto::vors::handshake::{KEY_LEN, public_from_private};
 use moose_proto::vors::hello::Hello;
 use moose_proto::vors::keys::{KEY_WIRE_LEN, SessionKeys};
@@ -28,6 +29,10 @@ pub const HELLO: Hello<'static> = Hello {
     room: "lobby",
     password_hash: None,
 };
+
+/// The wall clock in the targets that run a handshake: the time clients put in message 1
+/// (SENT_AT) and the server's clock when it judges it.
+pub const WALL: UnixTime = UnixTime(1_800_000_000);
 
 /// The message size limit the relay uses for WebSocket messages (64 KiB).
 pub const WS_MAX_MESSAGE: usize = 64 * 1024;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use moose_proto::vors::Sid;
 use moose_proto::vors::client::{ClientEvent, ClientSession, ClientTransmit};
 use moose_proto::vors::control::{Control, ControlOwned};
+use moose_proto::vors::freshness::{Freshness, UnixTime};
 use moose_proto::vors::handshake::generate_keypair;
 use moose_proto::vors::hello::Hello;
 use moose_proto::vors::keys::{KEY_WIRE_LEN, SessionKeys};
@@ -23,6 +24,9 @@ use moose_proto::vors::server::{ServerEvent, ServerSession};
 use moose_proto::vors::sid::SidSet;
 use prop_support::config;
 use proptest::prelude::*;
+
+/// Both sides' wall clock: the client's SENT_AT and the server's judgement of it.
+const WALL: UnixTime = UnixTime(1_800_000_000);
 
 fn keys(n: u8) -> SessionKeys {
     let wire: [u8; KEY_WIRE_LEN] = std::array::from_fn(|i| (i as u8).wrapping_mul(13) ^ n);
@@ -595,6 +599,13 @@ impl Link {
             }
             match event {
                 ServerEvent::Closed(_) => seen.closed = true,
+                // Screened as new at once: the relay's replay cache is not this test's concern.
+                ServerEvent::Message1 { .. } => {
+                    let opened = self
+                        .server
+                        .open_hello(self.now, WALL, &Freshness::default());
+                    prop_assert_eq!(opened, Ok(()));
+                }
                 ServerEvent::Hello(hello) => {
                     seen.hellos += 1;
                     prop_assert_eq!(hello.username, "ann");
@@ -680,7 +691,7 @@ fn run_sessions(ops: Vec<SessionOp>) -> Result<(), TestCaseError> {
     };
     let mut link = Link {
         now: t0,
-        client: ClientSession::new(t0, &public, &hello).unwrap(),
+        client: ClientSession::new(t0, WALL, &public, &hello).unwrap(),
         server: ServerSession::new(t0, &private),
         to_server: Vec::new(),
         to_client: Vec::new(),

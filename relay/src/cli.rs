@@ -188,6 +188,37 @@ pub struct RunArgs {
     )]
     pub handshakes_per_minute: u32,
 
+    /// How far the time a VoRS client puts in its hello may be from the relay's clock, either
+    /// way, in seconds. A hello outside it (an old copy, or a client whose clock is off) is
+    /// closed unanswered; a copy within it is refused by the replay cache.
+    #[arg(
+        long,
+        env = "MOOSE_HELLO_MAX_SKEW",
+        default_value_t = 30,
+        global = true
+    )]
+    pub hello_max_skew: u64,
+
+    /// VoRS client ephemeral keys the replay cache remembers, about 35 bytes each, for
+    /// 2 x --hello-max-skew seconds; when it is full, the oldest is forgotten early.
+    #[arg(
+        long,
+        env = "MOOSE_HELLO_REPLAY_CACHE",
+        default_value_t = 131_072,
+        global = true
+    )]
+    pub hello_replay_cache: usize,
+
+    /// Also take VoRS hellos without a time, from clients older than the time field. Such a
+    /// hello can be replayed once the replay cache has forgotten it.
+    #[arg(
+        long,
+        env = "MOOSE_ACCEPT_UNTIMED_HELLOS",
+        value_parser = BoolishValueParser::new(),
+        global = true
+    )]
+    pub accept_untimed_hellos: bool,
+
     /// Most Moose lines in the process; a peer that would open one more gets 503 (0: no
     /// limit).
     #[arg(long, env = "MOOSE_MAX_LINES", default_value_t = 10_000, global = true)]

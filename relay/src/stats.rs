@@ -204,6 +204,11 @@ pub struct CoreStats {
     vors_handshakes_refused: [Counter; HandshakeRefusal::ALL.len()],
     /// VoRS members refused because a new room would pass `--max-rooms`.
     pub vors_server_full: Counter,
+    /// VoRS hellos refused for not being fresh (replayed, stale, untimed), by reason.
+    vors_hellos_refused: [Counter; HelloRefusal::ALL.len()],
+    /// Client ephemeral keys the replay cache forgot before their window ended, because it
+    /// was full.
+    pub vors_hello_cache_evictions: Counter,
     /// Receive to send submission of a line message, per recipient copy.
     pub ws_forward_latency: LatencyHistogram,
     /// Receive to send submission of a VoRS media packet (once per packet: one `sendmmsg`
@@ -222,6 +227,7 @@ pub use moose_proto::vors::room::DropReason as VorsDrop;
 
 use crate::limits::ConnectionRefusal;
 use crate::limits::handshakes::HandshakeRefusal;
+use crate::limits::replay::HelloRefusal;
 
 impl CoreStats {
     pub fn dropped(&self, reason: Drop) {
@@ -246,6 +252,14 @@ impl CoreStats {
 
     pub fn handshakes_refused(&self, reason: HandshakeRefusal) -> u64 {
         self.vors_handshakes_refused[reason as usize].get()
+    }
+
+    pub fn hello_refused(&self, reason: HelloRefusal) {
+        self.vors_hellos_refused[reason as usize].inc();
+    }
+
+    pub fn hellos_refused(&self, reason: HelloRefusal) -> u64 {
+        self.vors_hellos_refused[reason as usize].get()
     }
 
     pub fn vors_dropped(&self, reason: VorsDrop) {

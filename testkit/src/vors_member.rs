@@ -16,10 +16,29 @@ use moose_proto::vors::keys::SessionKeys;
 use moose_proto::vors::packet::COOKIE_LEN;
 use socket2::{Domain, Protocol, Socket, Type};
 
+/// The wall clock as a hello carries it: the same reading the real clients make.
+pub use moose_bench::vors_client::wall_clock;
+
 /// How long one TCP read waits before timers and datagrams are looked at again.
 const READ_SLICE: Duration = Duration::from_millis(10);
 /// How long joining may take.
 const JOIN_WITHIN: Duration = Duration::from_secs(10);
+
+/// A TCP connection to `relay` from the local address `from` (a loopback address such as
+/// 127.0.0.2 stands for another machine).
+pub fn connect_from(relay: SocketAddr, from: IpAddr) -> TcpStream {
+    let domain = if from.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    socket
+        .connect_timeout(&relay.into(), Duration::from_secs(5))
+        .unwrap();
+    socket.into()
+}
 
 /// One member of a room, over its own TCP connection and UDP socket.
 pub struct VorsMember {
@@ -37,6 +56,9 @@ pub struct VorsMember {
     /// Datagrams received under our own SID: the relay must never send a member's packets
     /// back to it.
     pub echoes: u64,
+    /// The first TCP bytes we sent: the magic and message 1, as an eavesdropper would have
+    /// captured them.
+    sent_hello: Vec<u8>,
 }
 
 impl std::fmt::Debug for VorsMember {
@@ -87,12 +109,9 @@ impl VorsMember {
             room,
             password_hash: password_hash.as_ref(),
         };
-        let session = ClientSession::new(Instant::now(), &key, &hello).unwrap();
+        let session = ClientSession::new(Instant::now(), wall_clock(), &key, &hello).unwrap();
         let from = from.unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-        socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
-        socket.connect(&relay.into()).unwrap();
-        let tcp: TcpStream = socket.into();
+        let tcp = connect_from(relay, from);
         tcp.set_nodelay(true).unwrap();
         tcp.set_read_timeout(Some(READ_SLICE)).unwrap();
         let udp = UdpSocket::bind(SocketAddr::new(from, 0)).unwrap();
@@ -107,6 +126,7 @@ impl VorsMember {
             peers: HashMap::new(),
             events: Vec::new(),
             echoes: 0,
+            sent_hello: Vec::new(),
         };
         let deadline = Instant::now() + JOIN_WITHIN;
         while member.session.sid().is_none() {
@@ -118,6 +138,11 @@ impl VorsMember {
             member.step();
         }
         Ok(member)
+    }
+
+    /// The magic and message 1 exactly as we sent them, for a test that replays them.
+    pub fn sent_hello(&self) -> &[u8] {
+        &self.sent_hello
     }
 
     /// Our SID.
@@ -265,6 +290,9 @@ impl VorsMember {
         while let Some(transmit) = self.session.poll_transmit() {
             match transmit {
                 ClientTransmit::Tcp(bytes) => {
+                    if self.sent_hello.is_empty() {
+                        self.sent_hello.clone_from(&bytes);
+                    }
                     // The relay closing first shows up as an event on the next read.
                     let _ = self.tcp.write_all(&bytes);
                 }

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // Each scenario file uses a different part of the harness.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use moose_proto::vors::Sid;
 use moose_proto::vors::client::{
     ClientEvent, ClientSession, ClientTransmit, FRAME_DURATION, Received,
 };
+use moose_proto::vors::freshness::{Freshness, UnixTime};
 use moose_proto::vors::handshake::{KEY_LEN, generate_keypair};
 use moose_proto::vors::hello::Hello;
 use moose_proto::vors::keys::password_field;
@@ -23,6 +25,8 @@ use moose_proto::vors::server::{ServerCloseReason, ServerEvent, ServerSession};
 
 /// The simulation step.
 pub(crate) const TICK: Duration = Duration::from_millis(5);
+/// The wall clock at the start of simulated time, on the clients and the relay alike.
+const WALL_AT_T0: UnixTime = UnixTime(1_800_000_000);
 
 /// xorshift64*: small, seeded, and the same on every machine.
 #[derive(Debug, Clone)]
@@ -124,6 +128,9 @@ pub(crate) struct Sim {
     pub(crate) members: Vec<Member>,
     /// Every edge verdict, in order.
     pub(crate) verdicts: Vec<EdgeVerdict>,
+    /// The client ephemeral keys of every message 1 the relay has screened: its replay
+    /// cache, which never forgets in a simulation this short.
+    seen_ephemerals: HashSet<[u8; KEY_LEN]>,
     server_private: [u8; KEY_LEN],
     server_public: [u8; KEY_LEN],
     to_relay: Vec<Flight>,
@@ -152,6 +159,7 @@ impl Sim {
             room: Room::new("lobby", config),
             members: Vec::new(),
             verdicts: Vec::new(),
+            seen_ephemerals: HashSet::new(),
             server_private,
             server_public,
             to_relay: Vec::new(),
@@ -166,6 +174,11 @@ impl Sim {
         self.now - self.t0
     }
 
+    /// The wall clock now, in simulated time.
+    pub(crate) fn wall(&self) -> UnixTime {
+        UnixTime(WALL_AT_T0.0 + self.elapsed().as_secs())
+    }
+
     /// A new client connects now; returns its index.
     pub(crate) fn connect(&mut self, name: &str, password: &str) -> usize {
         let hash = password_field(password);
@@ -174,7 +187,8 @@ impl Sim {
             room: "lobby",
             password_hash: hash.as_ref(),
         };
-        let client = ClientSession::new(self.now, &self.server_public, &hello).unwrap();
+        let client =
+            ClientSession::new(self.now, self.wall(), &self.server_public, &hello).unwrap();
         let server = ServerSession::new(self.now, &self.server_private);
         let index = self.members.len();
         self.members.push(Member {
@@ -391,6 +405,16 @@ impl Sim {
         while let Some(event) = self.members[i].server.poll_event() {
             moved = true;
             match event {
+                // The relay's screening: a key seen before is a replay.
+                ServerEvent::Message1 { ephemeral } => {
+                    let wall = self.wall();
+                    let server = &mut self.members[i].server;
+                    if self.seen_ephemerals.insert(ephemeral) {
+                        server.open_hello(now, wall, &Freshness::default()).unwrap();
+                    } else {
+                        server.refuse_replayed().unwrap();
+                    }
+                }
                 ServerEvent::Hello(hello) => {
                     let cookie: [u8; 16] = std::array::from_fn(|_| self.rng.next_u64() as u8);
                     let hash = hello.password_hash.as_ref();

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use moose_proto::apikey::{self, KeySet};
+use moose_proto::vors::freshness::Freshness;
 
 use crate::cli::{LogFormat, RunArgs};
 
@@ -57,6 +58,10 @@ pub struct Config {
     pub max_handshakes_per_address: usize,
     /// VoRS handshakes started per client address per minute (0: no limit).
     pub handshakes_per_minute: u32,
+    /// How fresh a VoRS hello must be (`--hello-max-skew`, `--accept-untimed-hellos`).
+    pub hello_freshness: Freshness,
+    /// Client ephemeral keys the VoRS replay cache remembers.
+    pub hello_replay_cache: usize,
     /// Moose lines in the process (0: no limit).
     pub max_lines: usize,
     /// VoRS rooms in the process (0: no limit).
@@ -216,6 +221,20 @@ impl Config {
                 "must be between 1 and 3600 seconds",
             ));
         }
+        if args.hello_max_skew == 0 || args.hello_max_skew > 3600 {
+            return Err(bad(
+                "hello_max_skew",
+                &args.hello_max_skew,
+                "must be between 1 and 3600 seconds",
+            ));
+        }
+        if args.hello_replay_cache < 1024 || args.hello_replay_cache > 1 << 24 {
+            return Err(bad(
+                "hello_replay_cache",
+                &args.hello_replay_cache,
+                "must be between 1024 and 16777216 keys",
+            ));
+        }
         if args.drain_seconds > 24 * 3600 {
             return Err(bad(
                 "drain_seconds",
@@ -267,6 +286,11 @@ impl Config {
             max_handshakes: args.max_handshakes,
             max_handshakes_per_address: args.max_handshakes_per_address,
             handshakes_per_minute: args.handshakes_per_minute,
+            hello_freshness: Freshness {
+                max_skew: args.hello_max_skew,
+                accept_untimed: args.accept_untimed_hellos,
+            },
+            hello_replay_cache: args.hello_replay_cache,
             max_lines: args.max_lines,
             max_rooms: args.max_rooms,
             header_timeout: Duration::from_secs(args.header_timeout),
@@ -315,6 +339,8 @@ mod tests {
         assert_eq!(config.max_handshakes, 256);
         assert_eq!(config.max_handshakes_per_address, 8);
         assert_eq!(config.handshakes_per_minute, 120);
+        assert_eq!(config.hello_freshness, Freshness::default());
+        assert_eq!(config.hello_replay_cache, 131_072);
         assert_eq!(config.max_lines, 10_000);
         assert_eq!(config.max_rooms, 10_000);
         assert_eq!(config.header_timeout, Duration::from_secs(10));

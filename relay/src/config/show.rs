@@ -74,6 +74,25 @@ pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
         or_unlimited(config.handshakes_per_minute as usize),
     );
     line(
+        "hello_max_skew",
+        config.hello_freshness.max_skew.to_string(),
+        "seconds",
+    );
+    line(
+        "hello_replay_cache",
+        config.hello_replay_cache.to_string(),
+        "keys",
+    );
+    line(
+        "accept_untimed_hellos",
+        config.hello_freshness.accept_untimed.to_string(),
+        if config.hello_freshness.accept_untimed {
+            "untimed hellos can be replayed once the replay cache forgets them"
+        } else {
+            ""
+        },
+    );
+    line(
         "max_lines",
         config.max_lines.to_string(),
         or_unlimited(config.max_lines),

@@ -6,6 +6,7 @@ use super::Unit::{Count, Nanos};
 use super::{Family, Samples, Type};
 use crate::limits::ConnectionRefusal;
 use crate::limits::handshakes::HandshakeRefusal;
+use crate::limits::replay::HelloRefusal;
 use crate::stats::{Drop, VorsDrop};
 
 const fn counter(name: &'static str, help: &'static str, samples: Samples) -> Family {
@@ -104,6 +105,24 @@ pub(crate) const FAMILIES: &[Family] = &[
                     .to_vec()
             },
         },
+    ),
+    counter(
+        "moose_vors_hellos_refused_total",
+        "VoRS hellos refused for not being fresh: replayed (before any Noise work), stale or \
+         untimed.",
+        ByLabel {
+            label: "reason",
+            read: |c| {
+                HelloRefusal::ALL
+                    .map(|r| (r.label(), c.hellos_refused(r)))
+                    .to_vec()
+            },
+        },
+    ),
+    counter(
+        "moose_vors_hello_cache_evictions_total",
+        "Client ephemeral keys the VoRS replay cache forgot early because it was full.",
+        Total(|c| c.vors_hello_cache_evictions.get()),
     ),
     counter(
         "moose_vors_server_full_total",

@@ -247,7 +247,8 @@ pub(crate) fn process(
                 debug!(sid = member.sid.0, ?reason, "vors session ended");
                 left |= leave(owner, cell, member, now);
             }
-            ServerEvent::Hello(_) => {}
+            // Handled on the accepting core, before the member came here.
+            ServerEvent::Message1 { .. } | ServerEvent::Hello(_) => {}
         }
     }
     member.flush();

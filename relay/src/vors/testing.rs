@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use moose_proto::vors::client::{ClientEvent, ClientSession, ClientTransmit};
+use moose_proto::vors::freshness::{Freshness, UnixTime};
 use moose_proto::vors::handshake::{KEY_LEN, generate_keypair};
 use moose_proto::vors::hello::Hello;
 use moose_proto::vors::server::{ServerEvent, ServerSession};
@@ -64,7 +65,8 @@ impl Core {
             room,
             password_hash: None,
         };
-        let mut client = ClientSession::new(self.now, &self.public, &hello).expect("client");
+        let wall = UnixTime(1_800_000_000);
+        let mut client = ClientSession::new(self.now, wall, &self.public, &hello).expect("client");
         let mut session = Box::new(ServerSession::new(self.now, &self.private));
         while let Some(transmit) = client.poll_transmit() {
             let ClientTransmit::Tcp(bytes) = transmit else {
@@ -72,6 +74,13 @@ impl Core {
             };
             session.handle_tcp(self.now, &bytes);
         }
+        // Screening is `replay`'s concern: every hello here is new and fresh.
+        let Some(ServerEvent::Message1 { .. }) = session.poll_event() else {
+            panic!("message 1 is framed");
+        };
+        session
+            .open_hello(self.now, wall, &Freshness::default())
+            .expect("screening");
         let Some(ServerEvent::Hello(hello)) = session.poll_event() else {
             panic!("message 1 gives the hello");
         };
