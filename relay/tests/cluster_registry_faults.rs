@@ -307,3 +307,30 @@ fn a_relay_swept_while_cut_off_restores_its_members_and_loses_those_taken_meanwh
     );
     assert_eq!(inbox(&redis, 2).len(), before);
 }
+
+#[test]
+fn a_relay_that_finds_another_clusters_key_after_redis_was_emptied_stays_down() {
+    let redis = Redis::start();
+    let (a, a_stats) = service(&redis, 1, 1);
+    enter_through(&a, "lobby", "ann", 1);
+    // Redis loses everything, and a relay with another key registers first.
+    let mut conn = raw(&redis);
+    let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+    let _intruder = relay(&redis, 7, &keys(2));
+    wait_for(
+        Duration::from_secs(5),
+        "a refuses the other key and is down",
+        || (a_stats.state() == ClusterState::Down).then_some(()),
+    );
+    assert!(!a_stats.ready());
+    assert_eq!(
+        block_on(a.handle.reserve(a.handle.room_id("lobby"), 0, "bob", None)),
+        Err(JoinError::Unavailable)
+    );
+    // It put nothing of its own into the other cluster's Redis.
+    let table: Vec<String> = redis::cmd("HKEYS")
+        .arg("moose:relays")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(table, vec![relay_id(7).to_hex()]);
+}

@@ -466,11 +466,26 @@ impl Commander {
                 self.restore();
                 None
             }
+            Err(RegistryError::KeyMismatch) => {
+                self.key_mismatch();
+                None
+            }
             Err(e) => {
                 self.down(&e);
                 None
             }
         }
+    }
+
+    /// Redis now holds another key's check value (it was emptied, and a relay with another
+    /// key registered first): this relay cannot serve the cluster; it says so once and stays
+    /// down, trying again.
+    fn key_mismatch(&mut self) {
+        if !std::mem::replace(&mut self.key_warned, true) {
+            error!("cluster: {}", RegistryError::KeyMismatch);
+        }
+        self.registry = None;
+        self.stats.set_state(ClusterState::Down);
     }
 
     fn down(&mut self, e: &RegistryError) {
@@ -543,13 +558,7 @@ impl Commander {
                 self.resync();
                 self.sweep();
             }
-            Err(RegistryError::KeyMismatch) => {
-                if !std::mem::replace(&mut self.key_warned, true) {
-                    error!("cluster: {}", RegistryError::KeyMismatch);
-                }
-                self.registry = None;
-                self.stats.set_state(ClusterState::Down);
-            }
+            Err(RegistryError::KeyMismatch) => self.key_mismatch(),
             Err(e) => self.down(&e),
         }
     }
