@@ -20,9 +20,11 @@ use moose_proto::vors::keys::hash_password;
 use moose_proto::vors::netstring;
 use moose_proto::vors::packet::seal;
 use moose_proto::ws::{CloseCode, Opcode, close_payload, encode_client_frame, encode_server_frame};
+use moose_proto::cluster::link::{LinkHeader, MAX_LINK_LEN, encode};
+use moose_proto::cluster::{RelayId, RoomId};
 use moose_proto::vors::freshness::UnixTime;
 use moose_proto_fuzz::{
-    SERVER_PRIVATE, WALL, cookie, edge_room, media_keys, record, server_public,
+    LINK_KEY, LINK_TO, SERVER_PRIVATE, WALL, cookie, edge_room, media_keys, record, server_public,
 };
 
 const BROWSER: &[u8] = b"GET /ws?apikey=0123456789abcdef0123 HTTP/1.1\r\n\
@@ -74,7 +76,7 @@ fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let messages = control_messages();
-    let makers: [(&str, &Maker<'_>); 10] = [
+    let makers: [(&str, &Maker<'_>); 11] = [
         ("http_request", &http_request),
         ("ws_frames", &ws_frames),
         ("netstring", &netstrings),
@@ -85,6 +87,7 @@ fn main() {
         ("vors_sessions", &|r| vors_sessions(r, &messages)),
         ("media_open", &media_open),
         ("media_edge", &media_edge),
+        ("cluster_link", &cluster_link),
     ];
     for (name, make) in makers {
         if wanted(name) {
@@ -383,4 +386,39 @@ fn media_edge(root: &Path) {
     record(1, &forged, &mut bad);
     record(0, &[0; 7], &mut bad);
     s.add("drops", &bad);
+}
+
+fn cluster_link(root: &Path) {
+    let mut s = Seeds::target(root, "cluster_link");
+    let datagram = |seq: u64, opus: &[u8]| {
+        let mut packet = Vec::new();
+        seal(&media_keys(0), Sid(3), seq as u32, seq as u32, opus, &mut packet).expect("seal");
+        let header = LinkHeader {
+            dest_core: 1,
+            origin_core: 0,
+            origin: RelayId([0x0a; 8]),
+            seq,
+            room: RoomId([0x5e; 16]),
+        };
+        let mut out = vec![0u8; MAX_LINK_LEN];
+        let n = encode(&LINK_KEY, LINK_TO, &header, &packet, &mut out).expect("encode");
+        out.truncate(n);
+        out
+    };
+    let mut in_order = Vec::new();
+    for seq in 1..=3 {
+        record(0, &datagram(seq, &[0x78; 20]), &mut in_order);
+    }
+    s.add("in_order", &in_order);
+    let mut replayed = Vec::new();
+    record(0, &datagram(5, &[]), &mut replayed);
+    record(0, &datagram(5, &[]), &mut replayed);
+    record(2, &datagram(4, &[0x01]), &mut replayed);
+    s.add("replayed_and_late", &replayed);
+    let mut forged = datagram(9, &[0x10; 8]);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let mut one = Vec::new();
+    record(0, &forged, &mut one);
+    s.add("forged_tag", &one);
 }

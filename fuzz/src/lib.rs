@@ -98,3 +98,9 @@ pub fn record(tag: u8, item: &[u8], out: &mut Vec<u8>) {
     out.push(n as u8);
     out.extend_from_slice(&item[..n]);
 }
+
+/// The relay-link key of the `cluster_link` target.
+pub const LINK_KEY: moose_proto::cluster::LinkKey = moose_proto::cluster::LinkKey([0x4c; 16]);
+
+/// The relay the `cluster_link` target's datagrams are addressed to.
+pub const LINK_TO: moose_proto::cluster::RelayId = moose_proto::cluster::RelayId([0x72; 8]);

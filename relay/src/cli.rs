@@ -261,6 +261,10 @@ pub struct RunArgs {
         global = true
     )]
     pub log_peer_addresses: bool,
+
+    /// The cluster's flags: a group of their own (`cluster::settings`).
+    #[command(flatten)]
+    pub cluster: crate::cluster::settings::ClusterArgs,
 }
 
 impl RunArgs {

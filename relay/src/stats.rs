@@ -221,10 +221,21 @@ pub struct CoreStats {
     pub executor_scheduler_runs: Counter,
     /// 1 while this core's HTTP and VoRS TCP listeners are open, 0 once draining closed them.
     pub accepting: Gauge,
+    /// Relay-link datagrams received (cluster; zero on a standalone relay), before any check.
+    pub link_datagrams_in: Counter,
+    /// Relay-link datagrams accepted and handed to their room.
+    pub link_accepted: Counter,
+    /// Relay-link datagrams sent: one per media packet per remote relay hosting the room.
+    pub link_datagrams_out: Counter,
+    /// Relay-link datagrams the kernel would not take (socket buffer full).
+    pub link_send_dropped: Counter,
+    /// Relay-link datagrams dropped on arrival, by reason.
+    link_drops: [Counter; LinkDrop::ALL.len()],
 }
 
 pub use moose_proto::vors::room::DropReason as VorsDrop;
 
+use crate::cluster::stats::LinkDrop;
 use crate::limits::ConnectionRefusal;
 use crate::limits::handshakes::HandshakeRefusal;
 use crate::limits::replay::HelloRefusal;
@@ -266,6 +277,14 @@ impl CoreStats {
         if let Some(i) = VorsDrop::ALL.iter().position(|r| *r == reason) {
             self.vors_drops[i].inc();
         }
+    }
+
+    pub fn link_dropped(&self, reason: LinkDrop) {
+        self.link_drops[reason as usize].inc();
+    }
+
+    pub fn link_drops(&self, reason: LinkDrop) -> u64 {
+        self.link_drops[reason as usize].get()
     }
 
     pub fn vors_drops(&self, reason: VorsDrop) -> u64 {

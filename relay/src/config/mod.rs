@@ -18,6 +18,7 @@ use moose_proto::apikey::{self, KeySet};
 use moose_proto::vors::freshness::Freshness;
 
 use crate::cli::{LogFormat, RunArgs};
+use crate::cluster::settings::ClusterSettings;
 
 pub use file::{LoadError, Loaded, load};
 
@@ -73,6 +74,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Peer addresses in info-level logs (otherwise only at debug).
     pub log_peer_addresses: bool,
+    /// The cluster (`--cluster-redis`); `None`: standalone.
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl Default for Config {
@@ -143,6 +146,20 @@ pub enum ConfigError {
 
 /// What an apikey looks like in messages and in `check-config`.
 pub const REDACTED: &str = "<redacted>";
+
+/// The cluster's settings (`cluster::settings`), a refusal named with its source.
+fn cluster_settings(
+    args: &RunArgs,
+    sources: &Sources,
+) -> Result<Option<ClusterSettings>, ConfigError> {
+    let listen_given = sources.of("cluster_listen") != Source::Default;
+    ClusterSettings::from_args(&args.cluster, listen_given).map_err(|e| ConfigError::Invalid {
+        setting: e.setting.to_owned(),
+        value: e.value,
+        from: sources.of(e.setting),
+        problem: e.problem,
+    })
+}
 
 /// The queue bound for `queue_ms` of PCM audio, never less than one largest message.
 fn queue_bytes(queue_ms: u32, max_message: usize) -> usize {
@@ -297,6 +314,7 @@ impl Config {
             drain: Duration::from_secs(args.drain_seconds),
             log_format: args.log_format,
             log_peer_addresses: args.log_peer_addresses,
+            cluster: cluster_settings(args, sources)?,
         })
     }
 

@@ -150,6 +150,10 @@ pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
         config.log_peer_addresses.to_string(),
         "",
     );
+    for (key, value, note) in crate::cluster::settings::show(config.cluster.as_ref(), &args.cluster)
+    {
+        line(key, value, &note);
+    }
     out
 }
 
