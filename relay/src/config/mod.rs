@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use moose_proto::apikey::{self, KeySet};
+use moose_proto::vors::room::RoomConfig;
 
 use crate::cli::{LogFormat, RunArgs};
 
@@ -41,6 +42,10 @@ pub struct Config {
     pub max_peers: usize,
     /// Most members of a VoRS room.
     pub max_members: usize,
+    /// VoRS cookies accepted from any IP, not only from the member's TCP peer's.
+    pub vors_udp_any_ip: bool,
+    /// Media packets per second one VoRS member may have forwarded (0: no cap).
+    pub vors_max_packet_rate: u32,
     pub keys: KeySet,
     pub open: bool,
     pub allowed_origins: Vec<String>,
@@ -188,6 +193,13 @@ impl Config {
                 "must be between 2 and 255",
             ));
         }
+        if args.vors_max_packet_rate != 0 && args.vors_max_packet_rate < 50 {
+            return Err(bad(
+                "vors_max_packet_rate",
+                &args.vors_max_packet_rate,
+                "must be 0 (no cap) or at least 50, the packets a talking member sends",
+            ));
+        }
         if args.max_message < 1024 || args.max_message > 16 << 20 {
             return Err(bad(
                 "max_message",
@@ -256,6 +268,8 @@ impl Config {
             cpus,
             max_peers: args.max_peers,
             max_members: args.max_members,
+            vors_udp_any_ip: args.vors_udp_any_ip,
+            vors_max_packet_rate: args.vors_max_packet_rate,
             keys,
             open: args.open,
             allowed_origins: args.allowed_origins.clone(),
@@ -289,6 +303,16 @@ impl Config {
 
     pub fn cores(&self) -> usize {
         self.cpus.len()
+    }
+
+    /// What every VoRS room follows (each core sets its own lane).
+    pub fn vors_rooms(&self) -> RoomConfig {
+        RoomConfig {
+            max_members: self.max_members,
+            cookie_from_any_ip: self.vors_udp_any_ip,
+            max_packet_rate: self.vors_max_packet_rate,
+            ..RoomConfig::default()
+        }
     }
 }
 

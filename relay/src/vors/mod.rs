@@ -10,7 +10,8 @@
 //!
 //! `rooms` is one core's table of rooms (and of the cookies and addresses that find a
 //! datagram's room), `room` one room with its members' queues, `member` a member's admission
-//! and connection, `media` the UDP path. The decisions (`member::join`, `media::judge`) take
+//! and connection, `media` the UDP path, `silence` the sweep that stops media to members
+//! nothing comes from. The decisions (`member::join`, `media::judge`) take
 //! plain values, not the whole `Shard`, and `testing` drives them with real client sessions.
 
 pub mod keyfile;
@@ -19,5 +20,6 @@ pub(crate) mod media;
 pub(crate) mod member;
 pub(crate) mod room;
 pub(crate) mod rooms;
+pub(crate) mod silence;
 #[cfg(test)]
 pub(crate) mod testing;
