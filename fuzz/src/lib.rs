@@ -6,6 +6,7 @@
 //! not with the same ciphertext bytes.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use moose_proto::vors::Sid;
 use moose_proto::vors::handshake::{KEY_LEN, public_from_private};

@@ -381,6 +381,26 @@ mod tests {
     }
 
     #[test]
+    fn vors_media_rules_reach_every_room() {
+        let rooms = parse(&[]).expect("valid").vors_rooms();
+        assert!(
+            !rooms.cookie_from_any_ip,
+            "cookies from the TCP peer's IP by default"
+        );
+        assert_eq!((rooms.max_packet_rate, rooms.max_members), (200, 64));
+        let config = parse(&["--vors-udp-any-ip", "--vors-max-packet-rate", "0"]).expect("valid");
+        let rooms = config.vors_rooms();
+        assert!(rooms.cookie_from_any_ip);
+        assert_eq!(rooms.max_packet_rate, 0, "no cap");
+        let err = parse(&["--vors-max-packet-rate", "49"]).expect_err("below a talker's 50");
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting vors_max_packet_rate = 49 "),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn cores_stop_at_255_because_lanes_are_bytes() {
         assert_eq!(parse(&["--cores", "255"]).expect("valid").cores(), 255);
         let err = parse(&["--cores", "256"]).expect_err("a lane is a byte");
