@@ -11,6 +11,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use moose_proto::vors::Sid;
 use moose_proto::vors::control::Control;
@@ -343,7 +344,7 @@ fn media_open(root: &Path) {
 
 fn media_edge(root: &Path) {
     let mut s = Seeds::target(root, "media_edge");
-    let (_, sids) = edge_room();
+    let (_, sids) = edge_room(Instant::now());
     let media = |n: u8, pkt: u32, opus: &[u8]| {
         let mut packet = Vec::new();
         seal(
@@ -386,6 +387,16 @@ fn media_edge(root: &Path) {
     record(1, &forged, &mut bad);
     record(0, &[0; 7], &mut bad);
     s.add("drops", &bad);
+
+    // Source bytes also carry time (byte / 8 steps of 40 ms) and the sweep (byte % 8 == 7):
+    // 240 is member 0 after 1.2 s, 247 member 1 after 1.2 s with a sweep before it.
+    let mut silence = Vec::new();
+    for _ in 0..5 {
+        record(240, &[sids[0].0], &mut silence);
+    }
+    record(247, &media(1, 1, b"back"), &mut silence);
+    record(0, &media(0, 1, b"heard again"), &mut silence);
+    s.add("silent_member_paused_and_resumed", &silence);
 }
 
 fn cluster_link(root: &Path) {

@@ -6,6 +6,7 @@
 //! not with the same ciphertext bytes.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use moose_proto::vors::Sid;
 use moose_proto::vors::freshness::UnixTime;
@@ -59,8 +60,9 @@ pub const EDGE_REGISTERED: u8 = 2;
 
 /// The room the edge target starts from, and the SIDs of its four members (index `n` has
 /// keys [`media_keys`] `n`, cookie [`cookie`] `n`, address [`addr`] `n`): members 0 and 1
-/// registered, member 2 with keys but no address yet, member 3 without keys.
-pub fn edge_room() -> (Room, [Sid; 4]) {
+/// registered, member 2 with keys but no address yet, member 3 without keys. Each member's
+/// control connection came from its address's IP; the cookies registered at `now`.
+pub fn edge_room(now: Instant) -> (Room, [Sid; 4]) {
     let mut room = Room::new("fuzz", RoomConfig::with_max_members(8));
     let mut sids = [Sid(0); 4];
     for (n, sid) in (0u8..).zip(sids.iter_mut()) {
@@ -68,11 +70,11 @@ pub fn edge_room() -> (Room, [Sid; 4]) {
             .join(&format!("member{n}"), None, cookie(n))
             .expect("room has space");
         if n < 3 {
-            room.set_keys(*sid, media_keys(n));
+            room.set_keys(*sid, media_keys(n), addr(n).ip());
         }
     }
     for n in 0..EDGE_REGISTERED {
-        room.verify_datagram(addr(n), &cookie(n));
+        room.verify_datagram(now, addr(n), &cookie(n));
     }
     while room.poll_message().is_some() {}
     (room, sids)

@@ -132,6 +132,27 @@ pub struct RunArgs {
     #[arg(long, env = "MOOSE_MAX_MEMBERS", default_value_t = 64, global = true)]
     pub max_members: usize,
 
+    /// Accept a VoRS member's UDP cookie from any IP address, not only from the IP of its TCP
+    /// connection: for networks that give one client different addresses for TCP and UDP.
+    /// Anyone who can join a room can then have its audio sent to an address of their choice.
+    #[arg(
+        long,
+        env = "MOOSE_VORS_UDP_ANY_IP",
+        value_parser = BoolishValueParser::new(),
+        global = true
+    )]
+    pub vors_udp_any_ip: bool,
+
+    /// Media packets one VoRS member may have forwarded per second, with a burst of half a
+    /// second's worth; the rest is dropped (0: no cap). A client sends 50.
+    #[arg(
+        long,
+        env = "MOOSE_VORS_MAX_PACKET_RATE",
+        default_value_t = moose_proto::vors::room::DEFAULT_MAX_PACKET_RATE,
+        global = true
+    )]
+    pub vors_max_packet_rate: u32,
+
     /// Largest WebSocket message accepted, in bytes; larger ones close the peer with 1009.
     #[arg(long, env = "MOOSE_MAX_MESSAGE", default_value_t = 64 * 1024, global = true)]
     pub max_message: usize,

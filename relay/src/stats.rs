@@ -197,6 +197,10 @@ pub struct CoreStats {
     pub vors_send_dropped: Counter,
     pub vors_rooms: Gauge,
     pub vors_members: Gauge,
+    /// Registered members paused for silence at this core's last sweep (no media to them).
+    pub vors_members_silent: Gauge,
+    /// Times a member was paused for silence.
+    pub vors_silence_pauses: Counter,
     vors_drops: [Counter; VorsDrop::ALL.len()],
     /// TCP connections closed as soon as accepted, by reason.
     connections_refused: [Counter; ConnectionRefusal::ALL.len()],

@@ -27,6 +27,8 @@ use moose_proto::vors::server::{ServerCloseReason, ServerEvent, ServerSession};
 pub(crate) const TICK: Duration = Duration::from_millis(5);
 /// The wall clock at the start of simulated time, on the clients and the relay alike.
 const WALL_AT_T0: UnixTime = UnixTime(1_800_000_000);
+/// How often the room pauses its silent members, as the relay does.
+const SWEEP: Duration = Duration::from_secs(1);
 
 /// xorshift64*: small, seeded, and the same on every machine.
 #[derive(Debug, Clone)]
@@ -137,6 +139,8 @@ pub(crate) struct Sim {
     to_clients: Vec<Flight>,
     seq: u64,
     next_frame: Instant,
+    /// When the room next pauses its silent members (every second, as the relay does).
+    next_sweep: Instant,
 }
 
 impl Sim {
@@ -166,6 +170,7 @@ impl Sim {
             to_clients: Vec::new(),
             seq: 0,
             next_frame: t0,
+            next_sweep: t0 + SWEEP,
         }
     }
 
@@ -239,7 +244,7 @@ impl Sim {
 
     /// Sends a datagram to the relay as if from `from` (forgeries, replays).
     pub(crate) fn inject_to_relay(&mut self, from: SocketAddr, bytes: &[u8]) -> EdgeVerdict {
-        let verdict = self.room.verify_datagram(from, bytes);
+        let verdict = self.room.verify_datagram(self.now, from, bytes);
         self.verdicts.push(verdict);
         self.pump();
         verdict
@@ -261,7 +266,7 @@ impl Sim {
         let now = self.now;
         for flight in take_due(&mut self.to_relay, now) {
             let from = self.members[flight.member].addr;
-            let verdict = self.room.verify_datagram(from, &flight.bytes);
+            let verdict = self.room.verify_datagram(now, from, &flight.bytes);
             self.verdicts.push(verdict);
             if let EdgeVerdict::Forward { recipients, .. } = verdict {
                 for sid in recipients {
@@ -291,6 +296,10 @@ impl Sim {
             if member.server.poll_timeout().is_some_and(|t| t <= now) {
                 member.server.handle_timeout(now);
             }
+        }
+        if now >= self.next_sweep {
+            self.next_sweep += SWEEP;
+            self.room.sweep_silent(now);
         }
         if now >= self.next_frame {
             self.next_frame += FRAME_DURATION;
@@ -422,7 +431,7 @@ impl Sim {
                         Ok(sid) => {
                             let member = &mut self.members[i];
                             let keys = member.server.accept(now, &cookie).unwrap();
-                            self.room.set_keys(sid, keys);
+                            self.room.set_keys(sid, keys, member.addr.ip());
                             member.sid = Some(sid);
                             member.accepted_at = Some(now);
                         }

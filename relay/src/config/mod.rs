@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use moose_proto::apikey::{self, KeySet};
 use moose_proto::vors::freshness::Freshness;
+use moose_proto::vors::room::RoomConfig;
 
 use crate::cli::{LogFormat, RunArgs};
 use crate::cluster::settings::ClusterSettings;
@@ -43,6 +44,10 @@ pub struct Config {
     pub max_peers: usize,
     /// Most members of a VoRS room.
     pub max_members: usize,
+    /// VoRS cookies accepted from any IP, not only from the member's TCP peer's.
+    pub vors_udp_any_ip: bool,
+    /// Media packets per second one VoRS member may have forwarded (0: no cap).
+    pub vors_max_packet_rate: u32,
     pub keys: KeySet,
     pub open: bool,
     pub allowed_origins: Vec<String>,
@@ -210,6 +215,13 @@ impl Config {
                 "must be between 2 and 255",
             ));
         }
+        if args.vors_max_packet_rate != 0 && args.vors_max_packet_rate < 50 {
+            return Err(bad(
+                "vors_max_packet_rate",
+                &args.vors_max_packet_rate,
+                "must be 0 (no cap) or at least 50, the packets a talking member sends",
+            ));
+        }
         if args.max_message < 1024 || args.max_message > 16 << 20 {
             return Err(bad(
                 "max_message",
@@ -292,6 +304,8 @@ impl Config {
             cpus,
             max_peers: args.max_peers,
             max_members: args.max_members,
+            vors_udp_any_ip: args.vors_udp_any_ip,
+            vors_max_packet_rate: args.vors_max_packet_rate,
             keys,
             open: args.open,
             allowed_origins: args.allowed_origins.clone(),
@@ -331,6 +345,16 @@ impl Config {
 
     pub fn cores(&self) -> usize {
         self.cpus.len()
+    }
+
+    /// What every VoRS room follows (each core sets its own lane).
+    pub fn vors_rooms(&self) -> RoomConfig {
+        RoomConfig {
+            max_members: self.max_members,
+            cookie_from_any_ip: self.vors_udp_any_ip,
+            max_packet_rate: self.vors_max_packet_rate,
+            ..RoomConfig::default()
+        }
     }
 }
 
@@ -397,6 +421,26 @@ mod tests {
         assert!(
             !err.to_string().contains("short\""),
             "never echo a key: {err}"
+        );
+    }
+
+    #[test]
+    fn vors_media_rules_reach_every_room() {
+        let rooms = parse(&[]).expect("valid").vors_rooms();
+        assert!(
+            !rooms.cookie_from_any_ip,
+            "cookies from the TCP peer's IP by default"
+        );
+        assert_eq!((rooms.max_packet_rate, rooms.max_members), (200, 64));
+        let config = parse(&["--vors-udp-any-ip", "--vors-max-packet-rate", "0"]).expect("valid");
+        let rooms = config.vors_rooms();
+        assert!(rooms.cookie_from_any_ip);
+        assert_eq!(rooms.max_packet_rate, 0, "no cap");
+        let err = parse(&["--vors-max-packet-rate", "49"]).expect_err("below a talker's 50");
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting vors_max_packet_rate = 49 "),
+            "{err}"
         );
     }
 

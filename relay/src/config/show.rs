@@ -37,6 +37,24 @@ pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
     );
     line("max_peers", config.max_peers.to_string(), "");
     line("max_members", config.max_members.to_string(), "");
+    line(
+        "vors_udp_any_ip",
+        config.vors_udp_any_ip.to_string(),
+        if config.vors_udp_any_ip {
+            "cookies from any IP: see docs/security.md"
+        } else {
+            "cookies only from the member's TCP peer IP"
+        },
+    );
+    line(
+        "vors_max_packet_rate",
+        config.vors_max_packet_rate.to_string(),
+        if config.vors_max_packet_rate == 0 {
+            "no limit"
+        } else {
+            "per member per second"
+        },
+    );
     line("max_message", config.max_message.to_string(), "bytes");
     line(
         "queue_ms",

@@ -204,6 +204,16 @@ pub(crate) const FAMILIES: &[Family] = &[
         PerCore(|c| c.vors_members.get(), Count),
     ),
     gauge(
+        "moose_vors_members_silent",
+        "VoRS members getting no media because nothing came from their address for 4 s, per core.",
+        PerCore(|c| c.vors_members_silent.get(), Count),
+    ),
+    counter(
+        "moose_vors_silence_pauses_total",
+        "Times a VoRS member was paused for silence.",
+        Total(|c| c.vors_silence_pauses.get()),
+    ),
+    gauge(
         "moose_lines",
         "Moose lines open, per core.",
         PerCore(|c| c.lines.get(), Count),

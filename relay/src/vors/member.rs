@@ -5,6 +5,7 @@
 //! VoRS tables, the room quota and the counters ([`OwnerCore`]), so unit tests drive it with
 //! plain values; the tasks around it own the socket.
 
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -65,11 +66,12 @@ pub(crate) enum Admission {
 }
 
 /// Asks the room `hello` names (made if need be) to admit its sender, and answers message 2
-/// through `session`.
+/// through `session`. `peer` is the IP of the member's connection: its cookie must come from it.
 pub(crate) fn join(
     owner: OwnerCore<'_>,
     hello: &HelloOwned,
     mut session: Box<ServerSession>,
+    peer: IpAddr,
     now: Instant,
 ) -> Admission {
     let OwnerCore { vors, rooms, stats } = owner;
@@ -102,7 +104,7 @@ pub(crate) fn join(
         }
     };
     let member = Rc::new(MemberConn::new(sid, cookie, session));
-    cell.seat(member.clone(), keys);
+    cell.seat(member.clone(), keys, peer);
     vors.expect_cookie(cookie, &cell);
     member.flush();
     stats.vors_joins.inc();
@@ -120,16 +122,18 @@ pub(crate) async fn admit(
     slot: AddressSlot,
 ) {
     let _slot = slot;
-    let (cell, member) = match join(OwnerCore::of(&shard), &hello, session, Instant::now()) {
+    // A connection without a peer address is already gone.
+    let Ok(peer) = stream.peer_addr() else { return };
+    let owner = OwnerCore::of(&shard);
+    let (cell, member) = match join(owner, &hello, session, peer.ip(), Instant::now()) {
         Admission::Joined { cell, member } => (cell, member),
         Admission::Refused(mut session) => return send_and_close(stream, &mut session).await,
         Admission::Failed => return,
     };
-    let peer = stream.peer_addr().ok();
     info!(
         sid = member.sid.0,
         members = cell.len(),
-        peer = peer.and_then(|addr| shard.peer_at_info(addr)),
+        peer = shard.peer_at_info(peer),
         "vors member joining"
     );
     run_member(shard.clone(), stream, cell, member).await;
