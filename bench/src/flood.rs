@@ -220,7 +220,8 @@ fn send_once(from: IpAddr, to: SocketAddr, bytes: &[u8]) -> std::io::Result<()> 
     stream.write_all(bytes)
 }
 
-/// A real message 1 from a random user for room `flood`.
+/// A real message 1 from a random user for room `flood`, timed now: a pool made before the
+/// flood stays within the relay's `--hello-max-skew` (30 s) for a flood shorter than that.
 fn real_message_1(pubkey: &[u8; 32]) -> Result<Vec<u8>, String> {
     let username = format!("flood-{:016x}", rand::thread_rng().r#gen::<u64>());
     let hello = Hello {
@@ -228,7 +229,8 @@ fn real_message_1(pubkey: &[u8; 32]) -> Result<Vec<u8>, String> {
         room: "flood",
         password_hash: None,
     };
-    let (_, msg1) = ClientHandshake::start(pubkey, &hello).map_err(|e| e.to_string())?;
+    let (_, msg1) = ClientHandshake::start(pubkey, &hello, Some(crate::vors_client::wall_clock()))
+        .map_err(|e| e.to_string())?;
     Ok(msg1)
 }
 

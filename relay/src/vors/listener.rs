@@ -11,13 +11,16 @@
 //! 3. [`read_message_1`]: message 1's netstring, whole, within [`MESSAGE_1_WITHIN`]. Reading
 //!    costs the relay a buffer and nothing else: no CPU budget is spent while a connection
 //!    waits.
-//! 4. [`open_message_1`]: the expensive step. The Noise work on message 1 runs within this
-//!    core's handshake budget (`limits::budget`): the handshake waits its turn (`turns`, first
-//!    come first served) until the core has earned the budget, for at most `BUDGET_WAIT`,
-//!    still holding its place in the table (so the queue is bounded and its oldest can be
-//!    evicted), and leaves the table when its step starts. Checks that must come before any Noise work on message 1 (such as a
-//!    replay check on its ephemeral key) belong between stages 3 and 4.
-//! 5. [`hand_to_owner`]: the room's owner core writes message 2, its own expensive step, in
+//! 4. [`screen_message_1`]: message 1 framed in a new session (no Noise work), then its
+//!    client ephemeral key looked up in the replay cache (`replay`): a copy of a hello seen
+//!    within the window is refused here, unanswered, before any budget is spent or waited for.
+//! 5. [`open_message_1`]: the expensive step. The Noise work on message 1 (and the judgement
+//!    of its SENT_AT, which only decryption reveals) runs within this core's handshake budget
+//!    (`limits::budget`): the handshake waits its turn (`turns`, first come first served)
+//!    until the core has earned the budget, for at most `BUDGET_WAIT`, still holding its place
+//!    in the table (so the queue is bounded and its oldest can be evicted), and leaves the
+//!    table when its step starts. The turn is held only around that step.
+//! 6. [`hand_to_owner`]: the room's owner core writes message 2, its own expensive step, in
 //!    turn within its own budget (`member::admit`).
 //!
 //! The protocol's own deadline (`HELLO_TIMEOUT`, 10 s from the accept for message 1 and the
@@ -44,6 +47,7 @@ use crate::limits::handshakes::{HandshakePass, HandshakeStage};
 use crate::shard::Shard;
 use crate::sys;
 
+use super::replay;
 use super::turns::{BUDGET_WAIT, budget_turn, spend_budget};
 
 /// The magic must be whole this long after the accept.
@@ -117,7 +121,7 @@ async fn handshake(
     hand_to_owner(shard, stream, session, hello, slot).await;
 }
 
-/// Stages 2 to 4 on `stream`, while `pass` is held: it is given back when this returns,
+/// Stages 2 to 5 on `stream`, while `pass` is held: it is given back when this returns,
 /// before the caller can close the connection it names.
 async fn until_opened(
     shard: &Shard,
@@ -204,10 +208,11 @@ async fn read_more(
     Ok(())
 }
 
-/// Stage 4: opens message 1 (the bytes from the magic on) in a new session, in turn within
-/// this core's handshake budget; `pass` is given back as the Noise work starts. `None` when
-/// the budget is not there in time, the handshake was evicted while it waited, or the session
-/// closed instead; whatever the session had to say is written first.
+/// Stages 4 and 5: frames message 1 (the bytes from the magic on) in a new session, screens
+/// it for a replay, then opens it in turn within this core's handshake budget; `pass` is given
+/// back as the Noise work starts. `None` when the hello is a replay, the budget is not there
+/// in time, the handshake was evicted while it waited, or the session closed instead
+/// (undecryptable, stale or untimed); whatever the session had to say is written first.
 async fn open_message_1(
     shard: &Shard,
     stream: &mut TcpStream,
@@ -215,19 +220,20 @@ async fn open_message_1(
     inbound: &[u8],
     pass: HandshakePass,
 ) -> Option<(Box<ServerSession>, HelloOwned)> {
-    let turn = budget_turn(shard, Instant::now() + BUDGET_WAIT).await?;
-    if pass.evicted() {
-        // Shut while it queued: nobody is left to answer.
-        shard.stats.vors_handshake_failures.inc();
-        return None;
+    let mut session = Box::new(ServerSession::new(accepted, &shard.vors_key.private));
+    if screen_message_1(shard, &mut session, inbound) {
+        let turn = budget_turn(shard, Instant::now() + BUDGET_WAIT).await?;
+        if pass.evicted() {
+            // Shut while it queued: nobody is left to answer.
+            shard.stats.vors_handshake_failures.inc();
+            return None;
+        }
+        drop(pass);
+        spend_budget(shard, |now| {
+            replay::open(shard, &mut session, now);
+        });
+        drop(turn);
     }
-    drop(pass);
-    let mut session = spend_budget(shard, |now| {
-        let mut session = Box::new(ServerSession::new(accepted, &shard.vors_key.private));
-        session.handle_tcp(now, inbound);
-        session
-    });
-    drop(turn);
     while let Some(event) = session.poll_event() {
         match event {
             ServerEvent::Hello(hello) => return Some((session, hello)),
@@ -247,7 +253,24 @@ async fn open_message_1(
     None
 }
 
-/// Stage 5: the room's owner core (this one, or another through the mesh) takes the
+/// Stage 4: feeds `inbound` (magic and message 1) to `session`, which only frames it, and
+/// screens message 1's client ephemeral key against the replay cache. True when message 1 is
+/// new and waits to be opened; false when the session refused it as a replay or closed (no
+/// message 1, or no key where one belongs).
+fn screen_message_1(shard: &Shard, session: &mut ServerSession, inbound: &[u8]) -> bool {
+    session.handle_tcp(Instant::now(), inbound);
+    match session.poll_event() {
+        Some(ServerEvent::Message1 { ephemeral }) => replay::screen(shard, session, &ephemeral),
+        // Bytes that are no message 1: the caller counts the failure.
+        Some(ServerEvent::Closed(reason)) => {
+            debug!(?reason, "vors handshake ended");
+            false
+        }
+        _ => false,
+    }
+}
+
+/// Stage 6: the room's owner core (this one, or another through the mesh) takes the
 /// connection and answers message 2.
 async fn hand_to_owner(
     shard: Rc<Shard>,

@@ -65,12 +65,14 @@ pub(crate) enum Admission {
 }
 
 /// Asks the room `hello` names (made if need be, charged to the client at `from`) to admit
-/// its sender, and answers message 2 through `session`.
+/// its sender, and answers message 2 through `session`. `peer` is the IP of the member's
+/// connection: its cookie must come from it.
 pub(crate) fn join(
     owner: OwnerCore<'_>,
     hello: &HelloOwned,
     from: IpAddr,
     mut session: Box<ServerSession>,
+    peer: IpAddr,
     now: Instant,
 ) -> Admission {
     let OwnerCore { vors, rooms, stats } = owner;
@@ -110,7 +112,7 @@ pub(crate) fn join(
         }
     };
     let member = Rc::new(MemberConn::new(sid, cookie, session));
-    cell.seat(member.clone(), keys);
+    cell.seat(member.clone(), keys, peer);
     vors.expect_cookie(cookie, &cell);
     member.flush();
     stats.vors_joins.inc();
@@ -132,11 +134,13 @@ pub(crate) async fn admit(
 ) {
     let from = slot.client();
     let _slot = slot;
+    // A connection without a peer address is already gone.
+    let Ok(peer) = stream.peer_addr() else { return };
     let Some(turn) = turns::budget_turn(&shard, Instant::now() + BUDGET_WAIT).await else {
         return;
     };
     let admission = turns::spend_budget(&shard, |now| {
-        join(OwnerCore::of(&shard), &hello, from, session, now)
+        join(OwnerCore::of(&shard), &hello, from, session, peer.ip(), now)
     });
     drop(turn);
     let (cell, member) = match admission {
@@ -144,11 +148,10 @@ pub(crate) async fn admit(
         Admission::Refused(mut session) => return send_and_close(stream, &mut session).await,
         Admission::Failed => return,
     };
-    let peer = stream.peer_addr().ok();
     info!(
         sid = member.sid.0,
         members = cell.len(),
-        peer = peer.and_then(|addr| shard.peer_at_info(addr)),
+        peer = shard.peer_at_info(peer),
         "vors member joining"
     );
     run_member(shard.clone(), stream, cell, member).await;
@@ -266,7 +269,8 @@ pub(crate) fn process(
                 debug!(sid = member.sid.0, ?reason, "vors session ended");
                 left |= leave(owner, cell, member, now);
             }
-            ServerEvent::Hello(_) => {}
+            // Handled on the accepting core, before the member came here.
+            ServerEvent::Message1 { .. } | ServerEvent::Hello(_) => {}
         }
     }
     member.flush();

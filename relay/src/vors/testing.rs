@@ -8,8 +8,10 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use moose_proto::vors::client::{ClientEvent, ClientSession, ClientTransmit};
+use moose_proto::vors::freshness::{Freshness, UnixTime};
 use moose_proto::vors::handshake::{KEY_LEN, generate_keypair};
 use moose_proto::vors::hello::Hello;
+use moose_proto::vors::room::RoomConfig;
 use moose_proto::vors::server::{ServerEvent, ServerSession};
 
 use super::media::{self, Fanout};
@@ -35,11 +37,16 @@ pub(crate) struct Core {
 
 impl Core {
     /// The only core of a relay that allows `max_rooms` rooms (0: no limit) of up to
-    /// `max_members` members.
+    /// `max_members` members, with the default media rules.
     pub(crate) fn new(max_rooms: usize, max_members: usize) -> Self {
+        Self::with_rooms(max_rooms, RoomConfig::with_max_members(max_members))
+    }
+
+    /// The only core of a relay that allows `max_rooms` rooms (0: no limit) following `rooms`.
+    pub(crate) fn with_rooms(max_rooms: usize, rooms: RoomConfig) -> Self {
         let (private, public) = generate_keypair().expect("keypair");
         Core {
-            vors: VorsCore::new(0, 1, max_members),
+            vors: VorsCore::new(0, 1, rooms),
             rooms: RoomQuota::new(max_rooms, 0),
             stats: CoreStats::default(),
             private,
@@ -56,13 +63,14 @@ impl Core {
         }
     }
 
-    /// A client named `username` that reached message 1 for `room`, and the relay's admission
-    /// of it.
+    /// A client named `username` that reached message 1 for `room` over a connection from
+    /// 192.0.2.1, and the relay's admission of it.
     pub(crate) fn knock(&self, username: &str, room: &str) -> (ClientSession, Admission) {
-        self.knock_from(username, room, IpAddr::from([192, 0, 2, 250]))
+        self.knock_from(username, room, IpAddr::from([192, 0, 2, 1]))
     }
 
-    /// As [`knock`](Self::knock), for a client whose TCP connection comes from `from`.
+    /// As [`knock`](Self::knock), over a connection from `from` (its client charged for a new
+    /// room, its IP the one the cookie must come from).
     pub(crate) fn knock_from(
         &self,
         username: &str,
@@ -74,7 +82,8 @@ impl Core {
             room,
             password_hash: None,
         };
-        let mut client = ClientSession::new(self.now, &self.public, &hello).expect("client");
+        let wall = UnixTime(1_800_000_000);
+        let mut client = ClientSession::new(self.now, wall, &self.public, &hello).expect("client");
         let mut session = Box::new(ServerSession::new(self.now, &self.private));
         while let Some(transmit) = client.poll_transmit() {
             let ClientTransmit::Tcp(bytes) = transmit else {
@@ -82,14 +91,22 @@ impl Core {
             };
             session.handle_tcp(self.now, &bytes);
         }
+        // Screening is `replay`'s concern: every hello here is new and fresh.
+        let Some(ServerEvent::Message1 { .. }) = session.poll_event() else {
+            panic!("message 1 is framed");
+        };
+        session
+            .open_hello(self.now, wall, &Freshness::default())
+            .expect("screening");
         let Some(ServerEvent::Hello(hello)) = session.poll_event() else {
             panic!("message 1 gives the hello");
         };
-        let admission = member::join(self.owner(), &hello, from, session, self.now);
+        let admission = member::join(self.owner(), &hello, from, session, from, self.now);
         (client, admission)
     }
 
-    /// A member of `room` that joined from `addr` and has not sent its cookie yet.
+    /// A member of `room` whose connection came from the IP of `addr`, and whose datagrams
+    /// come from `addr`; it has not sent its cookie yet.
     pub(crate) fn join(&self, username: &str, room: &str, addr: &str) -> TestMember {
         let addr: SocketAddr = addr.parse().expect("an address");
         let (client, admission) = self.knock_from(username, room, addr.ip());
