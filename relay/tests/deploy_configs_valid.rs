@@ -1,6 +1,7 @@
 //! Every file of deploy/ that a tool on this machine can check is checked by that tool: nginx
-//! accepts the filled nginx templates (`nginx -t`), systemd accepts the unit (`systemd-analyze
-//! verify`, and `security` scores it), the Kubernetes manifest parses (PyYAML) and probes
+//! accepts the filled nginx templates (`nginx -t`), systemd accepts the unit, alone and with its
+//! behind-nginx drop-in (`systemd-analyze verify`, and `security` scores it), the per-client
+//! VoRS limits are off only in the drop-in, which keeps VoRS on loopback, the Kubernetes manifest parses (PyYAML) and probes
 //! /readyz with a grace period above the drain, and the seccomp profile is the set the unit
 //! allows, io_uring included. The container file is not built: no container engine here.
 
@@ -102,8 +103,10 @@ fn nginx_accepts_every_config() {
 }
 
 /// The unit with its ExecStart binary replaced by the relay this workspace built: `verify`
-/// checks that every Exec binary exists, and the unit names the installed path.
-fn unit_for_verify(dir: &Path) -> std::path::PathBuf {
+/// checks that every Exec binary exists, and the unit names the installed path. With
+/// `drop_in`, deploy/moose-relay.service.d/`drop_in` beside it, where `verify` reads it (an
+/// unknown key in it is reported like one in the unit).
+fn unit_for_verify(dir: &Path, drop_in: Option<&str>) -> std::path::PathBuf {
     let unit = read_deploy("moose-relay.service");
     let installed = "ExecStart=/usr/local/bin/moose-relay ";
     assert!(unit.contains(installed), "the unit runs {installed:?}");
@@ -111,6 +114,12 @@ fn unit_for_verify(dir: &Path) -> std::path::PathBuf {
     let local = unit.replace(installed, &format!("ExecStart={} ", relay.display()));
     let path = dir.join("moose-relay.service");
     fs::write(&path, local).expect("write unit copy");
+    if let Some(name) = drop_in {
+        let drop_ins = dir.join("moose-relay.service.d");
+        fs::create_dir_all(&drop_ins).expect("drop-in directory");
+        let text = read_deploy(&format!("moose-relay.service.d/{name}"));
+        fs::write(drop_ins.join(name), text).expect("write drop-in copy");
+    }
     path
 }
 
@@ -129,26 +138,30 @@ fn systemd_analyze(args: &[&str], unit: &Path) -> Output {
 
 #[test]
 fn systemd_accepts_the_unit() {
-    let dir = temp_dir("systemd");
-    let unit = unit_for_verify(&dir);
-    // verify loads the unit as systemd would (no running systemd needed): unknown or
-    // misspelt settings, bad values and missing Exec binaries are reported on stderr, the
-    // last also with a failing status. Nothing may be reported.
-    let out = systemd_analyze(&["verify", "--man=no"], &unit);
-    let said = text(&out);
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "systemd-analyze verify on deploy/moose-relay.service ({}):\n{said}",
-        out.status
-    );
-    // `security` scores the sandboxing from 0 (locked down) to 10 (none); --threshold is in
-    // tenths. 2.0 is the top of "OK": the unit must stay hardened.
-    let out = systemd_analyze(&["security", "--offline=true", "--threshold=20"], &unit);
-    assert!(
-        out.status.success(),
-        "the unit's exposure is above 2.0:\n{}",
-        text(&out)
-    );
+    // The unit alone (VoRS exposed directly) and with the behind-nginx drop-in.
+    for drop_in in [None, Some(BEHIND_NGINX)] {
+        let dir = temp_dir(&format!("systemd-{}", drop_in.unwrap_or("direct")));
+        let unit = unit_for_verify(&dir, drop_in);
+        // verify loads the unit as systemd would (no running systemd needed): unknown or
+        // misspelt settings, bad values and missing Exec binaries are reported on stderr, the
+        // last also with a failing status. Nothing may be reported.
+        let out = systemd_analyze(&["verify", "--man=no"], &unit);
+        let said = text(&out);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "systemd-analyze verify on deploy/moose-relay.service with {drop_in:?} ({}):\n{said}",
+            out.status
+        );
+        // `security` scores the sandboxing from 0 (locked down) to 10 (none); --threshold is
+        // in tenths. 2.0 is the top of "OK": the unit must stay hardened.
+        let out = systemd_analyze(&["security", "--offline=true", "--threshold=20"], &unit);
+        assert!(
+            out.status.success(),
+            "the unit's exposure with {drop_in:?} is above 2.0:\n{}",
+            text(&out)
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     let source = read_deploy("moose-relay.service");
     let setting = |name: &str| -> String {
@@ -173,7 +186,69 @@ fn systemd_accepts_the_unit() {
     assert_eq!(setting("CapabilityBoundingSet"), "");
     assert_eq!(setting("NoNewPrivileges"), "yes");
     assert_eq!(setting("ProtectSystem"), "strict");
-    let _ = fs::remove_dir_all(&dir);
+}
+
+/// The drop-in that puts VoRS behind nginx's stream proxy.
+const BEHIND_NGINX: &str = "behind-nginx.conf";
+
+/// The per-client VoRS limits (docs/security.md, "Handshake floods"): on wherever VoRS is
+/// public, off only with VoRS on loopback behind nginx.
+const PER_CLIENT_VORS_LIMITS: [&str; 3] = [
+    "MOOSE_MAX_HANDSHAKES_PER_ADDRESS",
+    "MOOSE_HANDSHAKES_PER_MINUTE",
+    "MOOSE_MAX_ROOMS_PER_ADDRESS",
+];
+
+/// The environment a unit file sets, in order.
+fn environment(unit: &str) -> Vec<(String, String)> {
+    unit.lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn per_client_vors_limits_are_off_only_behind_nginx() {
+    let direct = environment(&read_deploy("moose-relay.service"));
+    let vors_listen = |env: &[(String, String)]| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == "MOOSE_VORS_LISTEN")
+            .map(|(_, v)| v.clone())
+            .expect("MOOSE_VORS_LISTEN set")
+    };
+    assert!(
+        vors_listen(&direct).starts_with("0.0.0.0:"),
+        "the unit exposes VoRS directly"
+    );
+    for limit in PER_CLIENT_VORS_LIMITS {
+        assert!(
+            !direct.iter().any(|(k, _)| k == limit),
+            "deploy/moose-relay.service exposes VoRS and must keep {limit} at its default"
+        );
+    }
+
+    let behind = environment(&read_deploy(&format!(
+        "moose-relay.service.d/{BEHIND_NGINX}"
+    )));
+    let listen = vors_listen(&behind);
+    assert!(
+        listen.starts_with("127.0.0.1:") && !listen.ends_with(":12978"),
+        "behind nginx, VoRS listens on loopback, off nginx's own port: {listen}"
+    );
+    for limit in PER_CLIENT_VORS_LIMITS {
+        assert!(
+            behind.iter().any(|(k, v)| k == limit && v == "0"),
+            "the behind-nginx drop-in turns {limit} off"
+        );
+    }
+    // What limits each client instead: connections in nginx's stream proxy (it has no request
+    // rate limit), requests and connections in its HTTP server.
+    let stream = read_deploy("nginx/moose-stream.conf");
+    assert!(stream.contains("limit_conn moose_vors_conn "), "{stream}");
+    let http = read_deploy("nginx/moose-http.conf");
+    assert!(http.contains("limit_req zone=moose_ws"), "{http}");
 }
 
 /// deploy/kubernetes/moose-relay.yaml as JSON values, one per YAML document.
