@@ -137,10 +137,14 @@ pub enum Drop {
     ServerFull,
     /// A protocol violation (unmasked frame, bad opcode, text message, ...).
     Protocol,
+    /// A message over its sender's rate cap (`--line-rate-cap`).
+    RateCapped,
+    /// A ping not answered: its peer already had as many pongs queued as it may.
+    UnansweredPing,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 7] = [
+    pub const ALL: [Drop; 9] = [
         Drop::SlowReceiver,
         Drop::OverLimit,
         Drop::RefusedKey,
@@ -148,6 +152,8 @@ impl Drop {
         Drop::LineFull,
         Drop::ServerFull,
         Drop::Protocol,
+        Drop::RateCapped,
+        Drop::UnansweredPing,
     ];
 
     /// The `reason` label in metrics.
@@ -160,6 +166,8 @@ impl Drop {
             Drop::LineFull => "line_full",
             Drop::ServerFull => "server_full",
             Drop::Protocol => "protocol",
+            Drop::RateCapped => "rate_capped",
+            Drop::UnansweredPing => "unanswered_ping",
         }
     }
 }
@@ -204,6 +212,10 @@ pub struct CoreStats {
     vors_handshakes_refused: [Counter; HandshakeRefusal::ALL.len()],
     /// VoRS members refused because a new room would pass `--max-rooms`.
     pub vors_server_full: Counter,
+    /// Connections the relay reset because their peer stopped taking bytes, by reason.
+    connections_cut: [Counter; Cut::COUNTED.len()],
+    /// VoRS chat messages dropped, and mute changes deferred, for their member's rate.
+    vors_rate_limited: [Counter; ControlKind::ALL.len()],
     /// Receive to send submission of a line message, per recipient copy.
     pub ws_forward_latency: LatencyHistogram,
     /// Receive to send submission of a VoRS media packet (once per packet: one `sendmmsg`
@@ -222,6 +234,8 @@ pub use moose_proto::vors::room::DropReason as VorsDrop;
 
 use crate::limits::ConnectionRefusal;
 use crate::limits::handshakes::HandshakeRefusal;
+use crate::outbound::queue::Cut;
+pub use crate::vors::control_rate::ControlKind;
 
 impl CoreStats {
     pub fn dropped(&self, reason: Drop) {
@@ -246,6 +260,28 @@ impl CoreStats {
 
     pub fn handshakes_refused(&self, reason: HandshakeRefusal) -> u64 {
         self.vors_handshakes_refused[reason as usize].get()
+    }
+
+    /// Counts a connection cut for `reason` (a member's own leaving is not counted).
+    pub(crate) fn connection_cut(&self, reason: Cut) {
+        if let Some(i) = Cut::COUNTED.iter().position(|r| *r == reason) {
+            self.connections_cut[i].inc();
+        }
+    }
+
+    pub(crate) fn connections_cut(&self, reason: Cut) -> u64 {
+        Cut::COUNTED
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.connections_cut[i].get())
+    }
+
+    pub fn vors_rate_limited(&self, kind: ControlKind) {
+        self.vors_rate_limited[kind as usize].inc();
+    }
+
+    pub fn vors_rate_limits(&self, kind: ControlKind) -> u64 {
+        self.vors_rate_limited[kind as usize].get()
     }
 
     pub fn vors_dropped(&self, reason: VorsDrop) {

@@ -6,7 +6,8 @@ use super::Unit::{Count, Nanos};
 use super::{Family, Samples, Type};
 use crate::limits::ConnectionRefusal;
 use crate::limits::handshakes::HandshakeRefusal;
-use crate::stats::{Drop, VorsDrop};
+use crate::outbound::queue::Cut;
+use crate::stats::{ControlKind, Drop, VorsDrop};
 
 const fn counter(name: &'static str, help: &'static str, samples: Samples) -> Family {
     Family {
@@ -94,6 +95,19 @@ pub(crate) const FAMILIES: &[Family] = &[
         },
     ),
     counter(
+        "moose_connections_cut_total",
+        "Connections reset because their peer stopped taking what the relay had for it, by \
+         reason: a control backlog past its bound, or no byte taken for --write-stall-timeout.",
+        ByLabel {
+            label: "reason",
+            read: |c| {
+                Cut::COUNTED
+                    .map(|r| (r.label(), c.connections_cut(r)))
+                    .to_vec()
+            },
+        },
+    ),
+    counter(
         "moose_vors_handshakes_refused_total",
         "VoRS connections closed before any handshake work, by the limit they hit.",
         ByLabel {
@@ -134,6 +148,18 @@ pub(crate) const FAMILIES: &[Family] = &[
         "moose_vors_rejects_total",
         "VoRS members refused (room full, name taken, wrong password, server full).",
         Total(|c| c.vors_rejects.get()),
+    ),
+    counter(
+        "moose_vors_rate_limited_total",
+        "VoRS chat messages dropped, and mute changes deferred, for their member's rate.",
+        ByLabel {
+            label: "kind",
+            read: |c| {
+                ControlKind::ALL
+                    .map(|k| (k.label(), c.vors_rate_limits(k)))
+                    .to_vec()
+            },
+        },
     ),
     counter(
         "moose_vors_datagrams_in_total",

@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::AsyncReadExt;
 use glommio::net::TcpStream;
 use moose_proto::vors::hello::HelloOwned;
 use moose_proto::vors::server::{ServerEvent, ServerSession};
@@ -15,6 +15,7 @@ use crate::accept::{Acceptor, WhenExhausted};
 use crate::handoff::Handoff;
 use crate::limits::address::AddressSlot;
 use crate::limits::handshakes::HandshakePass;
+use crate::outbound::writer::write_all_within;
 use crate::shard::Shard;
 use crate::sys;
 
@@ -62,8 +63,12 @@ async fn handshake(
         }
         None => {
             shard.stats.vors_handshake_failures.inc();
+            let stall = shard.config.write_stall;
             while let Some(bytes) = session.poll_transmit() {
-                if stream.write_all(&bytes).await.is_err() {
+                if write_all_within(&mut stream, &bytes, stall, &shard.stats)
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
