@@ -42,7 +42,11 @@ fn line_peers(relay: &Relay) -> u64 {
 
 #[test]
 fn stalled_receiver_loses_oldest_audio_while_others_get_everything() {
-    let relay = Relay::start(&["--max-peers", "3"], &[("APIKEY", KEY)]);
+    // A sends as fast as B reads, far above a live PCM stream: no rate cap here.
+    let relay = Relay::start(
+        &["--max-peers", "3", "--line-rate-cap", "0"],
+        &[("APIKEY", KEY)],
+    );
     let mut a = WsClient::connect(relay.http, KEY);
     let mut b = WsClient::connect(relay.http, KEY);
     let c = connect_stalled(relay.http, KEY, 4096);

@@ -154,16 +154,20 @@ struct RecvBuf {
     filled: usize,
     /// Still the small first block: full blocks are taken once it runs out.
     first: bool,
+    /// The size of the current block's allocation: the most a frame taken from it keeps alive.
+    size: usize,
 }
 
 impl RecvBuf {
     fn new(early: &[u8]) -> Self {
-        let mut block = BytesMut::zeroed(FIRST_BLOCK.max(early.len()));
+        let size = FIRST_BLOCK.max(early.len());
+        let mut block = BytesMut::zeroed(size);
         block[..early.len()].copy_from_slice(early);
         RecvBuf {
             block,
             filled: early.len(),
             first: true,
+            size,
         }
     }
 
@@ -176,7 +180,8 @@ impl RecvBuf {
             return;
         }
         self.first = false;
-        let mut fresh = BytesMut::zeroed(BLOCK.max(self.filled + want));
+        self.size = BLOCK.max(self.filled + want);
+        let mut fresh = BytesMut::zeroed(self.size);
         fresh[..self.filled].copy_from_slice(&self.block[..self.filled]);
         self.block = fresh;
     }
@@ -234,7 +239,8 @@ struct FrameReader {
     /// A fragmented message being reassembled, with room for the server header in front.
     assembling: BytesMut,
     /// Bytes taken from the receive buffer since the last message was queued: what the next
-    /// one queued keeps alive besides itself, and is charged for.
+    /// one queued keeps alive besides itself, and is charged for (up to its whole block: the
+    /// blocks before it are kept alive by earlier messages, or by nothing).
     unqueued: usize,
     /// Bytes taken since the rate cap last judged a message: what the next message costs.
     unrated: usize,
@@ -340,7 +346,7 @@ impl FrameReader {
                         frame.advance(range.start);
                         frame.truncate(range.len());
                         let message = frame.freeze();
-                        let charge = std::mem::take(&mut self.unqueued);
+                        let charge = std::mem::take(&mut self.unqueued).min(self.buf.size);
                         let sent = (header.payload_len, charge, received);
                         forward(stats, line, member, message, sent);
                     }
@@ -373,7 +379,8 @@ impl FrameReader {
                             &mut message[..ws::MAX_SERVER_HEADER],
                         );
                         message.advance(ws::MAX_SERVER_HEADER - written);
-                        let charge = std::mem::take(&mut self.unqueued);
+                        let pinned = std::mem::take(&mut self.unqueued);
+                        let charge = pinned.min(self.buf.size.max(message.len()));
                         forward(
                             stats,
                             line,
@@ -625,6 +632,19 @@ mod tests {
             0,
             "written, the charge is given back"
         );
+        // Pongs over more than a block: a message keeps only its own block alive, and is
+        // charged at most that.
+        let mut frames = FrameReader::new(&[], 64 * 1024, None);
+        let mut bytes = pong.repeat(3 * BLOCK / pong.len());
+        bytes.extend(&tiny);
+        for chunk in bytes.chunks(BLOCK / 2) {
+            frames.space(chunk.len())[..chunk.len()].copy_from_slice(chunk);
+            frames.filled(chunk.len());
+            let read = frames.dispatch(&stats, &line, &peers[0], Instant::now());
+            assert!(read.is_ok());
+        }
+        assert_eq!(queued(&peers[1]).len(), 1);
+        assert_eq!(peers[1].out.queued_bytes(), BLOCK);
     }
 
     #[test]
