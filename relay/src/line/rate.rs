@@ -55,7 +55,12 @@ impl ByteRate {
 
     /// `now` as this cap's clock (ns since it started): read once per read call.
     pub(crate) fn clock(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+        // In u64 (good for 584 years), without `as_nanos`' 128-bit arithmetic.
+        let since = now.saturating_duration_since(self.epoch);
+        since
+            .as_secs()
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(u64::from(since.subsec_nanos()))
     }
 
     /// Whether `bytes` more may be forwarded at `now` (from [`clock`](Self::clock)); if so

@@ -132,7 +132,12 @@ impl OutQueue {
             return 0;
         }
         let charge = charge.max(message.len());
-        let room = self.make_room(charge);
+        // The usual case, a queue with room, takes no scan and one borrow.
+        let room = if self.queued_bytes.get() + charge > self.limit_bytes {
+            self.make_room(charge)
+        } else {
+            0
+        };
         if self.queued_bytes.get() + charge > self.limit_bytes {
             // Nothing older is left to drop: the newest goes instead.
             return room + 1;
