@@ -15,6 +15,8 @@ use moose_testkit::vors_member::VorsMember;
 
 /// How long joining and settling may take.
 const SETTLE: Duration = Duration::from_secs(10);
+/// How long filling the kernel buffers towards a member that does not read may take.
+const FILL_WITHIN: Duration = Duration::from_secs(30);
 /// How soon a cut member must be gone: DEL heard, memory and descriptor given back.
 const FREED_WITHIN: Duration = Duration::from_secs(5);
 /// The flood of the issue: 20 000 chats of 1 000 bytes (22 MB of Noise messages per recipient).
@@ -172,12 +174,18 @@ fn a_member_whose_socket_stalls_is_cut_after_the_write_stall_timeout() {
     // the relay's unacknowledged bytes standing still; a few more chats then wait in the relay,
     // far under b's bound, and its writer waits on a socket that takes nothing.
     let text = "y".repeat(TEXT_LEN);
-    let (mut sent, mut heard_by_c) = (0, 0);
-    let stalled = Relay::fill_towards(relay_port, b_port, SETTLE, || {
-        for _ in 0..20 {
+    let (mut sent, mut heard_by_c, mut last) = (0, 0, None);
+    let stalled = Relay::fill_towards(relay_port, b_port, FILL_WITHIN, || {
+        // Fast while the kernel takes it all, then a chat a round once it stands still, so
+        // that the backlog in the relay stays far under b's bound: this is about the stall.
+        let now = Relay::unacked(relay_port, b_port);
+        let full = now.is_some_and(|n| n > 0) && now == last;
+        let batch = if full { 1 } else { 50 };
+        last = now;
+        for _ in 0..batch {
             a.send_chat(&text);
         }
-        sent += 20;
+        sent += batch;
         a.step();
         let before = heard_by_c;
         c.run_until(SETTLE, "c keeps up", |m| before + chats(m) == sent);

@@ -175,9 +175,10 @@ impl Relay {
     }
 
     /// Calls `step` (which sends something towards a peer that does not read) until the
-    /// relay's bytes unacknowledged by that peer (see [`Relay::unacked`]) have stood still for
-    /// 200 ms: the kernel buffers towards it are full, and whatever the relay has for it from
-    /// now on waits in the relay. Returns when they last moved; panics after `within`.
+    /// relay's bytes unacknowledged by that peer (see [`Relay::unacked`]) have stood still, above
+    /// zero, for 200 ms: the kernel buffers towards it are full, and whatever the relay has for
+    /// it from now on waits in the relay. (Zero standing still is a peer that takes everything
+    /// so far.) Returns when they last moved; panics after `within`.
     pub fn fill_towards(
         relay_port: u16,
         peer_port: u16,
@@ -191,7 +192,7 @@ impl Relay {
             let now = Self::unacked(relay_port, peer_port);
             if now != last {
                 (last, moved) = (now, std::time::Instant::now());
-            } else if now.is_some() && moved.elapsed() > Duration::from_millis(200) {
+            } else if now.is_some_and(|n| n > 0) && moved.elapsed() > Duration::from_millis(200) {
                 return moved;
             }
             assert!(
