@@ -11,6 +11,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use moose_proto::vors::Sid;
 use moose_proto::vors::control::Control;
@@ -20,7 +21,12 @@ use moose_proto::vors::keys::hash_password;
 use moose_proto::vors::netstring;
 use moose_proto::vors::packet::seal;
 use moose_proto::ws::{CloseCode, Opcode, close_payload, encode_client_frame, encode_server_frame};
-use moose_proto_fuzz::{SERVER_PRIVATE, cookie, edge_room, media_keys, record, server_public};
+use moose_proto::cluster::link::{LinkHeader, MAX_LINK_LEN, encode};
+use moose_proto::cluster::{RelayId, RoomId};
+use moose_proto::vors::freshness::UnixTime;
+use moose_proto_fuzz::{
+    LINK_KEY, LINK_TO, SERVER_PRIVATE, WALL, cookie, edge_room, media_keys, record, server_public,
+};
 
 const BROWSER: &[u8] = b"GET /ws?apikey=0123456789abcdef0123 HTTP/1.1\r\n\
     Host: relay.example\r\n\
@@ -71,7 +77,7 @@ fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let messages = control_messages();
-    let makers: [(&str, &Maker<'_>); 10] = [
+    let makers: [(&str, &Maker<'_>); 11] = [
         ("http_request", &http_request),
         ("ws_frames", &ws_frames),
         ("netstring", &netstrings),
@@ -82,6 +88,7 @@ fn main() {
         ("vors_sessions", &|r| vors_sessions(r, &messages)),
         ("media_open", &media_open),
         ("media_edge", &media_edge),
+        ("cluster_link", &cluster_link),
     ];
     for (name, make) in makers {
         if wanted(name) {
@@ -171,9 +178,11 @@ fn netstrings(root: &Path) {
 fn control_messages() -> Vec<(&'static str, Vec<u8>)> {
     let key = media_keys(0).to_wire();
     let cookie = cookie(0);
-    let messages: [(&str, Control<'_>); 13] = [
+    let messages: [(&str, Control<'_>); 14] = [
         ("cookie", Control::Cookie(&cookie)),
         ("err", Control::Err("room is full")),
+        // As servers send it: padded to the length of a COOKIE reply.
+        ("err_padded", Control::Err("room is full       ")),
         ("sid", Control::Sid(Sid(3))),
         ("ping", Control::Ping),
         ("pong", Control::Pong),
@@ -267,36 +276,43 @@ fn hellos() -> Vec<(&'static str, HelloOwned)> {
         .collect()
 }
 
-fn encoded(hello: &HelloOwned) -> Vec<u8> {
+fn encoded(hello: &HelloOwned, sent_at: Option<UnixTime>) -> Vec<u8> {
     let mut bytes = Vec::new();
-    hello.as_hello().encode(&mut bytes).expect("encode");
+    hello.as_hello().encode(sent_at, &mut bytes).expect("encode");
     bytes
 }
 
 fn vors_hello(root: &Path) {
     let mut s = Seeds::target(root, "vors_hello");
     for (name, hello) in hellos() {
-        s.add(name, &encoded(&hello));
+        s.add(name, &encoded(&hello, Some(WALL)));
+        s.add(&format!("{name}_untimed"), &encoded(&hello, None));
     }
 }
 
 fn noise_msg1(root: &Path) {
     let mut s = Seeds::target(root, "noise_msg1");
     for (name, hello) in hellos() {
-        let payload = encoded(&hello);
+        let payload = encoded(&hello, Some(WALL));
         // Mode 0: the message itself, valid for the target's fixed server key.
-        let (_, msg1) = ClientHandshake::start(&server_public(), &hello.as_hello()).expect("start");
+        let (_, msg1) = ClientHandshake::start(&server_public(), &hello.as_hello(), Some(WALL))
+            .expect("start");
         s.add(&format!("message_{name}"), &with_prefix(0, &msg1));
         // Odd modes: the payload, cut after the magic (mode 15) or inside message 1.
         s.add(&format!("payload_{name}"), &with_prefix(15, &payload));
         s.add(&format!("payload_{name}_cut"), &with_prefix(201, &payload));
+        // Stale (a day before the target's clock) and untimed: decrypted, then refused.
+        let stale = encoded(&hello, Some(UnixTime(WALL.0 - 86_400)));
+        s.add(&format!("payload_{name}_stale"), &with_prefix(15, &stale));
+        let untimed = encoded(&hello, None);
+        s.add(&format!("payload_{name}_untimed"), &with_prefix(15, &untimed));
     }
 }
 
 fn noise_msg2(root: &Path, messages: &[(&str, Vec<u8>)]) {
     let mut s = Seeds::target(root, "noise_msg2");
     for (name, payload) in messages {
-        if *name == "cookie" || *name == "err" {
+        if *name == "cookie" || name.starts_with("err") {
             s.add(&format!("payload_{name}"), &with_prefix(1, payload));
             s.add(&format!("payload_{name}_cut"), &with_prefix(41, payload));
         }
@@ -305,8 +321,8 @@ fn noise_msg2(root: &Path, messages: &[(&str, Vec<u8>)]) {
     // Mode 0: a real message 2 (to another client, so it must be refused).
     let (hello_name, hello) = &hellos()[0];
     let (_client, msg1) =
-        ClientHandshake::start(&server_public(), &hello.as_hello()).expect("start");
-    let (server, _) = ServerHandshake::respond_to(&SERVER_PRIVATE, &msg1).expect("msg1");
+        ClientHandshake::start(&server_public(), &hello.as_hello(), Some(WALL)).expect("start");
+    let (server, _, _) = ServerHandshake::respond_to(&SERVER_PRIVATE, &msg1).expect("msg1");
     let (msg2, _, _) = server.accept(&cookie(0)).expect("accept");
     s.add(&format!("message_{hello_name}"), &with_prefix(0, &msg2));
 }
@@ -328,7 +344,7 @@ fn media_open(root: &Path) {
 
 fn media_edge(root: &Path) {
     let mut s = Seeds::target(root, "media_edge");
-    let (_, sids) = edge_room();
+    let (_, sids) = edge_room(Instant::now());
     let media = |n: u8, pkt: u32, opus: &[u8]| {
         let mut packet = Vec::new();
         seal(
@@ -371,4 +387,49 @@ fn media_edge(root: &Path) {
     record(1, &forged, &mut bad);
     record(0, &[0; 7], &mut bad);
     s.add("drops", &bad);
+
+    // Source bytes also carry time (byte / 8 steps of 40 ms) and the sweep (byte % 8 == 7):
+    // 240 is member 0 after 1.2 s, 247 member 1 after 1.2 s with a sweep before it.
+    let mut silence = Vec::new();
+    for _ in 0..5 {
+        record(240, &[sids[0].0], &mut silence);
+    }
+    record(247, &media(1, 1, b"back"), &mut silence);
+    record(0, &media(0, 1, b"heard again"), &mut silence);
+    s.add("silent_member_paused_and_resumed", &silence);
+}
+
+fn cluster_link(root: &Path) {
+    let mut s = Seeds::target(root, "cluster_link");
+    let datagram = |seq: u64, opus: &[u8]| {
+        let mut packet = Vec::new();
+        seal(&media_keys(0), Sid(3), seq as u32, seq as u32, opus, &mut packet).expect("seal");
+        let header = LinkHeader {
+            dest_core: 1,
+            origin_core: 0,
+            origin: RelayId([0x0a; 8]),
+            seq,
+            room: RoomId([0x5e; 16]),
+        };
+        let mut out = vec![0u8; MAX_LINK_LEN];
+        let n = encode(&LINK_KEY, LINK_TO, &header, &packet, &mut out).expect("encode");
+        out.truncate(n);
+        out
+    };
+    let mut in_order = Vec::new();
+    for seq in 1..=3 {
+        record(0, &datagram(seq, &[0x78; 20]), &mut in_order);
+    }
+    s.add("in_order", &in_order);
+    let mut replayed = Vec::new();
+    record(0, &datagram(5, &[]), &mut replayed);
+    record(0, &datagram(5, &[]), &mut replayed);
+    record(2, &datagram(4, &[0x01]), &mut replayed);
+    s.add("replayed_and_late", &replayed);
+    let mut forged = datagram(9, &[0x10; 8]);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let mut one = Vec::new();
+    record(0, &forged, &mut one);
+    s.add("forged_tag", &one);
 }

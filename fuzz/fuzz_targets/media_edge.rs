@@ -2,8 +2,12 @@
 //! addresses into a room with registered, joining and keyless members.
 //!
 //! Input: records `[source][len][datagram]` (`moose_proto_fuzz::records`); the source byte
-//! picks one of the members' addresses (and a few strangers).
+//! picks one of the members' addresses (and a few strangers) with its value modulo 6, and how
+//! long after the previous datagram this one arrives with its top bits (0 to 1.24 s, in steps
+//! of 40 ms); a source byte of 7 modulo 8 runs the once-a-second silence sweep first.
 #![no_main]
+
+use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use moose_proto::vors::control::ControlOwned;
@@ -11,12 +15,17 @@ use moose_proto::vors::room::{DropReason, EdgeVerdict};
 use moose_proto_fuzz::{addr, edge_room, records};
 
 fuzz_target!(|data: &[u8]| {
-    let (mut room, sids) = edge_room();
+    let mut now = Instant::now();
+    let (mut room, sids) = edge_room(now);
     let members = room.len();
     let mut forwarded = 0u64;
     for (source, datagram) in records(data) {
+        now += Duration::from_millis(u64::from(source / 8) * 40);
+        if source % 8 == 7 {
+            room.sweep_silent(now);
+        }
         let from = addr(source % 6);
-        let verdict = room.verify_datagram(from, datagram);
+        let verdict = room.verify_datagram(now, from, datagram);
         match verdict {
             EdgeVerdict::Forward { sender, recipients } => {
                 forwarded += 1;
@@ -24,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(room.udp_addr(sender), Some(from));
                 for to in recipients {
                     assert!(room.udp_addr(to).is_some());
+                    assert!(!room.is_paused(to), "media to a silent member");
                 }
             }
             EdgeVerdict::Keepalive(sid) => assert_eq!(room.udp_addr(sid), Some(from)),

@@ -14,10 +14,11 @@ use libfuzzer_sys::fuzz_target;
 use moose_proto::vors::Sid;
 use moose_proto::vors::client::{ClientEvent, ClientSession, ClientTransmit};
 use moose_proto::vors::control::{Control, ControlOwned};
+use moose_proto::vors::freshness::Freshness;
 use moose_proto::vors::handshake::{ClientHandshake, ServerHandshake};
 use moose_proto::vors::netstring;
 use moose_proto::vors::server::{MAGIC, ServerEvent, ServerSession};
-use moose_proto_fuzz::{HELLO, SERVER_PRIVATE, cookie, records, server_public};
+use moose_proto_fuzz::{HELLO, SERVER_PRIVATE, WALL, cookie, records, server_public};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, data)) = data.split_first() else {
@@ -46,11 +47,19 @@ fn pieces(direction: u8, frame: &[u8]) -> (&[u8], &[u8]) {
 /// A `ServerSession` after message 2 (and SID when `joined`), fed by a raw client transport.
 fn server_side(joined: bool, records: &[(u8, &[u8])]) {
     let now = Instant::now();
-    let (client_hs, msg1) = ClientHandshake::start(&server_public(), &HELLO).expect("start");
+    let (client_hs, msg1) =
+        ClientHandshake::start(&server_public(), &HELLO, Some(WALL)).expect("start");
     let mut server = ServerSession::new(now, &SERVER_PRIVATE);
     let mut stream = MAGIC.to_vec();
     netstring::encode(&msg1, &mut stream);
     server.handle_tcp(now, &stream);
+    assert!(matches!(
+        server.poll_event(),
+        Some(ServerEvent::Message1 { .. })
+    ));
+    server
+        .open_hello(now, WALL, &Freshness::default())
+        .expect("screening");
     assert!(matches!(server.poll_event(), Some(ServerEvent::Hello(_))));
     server.accept(now, &cookie(0)).expect("accept");
     let msg2 = server.poll_transmit().expect("message 2");
@@ -98,14 +107,15 @@ fn server_side(joined: bool, records: &[(u8, &[u8])]) {
 /// A `ClientSession` after message 2 (and SID when `joined`), fed by a raw server transport.
 fn client_side(joined: bool, records: &[(u8, &[u8])]) {
     let now = Instant::now();
-    let mut client = ClientSession::new(now, &server_public(), &HELLO).expect("session");
+    let mut client = ClientSession::new(now, WALL, &server_public(), &HELLO).expect("session");
     let Some(ClientTransmit::Tcp(first)) = client.poll_transmit() else {
         panic!("the session starts with message 1");
     };
     let (msg1, _) = netstring::decode(&first[MAGIC.len()..], usize::MAX)
         .unwrap()
         .unwrap();
-    let (server_hs, _) = ServerHandshake::respond_to(&SERVER_PRIVATE, msg1).expect("message 1");
+    let (server_hs, _, _) =
+        ServerHandshake::respond_to(&SERVER_PRIVATE, msg1).expect("message 1");
     let (msg2, mut to_client, _) = server_hs.accept(&cookie(1)).expect("accept");
     let mut frame = Vec::new();
     netstring::encode(&msg2, &mut frame);

@@ -6,8 +6,10 @@
 //! not with the same ciphertext bytes.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use moose_proto::vors::Sid;
+use moose_proto::vors::freshness::UnixTime;
 use moose_proto::vors::handshake::{KEY_LEN, public_from_private};
 use moose_proto::vors::hello::Hello;
 use moose_proto::vors::keys::{KEY_WIRE_LEN, SessionKeys};
@@ -28,6 +30,10 @@ pub const HELLO: Hello<'static> = Hello {
     room: "lobby",
     password_hash: None,
 };
+
+/// The wall clock in the targets that run a handshake: the time clients put in message 1
+/// (SENT_AT) and the server's clock when it judges it.
+pub const WALL: UnixTime = UnixTime(1_800_000_000);
 
 /// The message size limit the relay uses for WebSocket messages (64 KiB).
 pub const WS_MAX_MESSAGE: usize = 64 * 1024;
@@ -54,8 +60,9 @@ pub const EDGE_REGISTERED: u8 = 2;
 
 /// The room the edge target starts from, and the SIDs of its four members (index `n` has
 /// keys [`media_keys`] `n`, cookie [`cookie`] `n`, address [`addr`] `n`): members 0 and 1
-/// registered, member 2 with keys but no address yet, member 3 without keys.
-pub fn edge_room() -> (Room, [Sid; 4]) {
+/// registered, member 2 with keys but no address yet, member 3 without keys. Each member's
+/// control connection came from its address's IP; the cookies registered at `now`.
+pub fn edge_room(now: Instant) -> (Room, [Sid; 4]) {
     let mut room = Room::new("fuzz", RoomConfig::with_max_members(8));
     let mut sids = [Sid(0); 4];
     for (n, sid) in (0u8..).zip(sids.iter_mut()) {
@@ -63,11 +70,11 @@ pub fn edge_room() -> (Room, [Sid; 4]) {
             .join(&format!("member{n}"), None, cookie(n))
             .expect("room has space");
         if n < 3 {
-            room.set_keys(*sid, media_keys(n));
+            room.set_keys(*sid, media_keys(n), addr(n).ip());
         }
     }
     for n in 0..EDGE_REGISTERED {
-        room.verify_datagram(addr(n), &cookie(n));
+        room.verify_datagram(now, addr(n), &cookie(n));
     }
     while room.poll_message().is_some() {}
     (room, sids)
@@ -93,3 +100,9 @@ pub fn record(tag: u8, item: &[u8], out: &mut Vec<u8>) {
     out.push(n as u8);
     out.extend_from_slice(&item[..n]);
 }
+
+/// The relay-link key of the `cluster_link` target.
+pub const LINK_KEY: moose_proto::cluster::LinkKey = moose_proto::cluster::LinkKey([0x4c; 16]);
+
+/// The relay the `cluster_link` target's datagrams are addressed to.
+pub const LINK_TO: moose_proto::cluster::RelayId = moose_proto::cluster::RelayId([0x72; 8]);

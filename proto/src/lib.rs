@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod apikey;
+pub mod cluster;
 pub mod http;
 pub mod vors;
 pub mod ws;

@@ -8,6 +8,7 @@ mod prop_support;
 use moose_proto::http::{Parse, Upgrade, parse_request, query_param};
 use moose_proto::vors::Sid;
 use moose_proto::vors::control::{Control, ControlOwned, MAX_CHAT_LEN, MAX_ERR_LEN};
+use moose_proto::vors::freshness::UnixTime;
 use moose_proto::vors::handshake::{
     ClientHandshake, ServerHandshake, ServerReply, generate_keypair,
 };
@@ -316,10 +317,12 @@ proptest! {
     }
 
     #[test]
-    fn hello_round_trips(hello in hello()) {
+    fn hello_round_trips(hello in hello(), sent_at in proptest::option::of(any::<u64>())) {
+        let sent_at = sent_at.map(UnixTime);
         let mut wire = Vec::new();
-        hello.as_hello().encode(&mut wire).unwrap();
-        prop_assert_eq!(Hello::decode(&wire).map(|h| h.to_owned()), Ok(hello));
+        hello.as_hello().encode(sent_at, &mut wire).unwrap();
+        let decoded = Hello::decode(&wire).map(|(h, sent_at)| (h.to_owned(), sent_at));
+        prop_assert_eq!(decoded, Ok((hello, sent_at)));
     }
 }
 
@@ -334,9 +337,11 @@ proptest! {
         msgs in proptest::collection::vec(control(), 1..8),
     ) {
         let (private, public) = generate_keypair().unwrap();
-        let (client, msg1) = ClientHandshake::start(&public, &hello.as_hello()).unwrap();
-        let (server, got) = ServerHandshake::respond_to(&private, &msg1).unwrap();
+        let sent_at = Some(UnixTime(1_800_000_000));
+        let (client, msg1) = ClientHandshake::start(&public, &hello.as_hello(), sent_at).unwrap();
+        let (server, got, got_sent_at) = ServerHandshake::respond_to(&private, &msg1).unwrap();
         prop_assert_eq!(&got, &hello);
+        prop_assert_eq!(got_sent_at, sent_at);
         let (msg2, mut server_tx, server_keys) = server.accept(&cookie).unwrap();
         let (reply, mut client_tx, client_keys) = client.finish(&msg2).unwrap();
         prop_assert_eq!(reply, ServerReply::Cookie(cookie));

@@ -8,29 +8,50 @@
 mod prop_support;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use moose_proto::vors::Sid;
 use moose_proto::vors::client::{ClientEvent, ClientSession, ClientTransmit};
 use moose_proto::vors::control::{Control, ControlOwned};
+use moose_proto::vors::freshness::{Freshness, UnixTime};
 use moose_proto::vors::handshake::generate_keypair;
 use moose_proto::vors::hello::Hello;
 use moose_proto::vors::keys::{KEY_WIRE_LEN, SessionKeys};
 use moose_proto::vors::packet::{COOKIE_LEN, compute_tag, seal};
-use moose_proto::vors::room::{DropReason, EdgeVerdict, RESERVED_SID, Room, RoomConfig};
+use moose_proto::vors::room::{
+    DropReason, EdgeVerdict, PKT_JUMP_PER_SECOND, PKT_JUMP_SLACK, RATE_BURST, RESERVED_SID, Room,
+    RoomConfig, SILENCE_PAUSE, SilentMembers,
+};
 use moose_proto::vors::server::{ServerEvent, ServerSession};
 use moose_proto::vors::sid::SidSet;
 use prop_support::config;
 use proptest::prelude::*;
+
+/// Both sides' wall clock: the client's SENT_AT and the server's judgement of it.
+const WALL: UnixTime = UnixTime(1_800_000_000);
 
 fn keys(n: u8) -> SessionKeys {
     let wire: [u8; KEY_WIRE_LEN] = std::array::from_fn(|i| (i as u8).wrapping_mul(13) ^ n);
     SessionKeys::from_wire(&wire)
 }
 
+/// Source `from` of a datagram: one of six addresses, or (6 and 7) the member's `own`
+/// address when it has one, so that genuine traffic is common.
+fn source(from: u8, own: Option<SocketAddr>) -> SocketAddr {
+    match own {
+        Some(own) if from >= 6 => own,
+        _ => addr(from % 6),
+    }
+}
+
+/// Three IPs, two ports each: a cookie may come from its member's control IP on another port.
 fn addr(n: u8) -> SocketAddr {
-    SocketAddr::from(([198, 51, 100, n], 5000 + u16::from(n)))
+    SocketAddr::from((ip(n), 5000 + u16::from(n)))
+}
+
+fn ip(n: u8) -> IpAddr {
+    IpAddr::from([198, 51, 100, n % 3])
 }
 
 // --- The room ------------------------------------------------------------------------------
@@ -44,6 +65,8 @@ enum RoomOp {
     },
     SetKeys {
         member: u8,
+        /// The control connection's IP, by [`ip`].
+        ip: u8,
     },
     Leave {
         member: u8,
@@ -74,23 +97,50 @@ enum RoomOp {
         bytes: Vec<u8>,
         from: u8,
     },
+    /// Time passes before the next datagram (milliseconds).
+    Advance(u16),
+    /// The relay's once-a-second pause of silent members.
+    Sweep,
+    /// A member sends `packets` genuine media packets at once, from its own address.
+    Talk {
+        member: u8,
+        packets: u8,
+    },
 }
 
 fn room_op() -> impl Strategy<Value = RoomOp> {
     prop_oneof![
         3 => (0..5u8, 0..3u8, 0..4u8)
             .prop_map(|(name, password, cookie)| RoomOp::Join { name, password, cookie }),
-        2 => any::<u8>().prop_map(|member| RoomOp::SetKeys { member }),
+        2 => (any::<u8>(), 0..3u8).prop_map(|(member, ip)| RoomOp::SetKeys { member, ip }),
         1 => any::<u8>().prop_map(|member| RoomOp::Leave { member }),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(member, muted)| RoomOp::Mute { member, muted }),
         1 => any::<u8>().prop_map(|member| RoomOp::Chat { member }),
-        2 => (any::<u8>(), 0..6u8).prop_map(|(member, from)| RoomOp::Cookie { member, from }),
-        4 => (any::<u8>(), 0..6u8, 0..6u32, 0..20u8, any::<bool>()).prop_map(
+        2 => (any::<u8>(), 0..8u8).prop_map(|(member, from)| RoomOp::Cookie { member, from }),
+        4 => (any::<u8>(), 0..8u8, pkt(), 0..20u8, any::<bool>()).prop_map(
             |(member, from, pkt, len, right_keys)| RoomOp::Media { member, from, pkt, len, right_keys }
         ),
-        1 => (any::<u8>(), 0..6u8).prop_map(|(member, from)| RoomOp::Keepalive { member, from }),
-        1 => (proptest::collection::vec(any::<u8>(), 0..24), 0..6u8)
+        1 => (any::<u8>(), 0..8u8).prop_map(|(member, from)| RoomOp::Keepalive { member, from }),
+        1 => (proptest::collection::vec(any::<u8>(), 0..24), 0..8u8)
             .prop_map(|(bytes, from)| RoomOp::Garbage { bytes, from }),
+        2 => prop_oneof![0..50u16, 0..6_000u16].prop_map(RoomOp::Advance),
+        1 => Just(RoomOp::Sweep),
+        2 => (any::<u8>(), 1..6u8).prop_map(|(member, packets)| RoomOp::Talk { member, packets }),
+    ]
+}
+
+/// A PKT one above the member's last accepted one (no real PKT: they have 24 bits).
+const NEXT_PKT: u32 = u32::MAX;
+
+/// PKTs: the next one, small values, jumps around the slack, and the top of the counter.
+fn pkt() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        4 => Just(NEXT_PKT),
+        4 => 0..6u32,
+        // The first packet's bound, at the instant of registration.
+        1 => Just(PKT_JUMP_SLACK).prop_union(Just(PKT_JUMP_SLACK + 1)),
+        2 => 40..120u32,
+        1 => Just(0xff_ffff),
     ]
 }
 
@@ -101,22 +151,73 @@ struct Joined {
     name: u8,
     cookie: [u8; COOKIE_LEN],
     keys: Option<u8>,
+    control_ip: Option<IpAddr>,
     udp: Option<SocketAddr>,
     last_pkt: Option<u32>,
+    /// When the last packet was accepted, or the cookie registered.
+    last_pkt_at: Option<Instant>,
+    /// When the last keepalive or accepted packet came.
+    heard_at: Option<Instant>,
+    paused: bool,
+    /// The rate cap as a token bucket measured in time: full at `RATE_BURST` plus one
+    /// packet interval, each packet takes one interval, time refills it.
+    bucket: Duration,
+    bucket_at: Option<Instant>,
     muted: bool,
     live: bool,
 }
 
 /// What the room should be, and what each registered member has been told: for each
 /// registered member, the other members it knows of and their mute state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct RoomModel {
+    config: RoomConfig,
+    now: Instant,
     password: Option<u8>,
     joined: Vec<Joined>,
     views: BTreeMap<Sid, BTreeMap<Sid, bool>>,
 }
 
 impl RoomModel {
+    fn new(config: RoomConfig, now: Instant) -> Self {
+        RoomModel {
+            config,
+            now,
+            password: None,
+            joined: Vec::new(),
+            views: BTreeMap::new(),
+        }
+    }
+
+    /// Registered members not paused: who gets media.
+    fn recipients(&self) -> SidSet {
+        let mut set = SidSet::new();
+        for m in self.live().filter(|m| m.udp.is_some() && !m.paused) {
+            set.insert(m.sid);
+        }
+        set
+    }
+
+    /// The packet interval of the rate cap (zero: no cap).
+    fn interval(&self) -> Duration {
+        match self.config.max_packet_rate {
+            0 => Duration::ZERO,
+            rate => Duration::from_secs(1) / rate,
+        }
+    }
+
+    /// Whether a packet from `m` now fits its bucket (not taking it).
+    fn fits_rate(&self, m: &Joined) -> bool {
+        let interval = self.interval();
+        if interval.is_zero() {
+            return true;
+        }
+        let at = m.bucket_at.unwrap_or(self.now);
+        let refilled =
+            (m.bucket + self.now.saturating_duration_since(at)).min(RATE_BURST + interval);
+        refilled >= interval
+    }
+
     fn live(&self) -> impl Iterator<Item = &Joined> {
         self.joined.iter().filter(|m| m.live)
     }
@@ -148,6 +249,11 @@ impl RoomModel {
                     .collect();
                 waiting.sort_by_key(|m| m.sid);
                 match waiting.first() {
+                    Some(m)
+                        if !self.config.cookie_from_any_ip && m.control_ip != Some(from.ip()) =>
+                    {
+                        EdgeVerdict::Drop(DropReason::WrongAddress)
+                    }
                     Some(m) => EdgeVerdict::Registered(m.sid),
                     None => EdgeVerdict::Drop(DropReason::UnknownSource),
                 }
@@ -172,20 +278,24 @@ impl RoomModel {
                 }
                 let pkt = u32::from_be_bytes([0, d[1], d[2], d[3]]);
                 match m.last_pkt {
-                    Some(last) if pkt == last => EdgeVerdict::Drop(DropReason::Replayed),
-                    Some(last) if pkt < last => EdgeVerdict::Drop(DropReason::Reordered),
-                    _ => {
-                        let mut recipients = SidSet::new();
-                        for (sid, _) in self.registered() {
-                            if sid != m.sid {
-                                recipients.insert(sid);
-                            }
-                        }
-                        EdgeVerdict::Forward {
-                            sender: m.sid,
-                            recipients,
-                        }
-                    }
+                    Some(last) if pkt == last => return EdgeVerdict::Drop(DropReason::Replayed),
+                    Some(last) if pkt < last => return EdgeVerdict::Drop(DropReason::Reordered),
+                    _ => {}
+                }
+                let since = self.now - m.last_pkt_at.unwrap();
+                let allowed = since.as_millis() as u64 * u64::from(PKT_JUMP_PER_SECOND) / 1000
+                    + u64::from(PKT_JUMP_SLACK);
+                if u64::from(pkt - m.last_pkt.unwrap_or(0)) > allowed {
+                    return EdgeVerdict::Drop(DropReason::PktJump);
+                }
+                if !self.fits_rate(m) {
+                    return EdgeVerdict::Drop(DropReason::Rate);
+                }
+                let mut recipients = self.recipients();
+                recipients.remove(m.sid);
+                EdgeVerdict::Forward {
+                    sender: m.sid,
+                    recipients,
                 }
             }
         }
@@ -193,25 +303,65 @@ impl RoomModel {
 
     /// Applies a verdict the room gave (already checked against `expect`).
     fn apply(&mut self, from: SocketAddr, d: &[u8], verdict: EdgeVerdict) {
+        let now = self.now;
+        let interval = self.interval();
+        let full = RATE_BURST + interval;
+        fn member(model: &mut RoomModel, sid: Sid) -> &mut Joined {
+            model
+                .joined
+                .iter_mut()
+                .find(|m| m.live && m.sid == sid)
+                .unwrap()
+        }
         match verdict {
             EdgeVerdict::Registered(sid) => {
-                let m = self
-                    .joined
-                    .iter_mut()
-                    .find(|m| m.live && m.sid == sid)
-                    .unwrap();
+                let m = member(self, sid);
                 m.udp = Some(from);
+                m.last_pkt_at = Some(now);
+                m.heard_at = Some(now);
+                m.bucket = full;
+                m.bucket_at = Some(now);
             }
-            EdgeVerdict::Forward { sender, .. } => {
-                let m = self
-                    .joined
-                    .iter_mut()
-                    .find(|m| m.live && m.sid == sender)
-                    .unwrap();
+            EdgeVerdict::Keepalive(sid) => {
+                let m = member(self, sid);
+                m.heard_at = Some(now);
+                m.paused = false;
+            }
+            EdgeVerdict::Forward { .. } | EdgeVerdict::Drop(DropReason::Rate) => {
+                let sid = match verdict {
+                    EdgeVerdict::Forward { sender, .. } => sender,
+                    _ => Sid(d[0]),
+                };
+                let m = member(self, sid);
                 m.last_pkt = Some(u32::from_be_bytes([0, d[1], d[2], d[3]]));
+                m.last_pkt_at = Some(now);
+                m.heard_at = Some(now);
+                m.paused = false;
+                if matches!(verdict, EdgeVerdict::Forward { .. }) && !interval.is_zero() {
+                    let at = m.bucket_at.unwrap();
+                    m.bucket = (m.bucket + (now - at)).min(full) - interval;
+                    m.bucket_at = Some(now);
+                }
             }
             _ => {}
         }
+    }
+
+    /// The relay's sweep: members silent for longer than the pause window stop getting
+    /// media. Returns what the room must report.
+    fn sweep(&mut self) -> SilentMembers {
+        let now = self.now;
+        let mut swept = SilentMembers::default();
+        for m in self.joined.iter_mut().filter(|m| m.live && m.udp.is_some()) {
+            if !m.paused && now - m.heard_at.unwrap() > SILENCE_PAUSE {
+                m.paused = true;
+                swept.newly_paused += 1;
+            }
+            if m.paused {
+                swept.paused += 1;
+            }
+        }
+        swept
     }
 
     /// Delivers the room's queued messages to the members' views.
@@ -281,12 +431,13 @@ fn run_room(config: RoomConfig, ops: Vec<RoomOp>) -> Result<(), TestCaseError> {
     let max = config.max_members.clamp(1, 255);
     let lanes = config.sid_lanes.max(1);
     let lane = config.sid_lane % lanes;
-    let mut model = RoomModel::default();
+    let mut model = RoomModel::new(config, Instant::now());
     for op in ops {
         let pick = |member: u8, model: &RoomModel| {
             (!model.joined.is_empty()).then(|| usize::from(member) % model.joined.len())
         };
-        let mut datagram: Option<(SocketAddr, Vec<u8>)> = None;
+        let recipients_before = model.recipients();
+        let mut datagrams: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
         match op {
             RoomOp::Join {
                 name,
@@ -319,24 +470,36 @@ fn run_room(config: RoomConfig, ops: Vec<RoomOp>) -> Result<(), TestCaseError> {
                         name,
                         cookie: [cookie; COOKIE_LEN],
                         keys: None,
+                        control_ip: None,
                         udp: None,
                         last_pkt: None,
+                        last_pkt_at: None,
+                        heard_at: None,
+                        paused: false,
+                        bucket: Duration::ZERO,
+                        bucket_at: None,
                         muted: false,
                         live: true,
                     });
                 }
             }
-            RoomOp::SetKeys { member } => {
+            RoomOp::SetKeys { member, ip: n } => {
                 if let Some(i) = pick(member, &model) {
                     let m = &mut model.joined[i];
-                    let set = room.set_keys(m.sid, keys(i as u8));
+                    let set = room.set_keys(m.sid, keys(i as u8), ip(n));
                     // Keys are set once, for a member that is still there.
                     let fresh = m.live && m.keys.is_none();
                     prop_assert_eq!(set, fresh);
                     if fresh {
                         m.keys = Some(i as u8);
+                        m.control_ip = Some(ip(n));
                     }
                 }
+            }
+            RoomOp::Advance(ms) => model.now += Duration::from_millis(u64::from(ms)),
+            RoomOp::Sweep => {
+                let want = model.sweep();
+                prop_assert_eq!(room.sweep_silent(model.now), want);
             }
             RoomOp::Leave { member } => {
                 if let Some(i) = pick(member, &model) {
@@ -363,7 +526,9 @@ fn run_room(config: RoomConfig, ops: Vec<RoomOp>) -> Result<(), TestCaseError> {
             }
             RoomOp::Cookie { member, from } => {
                 if let Some(i) = pick(member, &model) {
-                    datagram = Some((addr(from), model.joined[i].cookie.to_vec()));
+                    let m = &model.joined[i];
+                    let own = (0..6).map(addr).find(|a| Some(a.ip()) == m.control_ip);
+                    datagrams.push((source(from, own), m.cookie.to_vec()));
                 }
             }
             RoomOp::Media {
@@ -379,30 +544,57 @@ fn run_room(config: RoomConfig, ops: Vec<RoomOp>) -> Result<(), TestCaseError> {
                         (true, Some(k)) => keys(k),
                         _ => keys(200),
                     };
+                    let pkt = match pkt {
+                        NEXT_PKT => m.last_pkt.unwrap_or(0) + 1,
+                        pkt => pkt,
+                    };
                     let mut d = Vec::new();
                     seal(&k, m.sid, pkt, pkt, &vec![7; usize::from(len)], &mut d).unwrap();
-                    datagram = Some((addr(from), d));
+                    datagrams.push((source(from, m.udp), d));
                 }
             }
             RoomOp::Keepalive { member, from } => {
                 if let Some(i) = pick(member, &model) {
-                    datagram = Some((addr(from), vec![model.joined[i].sid.0]));
+                    let m = &model.joined[i];
+                    datagrams.push((source(from, m.udp), vec![m.sid.0]));
                 }
             }
-            RoomOp::Garbage { bytes, from } => datagram = Some((addr(from), bytes)),
+            RoomOp::Garbage { bytes, from } => datagrams.push((addr(from), bytes)),
+            RoomOp::Talk { member, packets } => {
+                if let Some(i) = pick(member, &model) {
+                    let m = &model.joined[i];
+                    let k = keys(m.keys.unwrap_or(200));
+                    let from = m.udp.unwrap_or(addr(0));
+                    let last = m.last_pkt.unwrap_or(0);
+                    for pkt in last + 1..=last + u32::from(packets) {
+                        let mut d = Vec::new();
+                        seal(&k, m.sid, pkt, pkt, &[7; 20], &mut d).unwrap();
+                        datagrams.push((from, d));
+                    }
+                }
+            }
         }
-        if let Some((from, d)) = datagram {
+        for (from, d) in datagrams {
             let want = model.expect(from, &d);
-            let got = room.verify_datagram(from, &d);
+            let got = room.verify_datagram(model.now, from, &d);
             prop_assert_eq!(got, want, "datagram {:?} from {}", d, from);
             model.apply(from, &d, got);
             if let EdgeVerdict::Forward { sender, recipients } = got {
                 prop_assert!(!recipients.contains(sender));
                 for to in recipients {
                     prop_assert!(room.udp_addr(to).is_some());
+                    prop_assert!(!room.is_paused(to), "media to a paused member");
                 }
             }
         }
+        // The recipients are the model's, and a change is said once.
+        let recipients = model.recipients();
+        prop_assert_eq!(room.recipients(), recipients);
+        prop_assert_eq!(
+            room.take_recipients_changed(),
+            recipients != recipients_before
+        );
+        prop_assert!(!room.take_recipients_changed());
         model.deliver(&mut room)?;
         model.check_views()?;
         prop_assert_eq!(room.len(), model.live().count());
@@ -410,6 +602,7 @@ fn run_room(config: RoomConfig, ops: Vec<RoomOp>) -> Result<(), TestCaseError> {
         prop_assert_eq!(room.is_empty(), model.live().next().is_none());
         for m in model.live() {
             prop_assert_eq!(room.udp_addr(m.sid), m.udp);
+            prop_assert_eq!(room.is_paused(m.sid), m.paused);
             let name = format!("n{}", m.name);
             prop_assert_eq!(room.username(m.sid), Some(name.as_str()));
         }
@@ -418,11 +611,22 @@ fn run_room(config: RoomConfig, ops: Vec<RoomOp>) -> Result<(), TestCaseError> {
 }
 
 fn room_config() -> impl Strategy<Value = RoomConfig> {
-    (0..8usize, 0..5u8, any::<u8>()).prop_map(|(max_members, sid_lanes, sid_lane)| RoomConfig {
-        max_members,
-        sid_lanes,
-        sid_lane,
-    })
+    (
+        0..8usize,
+        0..5u8,
+        any::<u8>(),
+        any::<bool>(),
+        prop_oneof![Just(0u32), 1..4u32, Just(200u32)],
+    )
+        .prop_map(
+            |(max_members, sid_lanes, sid_lane, cookie_from_any_ip, max_packet_rate)| RoomConfig {
+                max_members,
+                sid_lanes,
+                sid_lane,
+                cookie_from_any_ip,
+                max_packet_rate,
+            },
+        )
 }
 
 proptest! {
@@ -595,6 +799,13 @@ impl Link {
             }
             match event {
                 ServerEvent::Closed(_) => seen.closed = true,
+                // Screened as new at once: the relay's replay cache is not this test's concern.
+                ServerEvent::Message1 { .. } => {
+                    let opened = self
+                        .server
+                        .open_hello(self.now, WALL, &Freshness::default());
+                    prop_assert_eq!(opened, Ok(()));
+                }
                 ServerEvent::Hello(hello) => {
                     seen.hellos += 1;
                     prop_assert_eq!(hello.username, "ann");
@@ -680,7 +891,7 @@ fn run_sessions(ops: Vec<SessionOp>) -> Result<(), TestCaseError> {
     };
     let mut link = Link {
         now: t0,
-        client: ClientSession::new(t0, &public, &hello).unwrap(),
+        client: ClientSession::new(t0, WALL, &public, &hello).unwrap(),
         server: ServerSession::new(t0, &private),
         to_server: Vec::new(),
         to_client: Vec::new(),

@@ -307,3 +307,46 @@ fn forgeries_die_at_the_edge_with_their_reason() {
     assert_eq!(room.dropped(DropReason::UnknownSource), 2);
     assert_eq!(room.dropped(DropReason::BadTag), 1);
 }
+
+#[test]
+fn a_frozen_member_stops_getting_copies_and_gets_them_again_when_it_thaws() {
+    let mut sim = room_with(23, &["alice", "bob"]);
+    let bob = sim.members[1].joined_sid().unwrap();
+    sim.members[0].speaking = true;
+    sim.run_for(ms(1_000));
+    let before = sim.members[1].received.len();
+    assert!(before > 40, "bob hears alice");
+    // Bob's program hangs: no keepalive leaves it any more.
+    sim.members[1].frozen = true;
+    let frozen_at = sim.now;
+    assert!(
+        sim.run_until(ms(7_000), |s| s.room.is_paused(bob)),
+        "bob paused"
+    );
+    // Its last keepalive left up to 1 s before; the room sweeps every second.
+    let paused_after = sim.now - frozen_at;
+    assert!(
+        paused_after >= ms(3_000) && paused_after <= ms(5_100),
+        "paused {paused_after:?} after the freeze"
+    );
+    let mark = sim.verdicts.len();
+    sim.run_for(ms(1_000));
+    let copies_to_bob = sim.verdicts[mark..]
+        .iter()
+        .filter(
+            |v| matches!(v, EdgeVerdict::Forward { recipients, .. } if recipients.contains(bob)),
+        )
+        .count();
+    assert_eq!(copies_to_bob, 0, "copies for a silent member");
+    // It comes back: its overdue keepalive resumes it, without waiting for a sweep.
+    sim.members[1].frozen = false;
+    sim.run_for(ms(100));
+    assert!(!sim.room.is_paused(bob));
+    let back = sim.members[1].received.len();
+    sim.run_for(ms(1_000));
+    assert!(
+        sim.members[1].received.len() >= back + 45,
+        "bob hears alice again"
+    );
+    assert_eq!((sim.room.stats().paused, sim.room.stats().resumed), (1, 1));
+}

@@ -132,6 +132,27 @@ pub struct RunArgs {
     #[arg(long, env = "MOOSE_MAX_MEMBERS", default_value_t = 64, global = true)]
     pub max_members: usize,
 
+    /// Accept a VoRS member's UDP cookie from any IP address, not only from the IP of its TCP
+    /// connection: for networks that give one client different addresses for TCP and UDP.
+    /// Anyone who can join a room can then have its audio sent to an address of their choice.
+    #[arg(
+        long,
+        env = "MOOSE_VORS_UDP_ANY_IP",
+        value_parser = BoolishValueParser::new(),
+        global = true
+    )]
+    pub vors_udp_any_ip: bool,
+
+    /// Media packets one VoRS member may have forwarded per second, with a burst of half a
+    /// second's worth; the rest is dropped (0: no cap). A client sends 50.
+    #[arg(
+        long,
+        env = "MOOSE_VORS_MAX_PACKET_RATE",
+        default_value_t = moose_proto::vors::room::DEFAULT_MAX_PACKET_RATE,
+        global = true
+    )]
+    pub vors_max_packet_rate: u32,
+
     /// Largest WebSocket message accepted, in bytes; larger ones close the peer with 1009.
     #[arg(long, env = "MOOSE_MAX_MESSAGE", default_value_t = 64 * 1024, global = true)]
     pub max_message: usize,
@@ -214,6 +235,37 @@ pub struct RunArgs {
     )]
     pub handshakes_per_minute: u32,
 
+    /// How far the time a VoRS client puts in its hello may be from the relay's clock, either
+    /// way, in seconds. A hello outside it (an old copy, or a client whose clock is off) is
+    /// closed unanswered; a copy within it is refused by the replay cache.
+    #[arg(
+        long,
+        env = "MOOSE_HELLO_MAX_SKEW",
+        default_value_t = 30,
+        global = true
+    )]
+    pub hello_max_skew: u64,
+
+    /// VoRS client ephemeral keys the replay cache remembers, about 35 bytes each, for
+    /// 2 x --hello-max-skew seconds; when it is full, the oldest is forgotten early.
+    #[arg(
+        long,
+        env = "MOOSE_HELLO_REPLAY_CACHE",
+        default_value_t = 131_072,
+        global = true
+    )]
+    pub hello_replay_cache: usize,
+
+    /// Also take VoRS hellos without a time, from clients older than the time field. Such a
+    /// hello can be replayed once the replay cache has forgotten it.
+    #[arg(
+        long,
+        env = "MOOSE_ACCEPT_UNTIMED_HELLOS",
+        value_parser = BoolishValueParser::new(),
+        global = true
+    )]
+    pub accept_untimed_hellos: bool,
+
     /// Most Moose lines in the process; a peer that would open one more gets 503 (0: no
     /// limit).
     #[arg(long, env = "MOOSE_MAX_LINES", default_value_t = 10_000, global = true)]
@@ -256,6 +308,10 @@ pub struct RunArgs {
         global = true
     )]
     pub log_peer_addresses: bool,
+
+    /// The cluster's flags: a group of their own (`cluster::settings`).
+    #[command(flatten)]
+    pub cluster: crate::cluster::settings::ClusterArgs,
 }
 
 impl RunArgs {

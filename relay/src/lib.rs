@@ -7,6 +7,7 @@
 
 mod accept;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 mod drain;
 mod handoff;

@@ -168,6 +168,7 @@ async fn core_main(start: CoreStart) {
     let udp = Rc::new(sys::glommio_udp(start.sockets.vors_udp));
     let _ = shard.vors.udp.set(udp);
     glommio::spawn_local(vors::media::receive(shard.clone())).detach();
+    glommio::spawn_local(vors::silence::sweep(shard.clone())).detach();
     let vors_accept = glommio::spawn_local(vors::listener::accept(
         shard.clone(),
         start.sockets.vors_tcp,

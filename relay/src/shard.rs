@@ -81,7 +81,7 @@ impl Shard {
             accept_warnings: AcceptWarnings::default(),
             spares,
             limits,
-            vors: VorsCore::new(core, config.cores(), config.max_members),
+            vors: VorsCore::new(core, config.cores(), config.vors_rooms()),
             config,
             stats,
             all_stats,

@@ -205,6 +205,10 @@ pub struct CoreStats {
     pub vors_send_dropped: Counter,
     pub vors_rooms: Gauge,
     pub vors_members: Gauge,
+    /// Registered members paused for silence at this core's last sweep (no media to them).
+    pub vors_members_silent: Gauge,
+    /// Times a member was paused for silence.
+    pub vors_silence_pauses: Counter,
     vors_drops: [Counter; VorsDrop::ALL.len()],
     /// TCP connections closed as soon as accepted, by reason.
     connections_refused: [Counter; ConnectionRefusal::ALL.len()],
@@ -216,6 +220,11 @@ pub struct CoreStats {
     connections_cut: [Counter; Cut::COUNTED.len()],
     /// VoRS chat messages dropped, and mute changes deferred, for their member's rate.
     vors_rate_limited: [Counter; ControlKind::ALL.len()],
+    /// VoRS hellos refused for not being fresh (replayed, stale, untimed), by reason.
+    vors_hellos_refused: [Counter; HelloRefusal::ALL.len()],
+    /// Client ephemeral keys the replay cache forgot before their window ended, because it
+    /// was full.
+    pub vors_hello_cache_evictions: Counter,
     /// Receive to send submission of a line message, per recipient copy.
     pub ws_forward_latency: LatencyHistogram,
     /// Receive to send submission of a VoRS media packet (once per packet: one `sendmmsg`
@@ -228,12 +237,24 @@ pub struct CoreStats {
     pub executor_scheduler_runs: Counter,
     /// 1 while this core's HTTP and VoRS TCP listeners are open, 0 once draining closed them.
     pub accepting: Gauge,
+    /// Relay-link datagrams received (cluster; zero on a standalone relay), before any check.
+    pub link_datagrams_in: Counter,
+    /// Relay-link datagrams accepted and handed to their room.
+    pub link_accepted: Counter,
+    /// Relay-link datagrams sent: one per media packet per remote relay hosting the room.
+    pub link_datagrams_out: Counter,
+    /// Relay-link datagrams the kernel would not take (socket buffer full).
+    pub link_send_dropped: Counter,
+    /// Relay-link datagrams dropped on arrival, by reason.
+    link_drops: [Counter; LinkDrop::ALL.len()],
 }
 
 pub use moose_proto::vors::room::DropReason as VorsDrop;
 
+use crate::cluster::stats::LinkDrop;
 use crate::limits::ConnectionRefusal;
 use crate::limits::handshakes::HandshakeRefusal;
+use crate::limits::replay::HelloRefusal;
 use crate::outbound::queue::Cut;
 pub use crate::vors::control_rate::ControlKind;
 
@@ -284,10 +305,26 @@ impl CoreStats {
         self.vors_rate_limited[kind as usize].get()
     }
 
+    pub fn hello_refused(&self, reason: HelloRefusal) {
+        self.vors_hellos_refused[reason as usize].inc();
+    }
+
+    pub fn hellos_refused(&self, reason: HelloRefusal) -> u64 {
+        self.vors_hellos_refused[reason as usize].get()
+    }
+
     pub fn vors_dropped(&self, reason: VorsDrop) {
         if let Some(i) = VorsDrop::ALL.iter().position(|r| *r == reason) {
             self.vors_drops[i].inc();
         }
+    }
+
+    pub fn link_dropped(&self, reason: LinkDrop) {
+        self.link_drops[reason as usize].inc();
+    }
+
+    pub fn link_drops(&self, reason: LinkDrop) -> u64 {
+        self.link_drops[reason as usize].get()
     }
 
     pub fn vors_drops(&self, reason: VorsDrop) -> u64 {

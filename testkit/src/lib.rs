@@ -1,7 +1,8 @@
 //! What the integration tests of the relay and the bench share: the workspace's programs, a real
 //! `moose-relay` on free loopback ports, its `/metrics`, clients of both protocols (a WebSocket
 //! client, a VoRS member over raw sockets, `moose-call` processes), tone files and checks, a
-//! lossy network path, nginx with the deploy/ configs, and headless Chromium.
+//! lossy network path, nginx with the deploy/ configs, a real redis-server, and headless
+//! Chromium.
 //!
 //! Scenario tests live with what they test: the relay's behaviour in `relay/tests/`, the clients'
 //! and the load generator's in `bench/tests/`. Both take everything they share from here.
@@ -17,6 +18,7 @@ pub mod http;
 pub mod lossy_path;
 pub mod metrics;
 pub mod nginx;
+pub mod redis;
 pub mod relay;
 pub mod rng;
 pub mod temp;

@@ -16,10 +16,76 @@ use moose_proto::vors::keys::SessionKeys;
 use moose_proto::vors::packet::COOKIE_LEN;
 use socket2::{Domain, Protocol, Socket, Type};
 
+/// The wall clock as a hello carries it: the same reading the real clients make.
+pub use moose_bench::vors_client::wall_clock;
+
 /// How long one TCP read waits before timers and datagrams are looked at again.
 const READ_SLICE: Duration = Duration::from_millis(10);
 /// How long joining may take.
 const JOIN_WITHIN: Duration = Duration::from_secs(10);
+/// One audio frame, the pace of [`talk`].
+const FRAME: Duration = Duration::from_millis(20);
+/// What [`talk`] sends: any bytes do, the relay and the sessions never decode Opus.
+const TALK_OPUS: [u8; 60] = [0x55; 60];
+
+/// Sends `frames` media packets from `talker` at the pace of a real client (one per 20 ms),
+/// keeping the sessions of `others` going meanwhile, and calls `between` after each round.
+pub fn talk(
+    talker: &mut VorsMember,
+    others: &mut [&mut VorsMember],
+    frames: u32,
+    mut between: impl FnMut(),
+) {
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < frames {
+        let due = (start.elapsed().as_millis() / FRAME.as_millis()) as u32 + 1;
+        while sent < due.min(frames) {
+            talker.send_media(&TALK_OPUS);
+            sent += 1;
+        }
+        talker.step();
+        for other in others.iter_mut() {
+            other.step();
+        }
+        between();
+    }
+}
+
+/// Keeps every member's session going until `done` holds; panics with `what` after `within`.
+pub fn settle(
+    members: &mut [&mut VorsMember],
+    within: Duration,
+    what: &str,
+    done: impl Fn(&[&mut VorsMember]) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    while !done(members) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not seen within {within:?}"
+        );
+        for m in members.iter_mut() {
+            m.step();
+        }
+    }
+}
+
+/// A TCP connection to `relay` from the local address `from` (a loopback address such as
+/// 127.0.0.2 stands for another machine).
+pub fn connect_from(relay: SocketAddr, from: IpAddr) -> TcpStream {
+    let domain = if from.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    socket
+        .connect_timeout(&relay.into(), Duration::from_secs(5))
+        .unwrap();
+    socket.into()
+}
 
 /// One member of a room, over its own TCP connection and UDP socket.
 pub struct VorsMember {
@@ -37,6 +103,15 @@ pub struct VorsMember {
     /// Datagrams received under our own SID: the relay must never send a member's packets
     /// back to it.
     pub echoes: u64,
+    /// The first TCP bytes we sent: the magic and message 1, as an eavesdropper would have
+    /// captured them.
+    sent_hello: Vec<u8>,
+    /// While set, the datagrams the session sends (cookie, keepalives, media) are kept in
+    /// [`held`](Self::held) instead of leaving the socket: a member whose UDP path is cut, or
+    /// whose cookie the test sends from elsewhere.
+    pub hold_udp: bool,
+    /// The datagrams held back while [`hold_udp`](Self::hold_udp) was set, oldest first.
+    pub held: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for VorsMember {
@@ -69,6 +144,26 @@ impl VorsMember {
             .unwrap_or_else(|reason| panic!("{name}: refused: {reason}"))
     }
 
+    /// Connects from `from` (TCP and UDP; default 127.0.0.1) and completes the handshake for
+    /// `room` as `name`, with [`hold_udp`](Self::hold_udp) set: returns once message 2 has
+    /// come and the session's cookie is `held[0]`, unsent. Panics if refused or after 10 s.
+    /// The test decides where the cookie goes (another address, another member's socket),
+    /// or clears `hold_udp` to let the session send its next one itself.
+    pub fn handshake_holding_udp(
+        relay: SocketAddr,
+        pubkey_hex: &str,
+        name: &str,
+        room: &str,
+        from: Option<IpAddr>,
+    ) -> VorsMember {
+        let mut member = Self::connect(relay, pubkey_hex, name, room, "", from);
+        member.hold_udp = true;
+        member
+            .joining_until("message 2", |m| !m.held.is_empty())
+            .unwrap_or_else(|reason| panic!("{name}: refused: {reason}"));
+        member
+    }
+
     /// Joins `room` as `name` from the loopback address `from` (default 127.0.0.1); the
     /// relay's ERR reason when it refuses. Panics when neither comes within 10 s.
     pub fn try_join(
@@ -79,6 +174,40 @@ impl VorsMember {
         password: &str,
         from: Option<IpAddr>,
     ) -> Result<VorsMember, String> {
+        let mut member = Self::connect(relay, pubkey_hex, name, room, password, from);
+        member.joining_until("SID", |m| m.session.sid().is_some())?;
+        Ok(member)
+    }
+
+    /// Keeps the joining session going until `done` holds; the relay's ERR reason if it
+    /// refuses first. Panics if the session closes, or after 10 s.
+    fn joining_until(&mut self, what: &str, done: impl Fn(&Self) -> bool) -> Result<(), String> {
+        let deadline = Instant::now() + JOIN_WITHIN;
+        while !done(self) {
+            if let Some(reason) = self.rejected.take() {
+                return Err(reason);
+            }
+            assert!(!self.session.is_closed(), "{}: session closed", self.name);
+            assert!(
+                Instant::now() < deadline,
+                "{}: no {what} within 10 s",
+                self.name
+            );
+            self.step();
+        }
+        Ok(())
+    }
+
+    /// A session for `room` over a TCP connection and a UDP socket bound to `from`, message 1
+    /// not sent yet.
+    fn connect(
+        relay: SocketAddr,
+        pubkey_hex: &str,
+        name: &str,
+        room: &str,
+        password: &str,
+        from: Option<IpAddr>,
+    ) -> VorsMember {
         let mut key = [0u8; 32];
         hex::decode_to_slice(pubkey_hex, &mut key).unwrap();
         let password_hash = moose_proto::vors::keys::password_field(password);
@@ -87,17 +216,14 @@ impl VorsMember {
             room,
             password_hash: password_hash.as_ref(),
         };
-        let session = ClientSession::new(Instant::now(), &key, &hello).unwrap();
+        let session = ClientSession::new(Instant::now(), wall_clock(), &key, &hello).unwrap();
         let from = from.unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-        socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
-        socket.connect(&relay.into()).unwrap();
-        let tcp: TcpStream = socket.into();
+        let tcp = connect_from(relay, from);
         tcp.set_nodelay(true).unwrap();
         tcp.set_read_timeout(Some(READ_SLICE)).unwrap();
         let udp = UdpSocket::bind(SocketAddr::new(from, 0)).unwrap();
         udp.set_nonblocking(true).unwrap();
-        let mut member = VorsMember {
+        VorsMember {
             name: name.to_owned(),
             session,
             tcp,
@@ -107,22 +233,25 @@ impl VorsMember {
             peers: HashMap::new(),
             events: Vec::new(),
             echoes: 0,
-        };
-        let deadline = Instant::now() + JOIN_WITHIN;
-        while member.session.sid().is_none() {
-            if let Some(reason) = member.rejected.take() {
-                return Err(reason);
-            }
-            assert!(!member.session.is_closed(), "{name}: session closed");
-            assert!(Instant::now() < deadline, "{name}: no SID within 10 s");
-            member.step();
+            sent_hello: Vec::new(),
+            hold_udp: false,
+            held: Vec::new(),
         }
-        Ok(member)
+    }
+
+    /// The magic and message 1 exactly as we sent them, for a test that replays them.
+    pub fn sent_hello(&self) -> &[u8] {
+        &self.sent_hello
     }
 
     /// Our SID.
     pub fn sid(&self) -> Sid {
         self.session.sid().expect("joined")
+    }
+
+    /// Whether the relay gave us a SID (our cookie registered our UDP address).
+    pub fn has_sid(&self) -> bool {
+        self.session.sid().is_some()
     }
 
     /// Our media keys (cipher and MAC), as the relay and the other members know them.
@@ -278,17 +407,25 @@ impl VorsMember {
         self.session.sid().map_or(255, |s| s.0)
     }
 
-    /// Sends what the session queued and records its events; returns the UDP datagrams sent.
+    /// Sends what the session queued (or holds its datagrams, see `hold_udp`) and records its
+    /// events; returns the UDP datagrams the session sent.
     fn drain(&mut self) -> Vec<Vec<u8>> {
         let mut sent = Vec::new();
         while let Some(transmit) = self.session.poll_transmit() {
             match transmit {
                 ClientTransmit::Tcp(bytes) => {
+                    if self.sent_hello.is_empty() {
+                        self.sent_hello.clone_from(&bytes);
+                    }
                     // The relay closing first shows up as an event on the next read.
                     let _ = self.tcp.write_all(&bytes);
                 }
                 ClientTransmit::Udp(datagram) => {
-                    self.send_raw(&datagram);
+                    if self.hold_udp {
+                        self.held.push(datagram.clone());
+                    } else {
+                        self.send_raw(&datagram);
+                    }
                     sent.push(datagram);
                 }
             }

@@ -112,35 +112,34 @@ mod tests {
         assert_eq!(p.place(12, 102, 1), play(0, 0));
     }
 
-    #[test]
-    fn lost_packets_are_concealed() {
+    /// What a packet is given after a first packet (PKT 0, FRAME 0) started the timeline.
+    fn after_start(pkt: u32, frame: u32, elapsed: u32) -> Placement {
         let mut p = Playout::new();
         p.place(0, 0, 0);
+        p.place(pkt, frame, elapsed)
+    }
+
+    #[test]
+    fn lost_packets_are_concealed() {
         // Packets 1..=3 (frames 1..=3) lost.
-        assert_eq!(p.place(4, 4, PLENTY), play(3, 0));
+        assert_eq!(after_start(4, 4, PLENTY), play(3, 0));
     }
 
     #[test]
     fn frames_never_sent_are_silence() {
-        let mut p = Playout::new();
-        p.place(0, 0, 0);
         // DTX or mute: PKT consecutive, FRAME jumped by 50.
-        assert_eq!(p.place(1, 50, PLENTY), play(0, 49));
+        assert_eq!(after_start(1, 50, PLENTY), play(0, 49));
     }
 
     #[test]
     fn loss_and_dtx_together_split_the_gap() {
-        let mut p = Playout::new();
-        p.place(0, 0, 0);
         // Two packets lost somewhere in a 20-frame gap.
-        assert_eq!(p.place(3, 21, PLENTY), play(2, 18));
+        assert_eq!(after_start(3, 21, PLENTY), play(2, 18));
     }
 
     #[test]
     fn concealment_stops_at_32_frames() {
-        let mut p = Playout::new();
-        p.place(0, 0, 0);
-        assert_eq!(p.place(41, 41, PLENTY), play(32, 8));
+        assert_eq!(after_start(41, 41, PLENTY), play(32, 8));
     }
 
     #[test]
@@ -171,9 +170,10 @@ mod tests {
 
     #[test]
     fn gaps_are_capped_by_the_wall_clock() {
-        let mut p = Playout::new();
-        p.place(0, 0, 0);
         // FRAME jumped by two million (11 hours) but only 10 frames of time passed.
-        assert_eq!(p.place(1, 2_000_000, 10), play(0, 10 + JITTER_SLACK_FRAMES));
+        assert_eq!(
+            after_start(1, 2_000_000, 10),
+            play(0, 10 + JITTER_SLACK_FRAMES)
+        );
     }
 }

@@ -272,7 +272,11 @@ impl Member {
             room: &room,
             password_hash: None,
         };
-        let session = ClientSession::new(setup.shared.clock.instant(now), pubkey, &hello)
+        let (now, wall) = (
+            setup.shared.clock.instant(now),
+            crate::vors_client::wall_clock(),
+        );
+        let session = ClientSession::new(now, wall, pubkey, &hello)
             .map_err(|e| fail(format!("start the handshake: {e}")))?;
         let link = Link::Server {
             tcp,

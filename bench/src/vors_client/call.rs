@@ -94,7 +94,8 @@ impl Call {
             room: &config.room,
             password_hash: password_hash.as_ref(),
         };
-        let session = ClientSession::new(Instant::now(), &config.server_public, &hello)
+        let wall = super::wall_clock();
+        let session = ClientSession::new(Instant::now(), wall, &config.server_public, &hello)
             .map_err(CallError::Handshake)?;
         Ok(Call {
             config,

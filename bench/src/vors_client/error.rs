@@ -99,6 +99,12 @@ pub fn describe_close(reason: ClientCloseReason) -> String {
         }
         ClientCloseReason::ServerTimeout => "the server went silent".to_owned(),
         ClientCloseReason::PeerClosed => "the server closed the connection".to_owned(),
+        ClientCloseReason::ClosedUnanswered => {
+            "the server closed the connection without answering the handshake: is --pubkey \
+             the server's key, and this computer's clock right (a relay refuses a hello more \
+             than 30 s off its own)? A relay over its handshake limits closes too."
+                .to_owned()
+        }
         ClientCloseReason::CounterExhausted => {
             "packet counter exhausted; reconnect for a new session".to_owned()
         }

@@ -24,8 +24,9 @@
 //! ```
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use moose_proto::vors::freshness::UnixTime;
 use moose_proto::vors::handshake::KEY_LEN;
 use moose_proto::vors::hello::{MAX_ROOM_LEN, MAX_USERNAME_LEN};
 
@@ -41,6 +42,13 @@ pub use call::{Call, CallSummary, CommandSender};
 pub use command::{CallEvent, Command, UnknownCommand};
 pub use error::{CallError, EXIT_FAILURE, EXIT_REFUSED, describe_close};
 pub use recorder::{Recording, file_stem};
+
+/// The wall clock now, for the time a hello carries (`moose_proto` reads no clock). A relay
+/// refuses a hello more than `--hello-max-skew` (30 s) off its own clock.
+pub fn wall_clock() -> UnixTime {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH);
+    UnixTime(since_epoch.map_or(0, |d| d.as_secs()))
+}
 
 /// How long to wait for the TCP connection by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

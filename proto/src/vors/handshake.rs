@@ -3,12 +3,17 @@
 //!
 //! ```text
 //! <- s                                  (the client knows the server's X25519 key)
-//! -> e, es, e1     payload [USERNAME, ROOM, PWHASH or ""]
-//! <- e, ee, ekem1  payload ["COOKIE", 16 bytes] or ["ERR", text]
+//! -> e, es, e1     payload [USERNAME, ROOM, PWHASH or "", SENT_AT]
+//! <- e, ee, ekem1  payload ["COOKIE", 16 bytes] or ["ERR", text padded to 19 bytes]
 //! ```
 //!
 //! Messages here are raw Noise messages; the sessions put each in a netstring on TCP. After
 //! message 2 both sides hold a [`Transport`] for the control messages.
+//!
+//! Message 1 opens with the client's ephemeral key `e` in clear ([`client_ephemeral`]), so a
+//! server can refuse a copy of a message 1 it has seen before any DH. Message 2 has one
+//! length whatever it says ([`REPLY_PAYLOAD_LEN`]), so its length tells an eavesdropper
+//! nothing about the room.
 //! Both sides then derive the member's media keys from the handshake hash
 //! ([`SessionKeys::from_handshake_hash`]). `snow` draws its own ephemeral keys (X25519 and
 //! Kyber) from the operating system; nothing else here is random.
@@ -20,6 +25,7 @@ use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::{Builder, HandshakeState};
 
 use super::control::{Control, ControlError};
+use super::freshness::UnixTime;
 use super::hello::{Hello, HelloOwned};
 use super::keys::SessionKeys;
 use super::packet::COOKIE_LEN;
@@ -35,6 +41,34 @@ pub const KEY_LEN: usize = 32;
 /// 1568-byte Kyber1024 public key or ciphertext with its 16-byte tag, and a payload of at most
 /// ~200 bytes with its tag: about 1.85 KiB.
 pub const MAX_HANDSHAKE_LEN: usize = 4096;
+/// Bytes of message 2's payload, whatever the server answers: `["COOKIE", 16 bytes]` is
+/// `29:6:COOKIE,16:<cookie>,,`, and `["ERR", text]` is made as long by padding the text.
+pub const REPLY_PAYLOAD_LEN: usize = 33;
+/// Bytes of the ERR text in message 2: the reason, then spaces up to this length, so that
+/// `29:3:ERR,19:<text>,,` is [`REPLY_PAYLOAD_LEN`] bytes. Every reason a server sends at the
+/// handshake must fit; clients drop the trailing spaces.
+pub const REPLY_REASON_LEN: usize = 19;
+
+/// The client's ephemeral X25519 public key: the first [`KEY_LEN`] bytes of message 1, in
+/// clear (Noise `e`). `None` when message 1 is shorter (it cannot then be valid). Fresh for
+/// every handshake an honest client makes, so a key seen twice is a replay.
+pub fn client_ephemeral(msg1: &[u8]) -> Option<[u8; KEY_LEN]> {
+    msg1.get(..KEY_LEN)?.try_into().ok()
+}
+
+/// `reason` padded with spaces to [`REPLY_REASON_LEN`] bytes. A longer reason (none of ours
+/// is: tests hold them) is cut at a character boundary rather than lengthen message 2.
+fn padded_reason(reason: &str) -> String {
+    let mut end = reason.len().min(REPLY_REASON_LEN);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut padded = String::with_capacity(REPLY_REASON_LEN);
+    padded.push_str(&reason[..end]);
+    // Bytes, not characters: `format!`'s width would count a multi-byte character once.
+    padded.extend(std::iter::repeat_n(' ', REPLY_REASON_LEN - end));
+    padded
+}
 
 /// Why a handshake step failed.
 #[non_exhaustive]
@@ -134,14 +168,17 @@ impl fmt::Debug for ClientHandshake {
 
 impl ClientHandshake {
     /// Starts a handshake with the server whose static key is `server_public`; returns the
-    /// state and message 1 (to be sent in a netstring after the `VoRS v4` magic).
+    /// state and message 1 (to be sent in a netstring after the `VoRS v4` magic). `sent_at`
+    /// is the client's wall-clock time now; `None` makes the untimed message 1 of clients
+    /// from before SENT_AT, which servers refuse unless told otherwise (tests, comparisons).
     pub fn start(
         server_public: &[u8; KEY_LEN],
         hello: &Hello<'_>,
+        sent_at: Option<UnixTime>,
     ) -> Result<(Self, Vec<u8>), HandshakeError> {
         let mut payload = Vec::new();
         hello
-            .encode(&mut payload)
+            .encode(sent_at, &mut payload)
             .map_err(HandshakeError::Payload)?;
         Self::start_with_payload(server_public, &payload)
     }
@@ -194,7 +231,8 @@ impl ClientHandshake {
             .map_err(|_| HandshakeError::Crypto)?;
         let reply = match Control::decode(&payload[..len]).map_err(HandshakeError::Payload)? {
             Control::Cookie(cookie) => ServerReply::Cookie(*cookie),
-            Control::Err(reason) => ServerReply::Err(reason.to_owned()),
+            // The padding (REPLY_REASON_LEN) is not part of the reason.
+            Control::Err(reason) => ServerReply::Err(reason.trim_end_matches(' ').to_owned()),
             _ => return Err(HandshakeError::UnexpectedReply),
         };
         let (transport, keys) = complete(*self.state)?;
@@ -224,11 +262,13 @@ impl fmt::Debug for ServerHandshake {
 }
 
 impl ServerHandshake {
-    /// Reads message 1 with the server's static key; returns the state and the hello.
+    /// Reads message 1 with the server's static key; returns the state, the hello and its
+    /// SENT_AT (`None` for an untimed hello), which the caller judges
+    /// ([`super::freshness::Freshness`]).
     pub fn respond_to(
         static_private: &[u8; KEY_LEN],
         msg1: &[u8],
-    ) -> Result<(Self, HelloOwned), HandshakeError> {
+    ) -> Result<(Self, HelloOwned, Option<UnixTime>), HandshakeError> {
         if msg1.len() > MAX_HANDSHAKE_LEN {
             return Err(HandshakeError::TooLong);
         }
@@ -241,12 +281,13 @@ impl ServerHandshake {
         let len = state
             .read_message(msg1, &mut payload)
             .map_err(|_| HandshakeError::Crypto)?;
-        let hello = Hello::decode(&payload[..len]).map_err(HandshakeError::Payload)?;
+        let (hello, sent_at) = Hello::decode(&payload[..len]).map_err(HandshakeError::Payload)?;
         Ok((
             ServerHandshake {
                 state: Box::new(state),
             },
             hello.to_owned(),
+            sent_at,
         ))
     }
 
@@ -260,9 +301,11 @@ impl ServerHandshake {
         Ok((msg, transport, keys))
     }
 
-    /// Refuses: message 2 with `["ERR", reason]`. The session ends after it is sent.
+    /// Refuses: message 2 with `["ERR", reason]`, the reason padded to [`REPLY_REASON_LEN`]
+    /// bytes so that message 2 is exactly as long as an acceptance. The session ends after it
+    /// is sent.
     pub fn reject(self, reason: &str) -> Result<Vec<u8>, HandshakeError> {
-        Ok(self.reply(&Control::Err(reason))?.0)
+        Ok(self.reply(&Control::Err(&padded_reason(reason)))?.0)
     }
 
     /// Message 2 carrying any payload, so that a fuzz target can reach the client's reply
@@ -310,6 +353,7 @@ mod tests {
         room: "lobby",
         password_hash: None,
     };
+    const SENT: Option<UnixTime> = Some(UnixTime(1_800_000_000));
 
     #[test]
     fn the_protocol_name_parses_with_kyber() {
@@ -322,14 +366,16 @@ mod tests {
     #[test]
     fn accepted_handshake_agrees_on_keys_and_carries_control_both_ways() {
         let (server_private, server_public) = generate_keypair().expect("keypair");
-        let (client, msg1) = ClientHandshake::start(&server_public, &HELLO).expect("start");
+        let (client, msg1) = ClientHandshake::start(&server_public, &HELLO, SENT).expect("start");
         assert!(
             msg1.len() < MAX_HANDSHAKE_LEN,
             "message 1 is {} bytes",
             msg1.len()
         );
-        let (server, hello) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
+        let (server, hello, sent_at) =
+            ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
         assert_eq!(hello.as_hello(), HELLO);
+        assert_eq!(sent_at, SENT);
         let (msg2, mut server_tx, server_keys) = server.accept(&[7; COOKIE_LEN]).expect("accept");
         assert!(
             msg2.len() < MAX_HANDSHAKE_LEN,
@@ -371,8 +417,8 @@ mod tests {
         let (server_private, server_public) = generate_keypair().expect("keypair");
         let mut keys = Vec::new();
         for _ in 0..2 {
-            let (_, msg1) = ClientHandshake::start(&server_public, &HELLO).expect("start");
-            let (server, _) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
+            let (_, msg1) = ClientHandshake::start(&server_public, &HELLO, SENT).expect("start");
+            let (server, _, _) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
             keys.push(server.accept(&[0; COOKIE_LEN]).expect("accept").2);
         }
         assert_ne!(keys[0], keys[1]);
@@ -381,8 +427,8 @@ mod tests {
     #[test]
     fn rejection_reaches_the_client() {
         let (server_private, server_public) = generate_keypair().expect("keypair");
-        let (client, msg1) = ClientHandshake::start(&server_public, &HELLO).expect("start");
-        let (server, _) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
+        let (client, msg1) = ClientHandshake::start(&server_public, &HELLO, SENT).expect("start");
+        let (server, _, _) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
         let msg2 = server.reject("room is full").expect("reject");
         let (reply, _, _) = client.finish(&msg2).expect("msg2");
         assert_eq!(reply, ServerReply::Err("room is full".to_owned()));
@@ -392,12 +438,12 @@ mod tests {
     fn wrong_server_key_and_tampering_fail_as_crypto_errors() {
         let (server_private, server_public) = generate_keypair().expect("keypair");
         let (_, other_public) = generate_keypair().expect("keypair");
-        let (_, msg1) = ClientHandshake::start(&other_public, &HELLO).expect("start");
+        let (_, msg1) = ClientHandshake::start(&other_public, &HELLO, SENT).expect("start");
         let err = ServerHandshake::respond_to(&server_private, &msg1).map(|_| ());
         assert_eq!(err, Err(HandshakeError::Crypto));
 
-        let (client, msg1) = ClientHandshake::start(&server_public, &HELLO).expect("start");
-        let (server, _) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
+        let (client, msg1) = ClientHandshake::start(&server_public, &HELLO, SENT).expect("start");
+        let (server, _, _) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
         let (mut msg2, _, _) = server.accept(&[1; COOKIE_LEN]).expect("accept");
         let last = msg2.len() - 1;
         msg2[last] ^= 1;
@@ -413,6 +459,84 @@ mod tests {
             ServerHandshake::respond_to(&server_private, &[0; 10]).map(|_| ()),
             Err(HandshakeError::Crypto)
         );
+    }
+
+    #[test]
+    fn message_2_has_one_length_whatever_it_says() {
+        let (server_private, server_public) = generate_keypair().expect("keypair");
+        let answer = |reason: Option<&str>| {
+            let (client, msg1) =
+                ClientHandshake::start(&server_public, &HELLO, SENT).expect("start");
+            let (server, _, _) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
+            let msg2 = match reason {
+                None => server.accept(&[9; COOKIE_LEN]).expect("accept").0,
+                Some(reason) => server.reject(reason).expect("reject"),
+            };
+            let (reply, _, _) = client.finish(&msg2).expect("msg2");
+            (msg2.len(), reply)
+        };
+        let (cookie_len, reply) = answer(None);
+        assert_eq!(reply, ServerReply::Cookie([9; COOKIE_LEN]));
+        let reasons = [
+            "room is full",
+            "name is taken",
+            "wrong password",
+            "server full",
+            "x",
+        ];
+        for reason in reasons {
+            let (len, reply) = answer(Some(reason));
+            assert_eq!(len, cookie_len, "{reason:?}");
+            // The client reads the reason without its padding.
+            assert_eq!(reply, ServerReply::Err(reason.to_owned()));
+        }
+        // A reason over the padded length is cut, never lets message 2 grow.
+        let (len, reply) = answer(Some("a reason much longer than nineteen bytes"));
+        assert_eq!(len, cookie_len);
+        assert_eq!(reply, ServerReply::Err("a reason much longe".to_owned()));
+        let (len, reply) = answer(Some("ééééééééééé"));
+        assert_eq!(len, cookie_len);
+        assert_eq!(reply, ServerReply::Err("ééééééééé".to_owned()));
+    }
+
+    #[test]
+    fn the_payloads_of_message_2_are_the_documented_length() {
+        let mut cookie = Vec::new();
+        Control::Cookie(&[0; COOKIE_LEN])
+            .encode(&mut cookie)
+            .expect("cookie");
+        assert_eq!(cookie.len(), REPLY_PAYLOAD_LEN);
+        let mut err = Vec::new();
+        Control::Err(&padded_reason("room is full"))
+            .encode(&mut err)
+            .expect("err");
+        assert_eq!(err, b"29:3:ERR,19:room is full       ,,");
+        assert_eq!(err.len(), REPLY_PAYLOAD_LEN);
+    }
+
+    #[test]
+    fn the_client_ephemeral_opens_message_1_and_is_new_each_time() {
+        let (server_private, server_public) = generate_keypair().expect("keypair");
+        let (_, first) = ClientHandshake::start(&server_public, &HELLO, SENT).expect("start");
+        let (_, second) = ClientHandshake::start(&server_public, &HELLO, SENT).expect("start");
+        let e1 = client_ephemeral(&first).expect("e");
+        assert_eq!(&e1[..], &first[..KEY_LEN]);
+        assert_ne!(Some(e1), client_ephemeral(&second));
+        assert_eq!(client_ephemeral(&first[..KEY_LEN - 1]), None);
+        // It is the key the Noise handshake uses: change it and message 1 no longer opens.
+        let mut forged = first.clone();
+        forged[0] ^= 1;
+        let err = ServerHandshake::respond_to(&server_private, &forged).map(|_| ());
+        assert_eq!(err, Err(HandshakeError::Crypto));
+    }
+
+    #[test]
+    fn an_untimed_message_1_reads_as_untimed() {
+        let (server_private, server_public) = generate_keypair().expect("keypair");
+        let (_, msg1) = ClientHandshake::start(&server_public, &HELLO, None).expect("start");
+        let (_, hello, sent_at) =
+            ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
+        assert_eq!((hello.as_hello(), sent_at), (HELLO, None));
     }
 
     #[test]

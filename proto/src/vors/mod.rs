@@ -2,7 +2,7 @@
 //!
 //! Wire format as implemented, and every choice the public description leaves open:
 //! `docs/wire-vors.md`. Layers, bottom up: [`netstring`], [`hello`] and [`control`]
-//! (payloads), [`blake2xb`] and [`keys`] (key derivation), [`handshake`] (Noise via `snow`),
+//! (payloads), [`freshness`] (how old a hello may be), [`blake2xb`] and [`keys`] (key derivation), [`handshake`] (Noise via `snow`),
 //! [`packet`] (UDP), [`room`] (the relay's room logic and edge check), and the sans-IO
 //! session machines [`server`] and [`client`].
 
@@ -14,6 +14,7 @@ use transport::TransportError;
 pub mod blake2xb;
 pub mod client;
 pub mod control;
+pub mod freshness;
 pub mod handshake;
 pub mod hello;
 pub mod keys;

@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! C -> S  "VoRS v4"                     (7 bytes, no framing)
-//! C -> S  NS(Noise message 1)           -> ServerEvent::Hello: the relay asks the room
+//! C -> S  NS(Noise message 1)           -> ServerEvent::Message1: the relay screens the
+//!                                          client's ephemeral key (a replay cache), then
+//!                                          open_hello(wall clock) or refuse_replayed()
+//!                                       -> ServerEvent::Hello: the relay asks the room
 //! S -> C  NS(Noise message 2)           <- accept(cookie) or reject(reason)
 //! C -> S  UDP cookie                    (the room registers the address; 10 s limit)
 //! S -> C  NS(["SID", sid])              <- send_control(Sid): the member has joined
@@ -12,7 +15,8 @@
 //! Sans-IO: the relay feeds TCP bytes, timeouts and the room's decisions in, and drains
 //! bytes, events and the next deadline out.
 //!
-//! **Drain rule.** After every `handle_*`, `accept`, `reject` or `send_control` call, drain
+//! **Drain rule.** After every `handle_*`, `open_hello`, `refuse_replayed`, `accept`, `reject`
+//! or `send_control` call, drain
 //! [`ServerSession::poll_transmit`] until `None` (write the bytes to the socket in order),
 //! then [`ServerSession::poll_event`] until `None`, then re-arm the timer with
 //! [`ServerSession::poll_timeout`] and call [`ServerSession::handle_timeout`] when it passes.
@@ -24,9 +28,10 @@ use std::time::{Duration, Instant};
 
 use super::SessionError;
 use super::control::{Control, ControlOwned};
+use super::freshness::{Freshness, Staleness, UnixTime};
 use super::handshake::{
     HandshakeError, KEY_LEN, MAX_HANDSHAKE_LEN, MAX_TRANSPORT_LEN, ServerHandshake, Transport,
-    TransportError,
+    TransportError, client_ephemeral,
 };
 use super::hello::HelloOwned;
 use super::keys::SessionKeys;
@@ -49,7 +54,15 @@ const IDLE_INBUF: usize = 256;
 /// What the relay must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerEvent {
-    /// Message 1 decrypted. Ask the room (`Room::join`), then call
+    /// Message 1 arrived whole; nothing of it is decrypted yet. `ephemeral` is the client's
+    /// ephemeral key, in clear at its start: check it against the keys seen within the
+    /// freshness window, then call [`ServerSession::open_hello`] (new key) or
+    /// [`ServerSession::refuse_replayed`] (seen before), before reading the connection again.
+    Message1 {
+        /// The client's ephemeral X25519 public key ([`client_ephemeral`]).
+        ephemeral: [u8; KEY_LEN],
+    },
+    /// Message 1 decrypted, and fresh. Ask the room (`Room::join`), then call
     /// [`ServerSession::accept`] or [`ServerSession::reject`].
     Hello(HelloOwned),
     /// The joined member muted itself: tell the room.
@@ -73,6 +86,12 @@ pub enum ServerCloseReason {
     Framing(NetstringError),
     /// Message 1 could not be read or message 2 written.
     Handshake(HandshakeError),
+    /// The relay has seen message 1's ephemeral key before: a copy of an earlier message 1
+    /// ([`ServerSession::refuse_replayed`]). Nothing was decrypted and nothing is answered.
+    Replayed,
+    /// Message 1 decrypted, but its SENT_AT is missing or outside the window: nothing is
+    /// answered (message 2 would cost as much as an acceptance).
+    Stale(Staleness),
     /// A control message did not decrypt or decode.
     Transport(TransportError),
     /// The client sent a message only the server may send.
@@ -92,6 +111,11 @@ pub enum ServerCloseReason {
 enum State {
     Magic,
     Hello,
+    /// Message 1 is whole at the start of `inbuf`, `frame_len` bytes with its netstring;
+    /// waiting for the relay's screening.
+    Screening {
+        frame_len: usize,
+    },
     Deciding(ServerHandshake),
     AwaitCookie(Transport),
     Joined(Transport),
@@ -103,7 +127,7 @@ pub struct ServerSession {
     state: State,
     /// Set once, with the `Closed` event; `state` is also `Closed` then (and briefly while a
     /// handshake is moved out of it).
-    closed: bool,
+    closed: Option<ServerCloseReason>,
     /// The server's static key, kept only until message 1 is read.
     static_private: Option<[u8; KEY_LEN]>,
     inbuf: Vec<u8>,
@@ -117,6 +141,7 @@ impl fmt::Debug for ServerSession {
         let state = match self.state {
             State::Magic => "magic",
             State::Hello => "hello",
+            State::Screening { .. } => "screening",
             State::Deciding(_) => "deciding",
             State::AwaitCookie(_) => "await-cookie",
             State::Joined(_) => "joined",
@@ -134,7 +159,7 @@ impl ServerSession {
     pub fn new(now: Instant, static_private: &[u8; KEY_LEN]) -> Self {
         ServerSession {
             state: State::Magic,
-            closed: false,
+            closed: None,
             static_private: Some(*static_private),
             inbuf: Vec::new(),
             out: Vec::new(),
@@ -145,6 +170,12 @@ impl ServerSession {
 
     /// Whether the session is over.
     pub fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    /// Why the session ended (the reason its [`ServerEvent::Closed`] carries); `None` while
+    /// it goes on.
+    pub fn close_reason(&self) -> Option<ServerCloseReason> {
         self.closed
     }
 
@@ -171,12 +202,60 @@ impl ServerSession {
             return;
         }
         let reason = match self.state {
-            State::Magic | State::Hello | State::Deciding(_) => ServerCloseReason::HelloTimeout,
+            State::Magic | State::Hello | State::Screening { .. } | State::Deciding(_) => {
+                ServerCloseReason::HelloTimeout
+            }
             State::AwaitCookie(_) => ServerCloseReason::CookieTimeout,
             State::Joined(_) => ServerCloseReason::PingTimeout,
             State::Closed => return,
         };
         self.close(reason);
+    }
+
+    /// After [`ServerEvent::Message1`], for a message 1 whose ephemeral key is new: decrypts
+    /// it (the costly step) and judges its SENT_AT by `freshness` at `wall`, the server's
+    /// wall-clock time now. A fresh hello gives [`ServerEvent::Hello`]; a stale one, or one
+    /// that does not decrypt, closes the session without an answer
+    /// ([`ServerSession::close_reason`] says which).
+    pub fn open_hello(
+        &mut self,
+        now: Instant,
+        wall: UnixTime,
+        freshness: &Freshness,
+    ) -> Result<(), SessionError> {
+        let State::Screening { frame_len } = self.state else {
+            return Err(self.state_error());
+        };
+        let (Some(key), Some((msg1, _))) =
+            (self.static_private.take(), self.frame(MAX_HANDSHAKE_LEN))
+        else {
+            self.close(ServerCloseReason::Handshake(HandshakeError::Setup));
+            return Ok(());
+        };
+        match ServerHandshake::respond_to(&key, &self.inbuf[msg1]) {
+            Ok((handshake, hello, sent_at)) => match freshness.judge(sent_at, wall) {
+                Ok(()) => {
+                    self.state = State::Deciding(handshake);
+                    self.events.push_back(ServerEvent::Hello(hello));
+                    self.consumed(frame_len);
+                    // Bytes after message 1 break the protocol (see `process`).
+                    self.process(now);
+                }
+                Err(staleness) => self.close(ServerCloseReason::Stale(staleness)),
+            },
+            Err(e) => self.close(ServerCloseReason::Handshake(e)),
+        }
+        Ok(())
+    }
+
+    /// After [`ServerEvent::Message1`], for a message 1 whose ephemeral key was seen before:
+    /// ends the session with [`ServerCloseReason::Replayed`], nothing decrypted or answered.
+    pub fn refuse_replayed(&mut self) -> Result<(), SessionError> {
+        let State::Screening { .. } = self.state else {
+            return Err(self.state_error());
+        };
+        self.close(ServerCloseReason::Replayed);
+        Ok(())
     }
 
     /// The room admitted the member: sends message 2 with `cookie` and starts the cookie
@@ -281,10 +360,10 @@ impl ServerSession {
     }
 
     fn close(&mut self, reason: ServerCloseReason) {
-        if self.closed {
+        if self.closed.is_some() {
             return;
         }
-        self.closed = true;
+        self.closed = Some(reason);
         self.state = State::Closed;
         self.deadline = None;
         self.static_private = None;
@@ -300,24 +379,32 @@ impl ServerSession {
                 State::Hello => self.read_hello(),
                 State::AwaitCookie(_) | State::Joined(_) => self.read_control(now),
                 // Noise lets the client send nothing between messages 1 and 2, so bytes now
-                // are a protocol violation (and must not pile up while the room decides).
+                // are a protocol violation (and must not pile up while the relay screens
+                // message 1 or the room decides).
+                State::Screening { frame_len } if self.inbuf.len() > *frame_len => {
+                    self.close(ServerCloseReason::UnexpectedMessage);
+                    None
+                }
                 State::Deciding(_) if !self.inbuf.is_empty() => {
                     self.close(ServerCloseReason::UnexpectedMessage);
                     None
                 }
-                State::Deciding(_) | State::Closed => None,
+                State::Screening { .. } | State::Deciding(_) | State::Closed => None,
             };
             match consumed {
-                Some(n) if !self.closed => {
-                    self.inbuf.drain(..n);
-                    if self.inbuf.is_empty() && self.inbuf.capacity() > IDLE_INBUF {
-                        // Message 1 is over a kilobyte; a member then idles for the whole
-                        // call, reading a few small control frames.
-                        self.inbuf = Vec::new();
-                    }
-                }
+                Some(n) if !self.is_closed() => self.consumed(n),
                 _ => return,
             }
+        }
+    }
+
+    /// Drops the first `n` bytes of `inbuf`, whose frame has been handled.
+    fn consumed(&mut self, n: usize) {
+        self.inbuf.drain(..n);
+        if self.inbuf.is_empty() && self.inbuf.capacity() > IDLE_INBUF {
+            // Message 1 is over a kilobyte; a member then idles for the whole call, reading a
+            // few small control frames.
+            self.inbuf = Vec::new();
         }
     }
 
@@ -334,23 +421,18 @@ impl ServerSession {
         Some(MAGIC.len())
     }
 
+    /// Frames message 1 and stops for the relay's screening, message 1 left in `inbuf`
+    /// (consumed by [`ServerSession::open_hello`]).
     fn read_hello(&mut self) -> Option<usize> {
         let (msg1, used) = self.frame(MAX_HANDSHAKE_LEN)?;
-        let Some(key) = self.static_private.take() else {
-            self.close(ServerCloseReason::Handshake(HandshakeError::Setup));
-            return None;
-        };
-        match ServerHandshake::respond_to(&key, &self.inbuf[msg1]) {
-            Ok((handshake, hello)) => {
-                self.state = State::Deciding(handshake);
-                self.events.push_back(ServerEvent::Hello(hello));
-                Some(used)
+        match client_ephemeral(&self.inbuf[msg1]) {
+            Some(ephemeral) => {
+                self.state = State::Screening { frame_len: used };
+                self.events.push_back(ServerEvent::Message1 { ephemeral });
             }
-            Err(e) => {
-                self.close(ServerCloseReason::Handshake(e));
-                None
-            }
+            None => self.close(ServerCloseReason::Handshake(HandshakeError::Crypto)),
         }
+        None
     }
 
     fn read_control(&mut self, now: Instant) -> Option<usize> {
@@ -423,33 +505,54 @@ mod tests {
         t0: Instant,
     }
 
-    /// A session that has read a valid magic and message 1 from a real client handshake.
-    fn hello_received() -> Peer {
+    /// The server's wall clock in these tests.
+    const WALL: UnixTime = UnixTime(1_800_000_000);
+
+    const HELLO: Hello<'static> = Hello {
+        username: "ann",
+        room: "r",
+        password_hash: None,
+    };
+
+    /// A session that has read a valid magic and message 1 (sent at `sent_at`) from a real
+    /// client handshake and stopped for screening; the client's ephemeral key.
+    fn screening(sent_at: Option<UnixTime>) -> (Peer, [u8; KEY_LEN]) {
         let (private, public) = generate_keypair().expect("keypair");
         let t0 = Instant::now();
         let mut session = ServerSession::new(t0, &private);
-        let hello = Hello {
-            username: "ann",
-            room: "r",
-            password_hash: None,
-        };
-        let (client, msg1) = ClientHandshake::start(&public, &hello).expect("start");
+        let (client, msg1) = ClientHandshake::start(&public, &HELLO, sent_at).expect("start");
         let mut bytes = MAGIC.to_vec();
         netstring::encode(&msg1, &mut bytes);
         // One byte at a time: the decoder must wait, never fail, on partial input.
         for b in &bytes {
             session.handle_tcp(t0, std::slice::from_ref(b));
         }
-        match session.poll_event() {
-            Some(ServerEvent::Hello(h)) => assert_eq!(h.as_hello(), hello),
-            other => panic!("expected hello, got {other:?}"),
-        }
-        Peer {
+        let ephemeral = match session.poll_event() {
+            Some(ServerEvent::Message1 { ephemeral }) => ephemeral,
+            other => panic!("expected message 1, got {other:?}"),
+        };
+        assert_eq!(Some(ephemeral), client_ephemeral(&msg1));
+        assert_eq!(session.poll_event(), None, "nothing decrypted yet");
+        let peer = Peer {
             session,
             client: Some(client),
             transport: None,
             t0,
+        };
+        (peer, ephemeral)
+    }
+
+    /// A session that has read and opened a fresh message 1.
+    fn hello_received() -> Peer {
+        let (mut peer, _) = screening(Some(WALL));
+        peer.session
+            .open_hello(peer.t0, WALL, &Freshness::default())
+            .expect("screening");
+        match peer.session.poll_event() {
+            Some(ServerEvent::Hello(h)) => assert_eq!(h.as_hello(), HELLO),
+            other => panic!("expected hello, got {other:?}"),
         }
+        peer
     }
 
     fn accepted() -> Peer {
@@ -635,6 +738,88 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_message_1_is_refused_unread_and_unanswered() {
+        let (mut peer, _) = screening(Some(WALL));
+        peer.session.refuse_replayed().expect("screening");
+        assert_eq!(
+            closed_with(&mut peer.session),
+            Some(ServerCloseReason::Replayed)
+        );
+        assert_eq!(peer.session.poll_transmit(), None);
+        assert_eq!(
+            peer.session.close_reason(),
+            Some(ServerCloseReason::Replayed)
+        );
+    }
+
+    #[test]
+    fn stale_and_untimed_hellos_are_closed_without_an_answer() {
+        let rules = Freshness::default();
+        let late = UnixTime(WALL.0 + rules.max_skew + 1);
+        for (sent_at, wall, staleness) in [
+            (Some(WALL), late, Staleness::OutsideWindow),
+            (Some(late), WALL, Staleness::OutsideWindow),
+            (None, WALL, Staleness::Untimed),
+        ] {
+            let (mut peer, _) = screening(sent_at);
+            peer.session
+                .open_hello(peer.t0, wall, &rules)
+                .expect("screening");
+            assert_eq!(
+                closed_with(&mut peer.session),
+                Some(ServerCloseReason::Stale(staleness)),
+                "{sent_at:?} at {wall:?}"
+            );
+            assert_eq!(peer.session.poll_transmit(), None);
+        }
+        // Within the window either way, and untimed when the rules allow it.
+        let lenient = Freshness {
+            accept_untimed: true,
+            ..rules
+        };
+        for (sent_at, wall) in [
+            (Some(WALL), UnixTime(WALL.0 + rules.max_skew)),
+            (Some(WALL), UnixTime(WALL.0 - rules.max_skew)),
+            (None, WALL),
+        ] {
+            let (mut peer, _) = screening(sent_at);
+            peer.session
+                .open_hello(peer.t0, wall, &lenient)
+                .expect("screening");
+            assert!(
+                matches!(peer.session.poll_event(), Some(ServerEvent::Hello(_))),
+                "{sent_at:?} at {wall:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_while_screening_close_the_session() {
+        let (mut peer, _) = screening(Some(WALL));
+        peer.session.handle_tcp(peer.t0, b"1:x,");
+        assert_eq!(
+            closed_with(&mut peer.session),
+            Some(ServerCloseReason::UnexpectedMessage)
+        );
+        assert_eq!(
+            peer.session
+                .open_hello(peer.t0, WALL, &Freshness::default()),
+            Err(SessionError::Closed)
+        );
+    }
+
+    #[test]
+    fn a_session_waits_while_screening_until_its_deadline() {
+        let (mut peer, _) = screening(Some(WALL));
+        assert_eq!(peer.session.poll_timeout(), Some(peer.t0 + HELLO_TIMEOUT));
+        peer.session.handle_timeout(peer.t0 + HELLO_TIMEOUT);
+        assert_eq!(
+            closed_with(&mut peer.session),
+            Some(ServerCloseReason::HelloTimeout)
+        );
+    }
+
+    #[test]
     fn calls_out_of_order_are_refused() {
         let mut peer = hello_received();
         assert_eq!(
@@ -647,6 +832,15 @@ mod tests {
             Err(SessionError::WrongState)
         );
         assert_eq!(fresh.reject(peer.t0, "no"), Err(SessionError::WrongState));
+        assert_eq!(fresh.refuse_replayed(), Err(SessionError::WrongState));
+        assert_eq!(
+            fresh.open_hello(peer.t0, WALL, &Freshness::default()),
+            Err(SessionError::WrongState)
+        );
+        assert_eq!(
+            peer.session.refuse_replayed(),
+            Err(SessionError::WrongState)
+        );
     }
 
     #[test]

@@ -133,8 +133,8 @@ mod tests {
 
     fn pair() -> (Transport, Transport) {
         let (server_private, server_public) = generate_keypair().expect("keypair");
-        let (client, msg1) = ClientHandshake::start(&server_public, &HELLO).expect("start");
-        let (server, _) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
+        let (client, msg1) = ClientHandshake::start(&server_public, &HELLO, None).expect("start");
+        let (server, _, _) = ServerHandshake::respond_to(&server_private, &msg1).expect("msg1");
         let (msg2, server_tx, _) = server.accept(&[1; COOKIE_LEN]).expect("accept");
         let (_, client_tx, _) = client.finish(&msg2).expect("msg2");
         (client_tx, server_tx)

@@ -139,63 +139,75 @@ mod tests {
         );
     }
 
+    /// Data frames as (fin, opcode, payload length).
+    type Frames = &'static [(bool, Opcode, usize)];
+
+    /// The outcome of the last of `frames` (fin, opcode, payload length) fed to a fresh
+    /// tracker with message limit `limit`; every frame before it must be accepted.
+    fn last_of(limit: usize, frames: &[(bool, Opcode, usize)]) -> Result<MessagePart, FrameError> {
+        let mut f = Fragments::new(limit);
+        let ((fin, opcode, len), before) = frames.split_last().expect("at least one frame");
+        for &(fin, opcode, len) in before {
+            assert!(
+                f.on_data_frame(&frame(fin, opcode, len)).is_ok(),
+                "{frames:?}"
+            );
+        }
+        f.on_data_frame(&frame(*fin, *opcode, *len))
+    }
+
     #[test]
     fn sequence_errors() {
-        let mut f = Fragments::new(100);
-        assert_eq!(
-            f.on_data_frame(&frame(true, Opcode::Continuation, 1)),
-            Err(FrameError::UnexpectedContinuation)
-        );
-        let mut f = Fragments::new(100);
-        assert_eq!(
-            f.on_data_frame(&frame(false, Opcode::Continuation, 1)),
-            Err(FrameError::UnexpectedContinuation)
-        );
-        let mut f = Fragments::new(100);
-        assert!(f.on_data_frame(&frame(false, Opcode::Binary, 1)).is_ok());
-        assert_eq!(
-            f.on_data_frame(&frame(true, Opcode::Binary, 1)),
-            Err(FrameError::ExpectedContinuation)
-        );
-        let mut f = Fragments::new(100);
-        assert!(f.on_data_frame(&frame(false, Opcode::Text, 1)).is_ok());
-        assert_eq!(
-            f.on_data_frame(&frame(false, Opcode::Text, 1)),
-            Err(FrameError::ExpectedContinuation)
-        );
+        use Opcode::{Binary, Continuation, Text};
+        let cases: [(Frames, FrameError); 4] = [
+            (
+                &[(true, Continuation, 1)],
+                FrameError::UnexpectedContinuation,
+            ),
+            (
+                &[(false, Continuation, 1)],
+                FrameError::UnexpectedContinuation,
+            ),
+            (
+                &[(false, Binary, 1), (true, Binary, 1)],
+                FrameError::ExpectedContinuation,
+            ),
+            (
+                &[(false, Text, 1), (false, Text, 1)],
+                FrameError::ExpectedContinuation,
+            ),
+        ];
+        for (frames, error) in cases {
+            assert_eq!(last_of(100, frames), Err(error), "{frames:?}");
+        }
     }
 
     #[test]
     fn too_large_on_the_frame_that_crosses_the_limit() {
-        let mut f = Fragments::new(100);
-        assert_eq!(
-            f.on_data_frame(&frame(true, Opcode::Binary, 101)),
-            Err(FrameError::TooLarge)
-        );
-        let mut f = Fragments::new(100);
-        assert_eq!(
-            f.on_data_frame(&frame(false, Opcode::Binary, 101)),
-            Err(FrameError::TooLarge)
-        );
-        let mut f = Fragments::new(100);
-        assert!(f.on_data_frame(&frame(false, Opcode::Binary, 60)).is_ok());
-        assert!(
-            f.on_data_frame(&frame(false, Opcode::Continuation, 40))
-                .is_ok()
-        );
-        assert_eq!(
-            f.on_data_frame(&frame(true, Opcode::Continuation, 1)),
-            Err(FrameError::TooLarge)
-        );
-        let mut f = Fragments::new(usize::MAX);
-        assert!(
-            f.on_data_frame(&frame(false, Opcode::Binary, usize::MAX))
-                .is_ok()
-        );
-        assert_eq!(
-            f.on_data_frame(&frame(true, Opcode::Continuation, 1)),
-            Err(FrameError::TooLarge),
-            "overflow"
-        );
+        use Opcode::{Binary, Continuation};
+        let cases: [(usize, Frames); 4] = [
+            (100, &[(true, Binary, 101)]),
+            (100, &[(false, Binary, 101)]),
+            (
+                100,
+                &[
+                    (false, Binary, 60),
+                    (false, Continuation, 40),
+                    (true, Continuation, 1),
+                ],
+            ),
+            // The running length would overflow.
+            (
+                usize::MAX,
+                &[(false, Binary, usize::MAX), (true, Continuation, 1)],
+            ),
+        ];
+        for (limit, frames) in cases {
+            assert_eq!(
+                last_of(limit, frames),
+                Err(FrameError::TooLarge),
+                "{frames:?}"
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // Each scenario file uses a different part of the harness.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use moose_proto::vors::Sid;
 use moose_proto::vors::client::{
     ClientEvent, ClientSession, ClientTransmit, FRAME_DURATION, Received,
 };
+use moose_proto::vors::freshness::{Freshness, UnixTime};
 use moose_proto::vors::handshake::{KEY_LEN, generate_keypair};
 use moose_proto::vors::hello::Hello;
 use moose_proto::vors::keys::password_field;
@@ -23,6 +25,10 @@ use moose_proto::vors::server::{ServerCloseReason, ServerEvent, ServerSession};
 
 /// The simulation step.
 pub(crate) const TICK: Duration = Duration::from_millis(5);
+/// The wall clock at the start of simulated time, on the clients and the relay alike.
+const WALL_AT_T0: UnixTime = UnixTime(1_800_000_000);
+/// How often the room pauses its silent members, as the relay does.
+const SWEEP: Duration = Duration::from_secs(1);
 
 /// xorshift64*: small, seeded, and the same on every machine.
 #[derive(Debug, Clone)]
@@ -124,12 +130,17 @@ pub(crate) struct Sim {
     pub(crate) members: Vec<Member>,
     /// Every edge verdict, in order.
     pub(crate) verdicts: Vec<EdgeVerdict>,
+    /// The client ephemeral keys of every message 1 the relay has screened: its replay
+    /// cache, which never forgets in a simulation this short.
+    seen_ephemerals: HashSet<[u8; KEY_LEN]>,
     server_private: [u8; KEY_LEN],
     server_public: [u8; KEY_LEN],
     to_relay: Vec<Flight>,
     to_clients: Vec<Flight>,
     seq: u64,
     next_frame: Instant,
+    /// When the room next pauses its silent members (every second, as the relay does).
+    next_sweep: Instant,
 }
 
 impl Sim {
@@ -152,18 +163,25 @@ impl Sim {
             room: Room::new("lobby", config),
             members: Vec::new(),
             verdicts: Vec::new(),
+            seen_ephemerals: HashSet::new(),
             server_private,
             server_public,
             to_relay: Vec::new(),
             to_clients: Vec::new(),
             seq: 0,
             next_frame: t0,
+            next_sweep: t0 + SWEEP,
         }
     }
 
     /// Seconds since the start, for messages.
     pub(crate) fn elapsed(&self) -> Duration {
         self.now - self.t0
+    }
+
+    /// The wall clock now, in simulated time.
+    pub(crate) fn wall(&self) -> UnixTime {
+        UnixTime(WALL_AT_T0.0 + self.elapsed().as_secs())
     }
 
     /// A new client connects now; returns its index.
@@ -174,7 +192,8 @@ impl Sim {
             room: "lobby",
             password_hash: hash.as_ref(),
         };
-        let client = ClientSession::new(self.now, &self.server_public, &hello).unwrap();
+        let client =
+            ClientSession::new(self.now, self.wall(), &self.server_public, &hello).unwrap();
         let server = ServerSession::new(self.now, &self.server_private);
         let index = self.members.len();
         self.members.push(Member {
@@ -225,7 +244,7 @@ impl Sim {
 
     /// Sends a datagram to the relay as if from `from` (forgeries, replays).
     pub(crate) fn inject_to_relay(&mut self, from: SocketAddr, bytes: &[u8]) -> EdgeVerdict {
-        let verdict = self.room.verify_datagram(from, bytes);
+        let verdict = self.room.verify_datagram(self.now, from, bytes);
         self.verdicts.push(verdict);
         self.pump();
         verdict
@@ -247,7 +266,7 @@ impl Sim {
         let now = self.now;
         for flight in take_due(&mut self.to_relay, now) {
             let from = self.members[flight.member].addr;
-            let verdict = self.room.verify_datagram(from, &flight.bytes);
+            let verdict = self.room.verify_datagram(now, from, &flight.bytes);
             self.verdicts.push(verdict);
             if let EdgeVerdict::Forward { recipients, .. } = verdict {
                 for sid in recipients {
@@ -277,6 +296,10 @@ impl Sim {
             if member.server.poll_timeout().is_some_and(|t| t <= now) {
                 member.server.handle_timeout(now);
             }
+        }
+        if now >= self.next_sweep {
+            self.next_sweep += SWEEP;
+            self.room.sweep_silent(now);
         }
         if now >= self.next_frame {
             self.next_frame += FRAME_DURATION;
@@ -391,6 +414,16 @@ impl Sim {
         while let Some(event) = self.members[i].server.poll_event() {
             moved = true;
             match event {
+                // The relay's screening: a key seen before is a replay.
+                ServerEvent::Message1 { ephemeral } => {
+                    let wall = self.wall();
+                    let server = &mut self.members[i].server;
+                    if self.seen_ephemerals.insert(ephemeral) {
+                        server.open_hello(now, wall, &Freshness::default()).unwrap();
+                    } else {
+                        server.refuse_replayed().unwrap();
+                    }
+                }
                 ServerEvent::Hello(hello) => {
                     let cookie: [u8; 16] = std::array::from_fn(|_| self.rng.next_u64() as u8);
                     let hash = hello.password_hash.as_ref();
@@ -398,7 +431,7 @@ impl Sim {
                         Ok(sid) => {
                             let member = &mut self.members[i];
                             let keys = member.server.accept(now, &cookie).unwrap();
-                            self.room.set_keys(sid, keys);
+                            self.room.set_keys(sid, keys, member.addr.ip());
                             member.sid = Some(sid);
                             member.accepted_at = Some(now);
                         }

@@ -15,8 +15,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use moose_proto::apikey::{self, KeySet};
+use moose_proto::vors::freshness::Freshness;
+use moose_proto::vors::room::RoomConfig;
 
 use crate::cli::{LogFormat, RunArgs};
+use crate::cluster::settings::ClusterSettings;
 
 pub use file::{LoadError, Loaded, load};
 
@@ -41,6 +44,10 @@ pub struct Config {
     pub max_peers: usize,
     /// Most members of a VoRS room.
     pub max_members: usize,
+    /// VoRS cookies accepted from any IP, not only from the member's TCP peer's.
+    pub vors_udp_any_ip: bool,
+    /// Media packets per second one VoRS member may have forwarded (0: no cap).
+    pub vors_max_packet_rate: u32,
     pub keys: KeySet,
     pub open: bool,
     pub allowed_origins: Vec<String>,
@@ -64,6 +71,10 @@ pub struct Config {
     pub max_handshakes_per_address: usize,
     /// VoRS handshakes started per client address per minute (0: no limit).
     pub handshakes_per_minute: u32,
+    /// How fresh a VoRS hello must be (`--hello-max-skew`, `--accept-untimed-hellos`).
+    pub hello_freshness: Freshness,
+    /// Client ephemeral keys the VoRS replay cache remembers.
+    pub hello_replay_cache: usize,
     /// Moose lines in the process (0: no limit).
     pub max_lines: usize,
     /// VoRS rooms in the process (0: no limit).
@@ -75,6 +86,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Peer addresses in info-level logs (otherwise only at debug).
     pub log_peer_addresses: bool,
+    /// The cluster (`--cluster-redis`); `None`: standalone.
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl Default for Config {
@@ -146,6 +159,20 @@ pub enum ConfigError {
 /// What an apikey looks like in messages and in `check-config`.
 pub const REDACTED: &str = "<redacted>";
 
+/// The cluster's settings (`cluster::settings`), a refusal named with its source.
+fn cluster_settings(
+    args: &RunArgs,
+    sources: &Sources,
+) -> Result<Option<ClusterSettings>, ConfigError> {
+    let listen_given = sources.of("cluster_listen") != Source::Default;
+    ClusterSettings::from_args(&args.cluster, listen_given).map_err(|e| ConfigError::Invalid {
+        setting: e.setting.to_owned(),
+        value: e.value,
+        from: sources.of(e.setting),
+        problem: e.problem,
+    })
+}
+
 /// The queue bound for `queue_ms` of PCM audio, never less than one largest message.
 fn queue_bytes(queue_ms: u32, max_message: usize) -> usize {
     (queue_ms as usize * PCM_BYTES_PER_MS).max(max_message + moose_proto::ws::MAX_SERVER_HEADER)
@@ -195,6 +222,13 @@ impl Config {
                 "must be between 2 and 255",
             ));
         }
+        if args.vors_max_packet_rate != 0 && args.vors_max_packet_rate < 50 {
+            return Err(bad(
+                "vors_max_packet_rate",
+                &args.vors_max_packet_rate,
+                "must be 0 (no cap) or at least 50, the packets a talking member sends",
+            ));
+        }
         if args.max_message < 1024 || args.max_message > 16 << 20 {
             return Err(bad(
                 "max_message",
@@ -237,6 +271,20 @@ impl Config {
                 "must be between 1 and 3600 seconds",
             ));
         }
+        if args.hello_max_skew == 0 || args.hello_max_skew > 3600 {
+            return Err(bad(
+                "hello_max_skew",
+                &args.hello_max_skew,
+                "must be between 1 and 3600 seconds",
+            ));
+        }
+        if args.hello_replay_cache < 1024 || args.hello_replay_cache > 1 << 24 {
+            return Err(bad(
+                "hello_replay_cache",
+                &args.hello_replay_cache,
+                "must be between 1024 and 16777216 keys",
+            ));
+        }
         if args.drain_seconds > 24 * 3600 {
             return Err(bad(
                 "drain_seconds",
@@ -277,6 +325,8 @@ impl Config {
             cpus,
             max_peers: args.max_peers,
             max_members: args.max_members,
+            vors_udp_any_ip: args.vors_udp_any_ip,
+            vors_max_packet_rate: args.vors_max_packet_rate,
             keys,
             open: args.open,
             allowed_origins: args.allowed_origins.clone(),
@@ -291,12 +341,18 @@ impl Config {
             max_handshakes: args.max_handshakes,
             max_handshakes_per_address: args.max_handshakes_per_address,
             handshakes_per_minute: args.handshakes_per_minute,
+            hello_freshness: Freshness {
+                max_skew: args.hello_max_skew,
+                accept_untimed: args.accept_untimed_hellos,
+            },
+            hello_replay_cache: args.hello_replay_cache,
             max_lines: args.max_lines,
             max_rooms: args.max_rooms,
             header_timeout: Duration::from_secs(args.header_timeout),
             drain: Duration::from_secs(args.drain_seconds),
             log_format: args.log_format,
             log_peer_addresses: args.log_peer_addresses,
+            cluster: cluster_settings(args, sources)?,
         })
     }
 
@@ -313,6 +369,16 @@ impl Config {
 
     pub fn cores(&self) -> usize {
         self.cpus.len()
+    }
+
+    /// What every VoRS room follows (each core sets its own lane).
+    pub fn vors_rooms(&self) -> RoomConfig {
+        RoomConfig {
+            max_members: self.max_members,
+            cookie_from_any_ip: self.vors_udp_any_ip,
+            max_packet_rate: self.vors_max_packet_rate,
+            ..RoomConfig::default()
+        }
     }
 }
 
@@ -339,6 +405,8 @@ mod tests {
         assert_eq!(config.max_handshakes, 256);
         assert_eq!(config.max_handshakes_per_address, 8);
         assert_eq!(config.handshakes_per_minute, 120);
+        assert_eq!(config.hello_freshness, Freshness::default());
+        assert_eq!(config.hello_replay_cache, 131_072);
         assert_eq!(config.max_lines, 10_000);
         assert_eq!(config.max_rooms, 10_000);
         assert_eq!(config.header_timeout, Duration::from_secs(10));
@@ -392,6 +460,26 @@ mod tests {
         assert!(
             !err.to_string().contains("short\""),
             "never echo a key: {err}"
+        );
+    }
+
+    #[test]
+    fn vors_media_rules_reach_every_room() {
+        let rooms = parse(&[]).expect("valid").vors_rooms();
+        assert!(
+            !rooms.cookie_from_any_ip,
+            "cookies from the TCP peer's IP by default"
+        );
+        assert_eq!((rooms.max_packet_rate, rooms.max_members), (200, 64));
+        let config = parse(&["--vors-udp-any-ip", "--vors-max-packet-rate", "0"]).expect("valid");
+        let rooms = config.vors_rooms();
+        assert!(rooms.cookie_from_any_ip);
+        assert_eq!(rooms.max_packet_rate, 0, "no cap");
+        let err = parse(&["--vors-max-packet-rate", "49"]).expect_err("below a talker's 50");
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting vors_max_packet_rate = 49 "),
+            "{err}"
         );
     }
 

@@ -37,6 +37,24 @@ pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
     );
     line("max_peers", config.max_peers.to_string(), "");
     line("max_members", config.max_members.to_string(), "");
+    line(
+        "vors_udp_any_ip",
+        config.vors_udp_any_ip.to_string(),
+        if config.vors_udp_any_ip {
+            "cookies from any IP: see docs/security.md"
+        } else {
+            "cookies only from the member's TCP peer IP"
+        },
+    );
+    line(
+        "vors_max_packet_rate",
+        config.vors_max_packet_rate.to_string(),
+        if config.vors_max_packet_rate == 0 {
+            "no limit"
+        } else {
+            "per member per second"
+        },
+    );
     line("max_message", config.max_message.to_string(), "bytes");
     line(
         "queue_ms",
@@ -100,6 +118,25 @@ pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
         or_unlimited(config.handshakes_per_minute as usize),
     );
     line(
+        "hello_max_skew",
+        config.hello_freshness.max_skew.to_string(),
+        "seconds",
+    );
+    line(
+        "hello_replay_cache",
+        config.hello_replay_cache.to_string(),
+        "keys",
+    );
+    line(
+        "accept_untimed_hellos",
+        config.hello_freshness.accept_untimed.to_string(),
+        if config.hello_freshness.accept_untimed {
+            "untimed hellos can be replayed once the replay cache forgets them"
+        } else {
+            ""
+        },
+    );
+    line(
         "max_lines",
         config.max_lines.to_string(),
         or_unlimited(config.max_lines),
@@ -157,6 +194,10 @@ pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
         config.log_peer_addresses.to_string(),
         "",
     );
+    for (key, value, note) in crate::cluster::settings::show(config.cluster.as_ref(), &args.cluster)
+    {
+        line(key, value, &note);
+    }
     out
 }
 

@@ -136,7 +136,7 @@ async fn route(
             http::write_response(
                 Status::OK,
                 content_type,
-                &[("Content-Security-Policy", files::CONTENT_SECURITY_POLICY)],
+                files::PAGE_HEADERS,
                 body,
                 &mut out,
             );

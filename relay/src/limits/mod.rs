@@ -10,15 +10,20 @@
 pub(crate) mod address;
 pub(crate) mod handshakes;
 pub(crate) mod quota;
+pub(crate) mod replay;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use moose_proto::vors::freshness::UnixTime;
+use moose_proto::vors::handshake::KEY_LEN;
+
 use crate::config::Config;
 use crate::ratelimit::AddressBuckets;
 use address::AddressSlots;
 use quota::Quota;
+use replay::{SeenHellos, Sighting};
 
 /// Why a TCP connection was closed as soon as it was accepted; one counter each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +67,9 @@ pub(crate) struct Limits {
     pub lines: Arc<Quota>,
     /// VoRS rooms in the process.
     pub rooms: Quota,
+    /// The client ephemeral keys of recent VoRS hellos, for the whole process: a replay
+    /// lands on whichever core the kernel picks.
+    seen_hellos: Mutex<SeenHellos>,
 }
 
 impl Limits {
@@ -74,7 +82,20 @@ impl Limits {
             auth_failures: Mutex::new(AddressBuckets::new(config.auth_failures_per_minute)),
             lines: Arc::new(Quota::new(config.max_lines)),
             rooms: Quota::new(config.max_rooms),
+            seen_hellos: Mutex::new(SeenHellos::new(
+                config.hello_replay_cache,
+                config.hello_freshness.remember_for(),
+                rand::random(),
+            )),
         }
+    }
+
+    /// Looks a VoRS hello's client ephemeral key up at `now` (the relay's wall clock), and
+    /// remembers it if it is new (see `replay`).
+    pub(crate) fn hello_sighting(&self, ephemeral: &[u8; KEY_LEN], now: UnixTime) -> Sighting {
+        // A poisoned table is still a valid one: every update leaves it consistent.
+        let mut seen = self.seen_hellos.lock().unwrap_or_else(|e| e.into_inner());
+        seen.first_sight(ephemeral, now)
     }
 
     /// Spends one of `addr`'s handshake tokens; false when it has none left.

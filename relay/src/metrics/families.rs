@@ -4,8 +4,10 @@
 use super::Samples::{ByLabel, Histograms, PerCore, Process, Total};
 use super::Unit::{Count, Nanos};
 use super::{Family, Samples, Type};
+use crate::cluster::stats::LinkDrop;
 use crate::limits::ConnectionRefusal;
 use crate::limits::handshakes::HandshakeRefusal;
+use crate::limits::replay::HelloRefusal;
 use crate::outbound::queue::Cut;
 use crate::stats::{ControlKind, Drop, VorsDrop};
 
@@ -120,6 +122,24 @@ pub(crate) const FAMILIES: &[Family] = &[
         },
     ),
     counter(
+        "moose_vors_hellos_refused_total",
+        "VoRS hellos refused for not being fresh: replayed (before any Noise work), stale or \
+         untimed.",
+        ByLabel {
+            label: "reason",
+            read: |c| {
+                HelloRefusal::ALL
+                    .map(|r| (r.label(), c.hellos_refused(r)))
+                    .to_vec()
+            },
+        },
+    ),
+    counter(
+        "moose_vors_hello_cache_evictions_total",
+        "Client ephemeral keys the VoRS replay cache forgot early because it was full.",
+        Total(|c| c.vors_hello_cache_evictions.get()),
+    ),
+    counter(
         "moose_vors_server_full_total",
         "VoRS members refused because their new room would pass --max-rooms.",
         Total(|c| c.vors_server_full.get()),
@@ -210,6 +230,16 @@ pub(crate) const FAMILIES: &[Family] = &[
         PerCore(|c| c.vors_members.get(), Count),
     ),
     gauge(
+        "moose_vors_members_silent",
+        "VoRS members getting no media because nothing came from their address for 4 s, per core.",
+        PerCore(|c| c.vors_members_silent.get(), Count),
+    ),
+    counter(
+        "moose_vors_silence_pauses_total",
+        "Times a VoRS member was paused for silence.",
+        Total(|c| c.vors_silence_pauses.get()),
+    ),
+    gauge(
         "moose_lines",
         "Moose lines open, per core.",
         PerCore(|c| c.lines.get(), Count),
@@ -223,6 +253,75 @@ pub(crate) const FAMILIES: &[Family] = &[
         "moose_accepting",
         "1 while the core's HTTP and VoRS TCP listeners are open, 0 once the drain closed them.",
         PerCore(|c| c.accepting.get(), Count),
+    ),
+    gauge(
+        "moose_cluster_state",
+        "Where the relay stands with its cluster: 0 standalone, 1 up, 2 Redis unreachable, 3 \
+         registering again.",
+        Process(|scrape| scrape.cluster.state() as u64),
+    ),
+    gauge(
+        "moose_cluster_relays",
+        "Live relays in the cluster's Redis table at the last sweep, this one included.",
+        Process(|scrape| scrape.cluster.relays()),
+    ),
+    counter(
+        "moose_cluster_redis_errors_total",
+        "Redis commands and connections of the cluster threads that failed.",
+        Process(|scrape| scrape.cluster.redis_errors()),
+    ),
+    counter(
+        "moose_cluster_reregistrations_total",
+        "Times the relay registered again and restored its rooms (Redis back, or swept).",
+        Process(|scrape| scrape.cluster.reregistrations()),
+    ),
+    counter(
+        "moose_cluster_swept_relays_total",
+        "Dead relays this relay removed from the cluster (their members got DEL).",
+        Process(|scrape| scrape.cluster.swept_relays()),
+    ),
+    counter(
+        "moose_cluster_events_in_total",
+        "Room events read from this relay's inbox in Redis.",
+        Process(|scrape| scrape.cluster.events_in()),
+    ),
+    counter(
+        "moose_cluster_events_dropped_total",
+        "Inbox events that were malformed or did not open under the cluster key.",
+        Process(|scrape| scrape.cluster.events_dropped()),
+    ),
+    counter(
+        "moose_cluster_joins_unavailable_total",
+        "VoRS joins refused because Redis could not be reached.",
+        Process(|scrape| scrape.cluster.joins_unavailable()),
+    ),
+    counter(
+        "moose_cluster_link_datagrams_in_total",
+        "Relay-link datagrams received, before any check.",
+        Total(|c| c.link_datagrams_in.get()),
+    ),
+    counter(
+        "moose_cluster_link_accepted_total",
+        "Relay-link datagrams accepted and handed to their room.",
+        Total(|c| c.link_accepted.get()),
+    ),
+    counter(
+        "moose_cluster_link_datagrams_out_total",
+        "Relay-link datagrams sent: one per media packet per remote relay hosting the room.",
+        Total(|c| c.link_datagrams_out.get()),
+    ),
+    counter(
+        "moose_cluster_link_send_dropped_total",
+        "Relay-link datagrams dropped because the socket buffer was full.",
+        Total(|c| c.link_send_dropped.get()),
+    ),
+    counter(
+        "moose_cluster_link_dropped_total",
+        "Relay-link datagrams dropped on arrival, by reason.",
+        ByLabel {
+            label: "reason",
+            read: |c| LinkDrop::ALL.map(|r| (r.label(), c.link_drops(r))).to_vec(),
+        },
     ),
     Family {
         name: "moose_forward_latency_seconds",

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 pub(crate) use families::FAMILIES;
 
+use crate::cluster::stats::ClusterStats;
 use crate::stats::{CoreStats, HistogramSnapshot, LATENCY_BOUNDS};
 
 /// One metric family: the `# HELP` and `# TYPE` lines and the samples under them.
@@ -61,19 +62,32 @@ pub(crate) enum Samples {
     },
 }
 
-/// What one scrape reads: every core's counters and the process's drain state.
+/// What one scrape reads: every core's counters, the process's drain state and the cluster
+/// threads' figures.
 #[derive(Debug)]
 pub(crate) struct Scrape<'a> {
     pub cores: &'a [Arc<CoreStats>],
     pub draining: bool,
+    pub cluster: &'a ClusterStats,
 }
+
+/// The cluster figures of a relay without cluster threads: standalone, every count zero.
+/// (The cluster's wiring passes the threads' own block instead.)
+static STANDALONE: ClusterStats = ClusterStats::new();
 
 /// The exposition of every family, in the order of [`FAMILIES`].
 pub(crate) fn render(cores: &[Arc<CoreStats>], draining: bool) -> String {
-    let scrape = Scrape { cores, draining };
+    render_scrape(&Scrape {
+        cores,
+        draining,
+        cluster: &STANDALONE,
+    })
+}
+
+fn render_scrape(scrape: &Scrape<'_>) -> String {
     let mut out = String::with_capacity(8192);
     for family in FAMILIES {
-        family.write(&scrape, &mut out);
+        family.write(scrape, &mut out);
     }
     out
 }
@@ -316,6 +330,34 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn cluster_figures_come_from_the_cluster_threads_and_every_core() {
+        use crate::cluster::stats::{ClusterState, LinkDrop};
+        let cores = fresh_cores(2);
+        cores[0].link_dropped(LinkDrop::BadTag);
+        cores[1].link_dropped(LinkDrop::BadTag);
+        cores[1].link_datagrams_out.add(5);
+        let standalone = render(&cores, false);
+        assert!(
+            standalone.contains("\nmoose_cluster_state 0\n"),
+            "{standalone}"
+        );
+        let cluster = ClusterStats::new();
+        cluster.set_state(ClusterState::Down);
+        cluster.set_relays(3);
+        cluster.redis_error();
+        let text = render_scrape(&Scrape {
+            cores: &cores,
+            draining: false,
+            cluster: &cluster,
+        });
+        assert!(text.contains("\nmoose_cluster_state 2\n"), "{text}");
+        assert!(text.contains("\nmoose_cluster_relays 3\n"));
+        assert!(text.contains("\nmoose_cluster_redis_errors_total 1\n"));
+        assert!(text.contains("moose_cluster_link_dropped_total{reason=\"bad_tag\"} 2\n"));
+        assert!(text.contains("\nmoose_cluster_link_datagrams_out_total 5\n"));
     }
 
     #[test]

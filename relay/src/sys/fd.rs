@@ -77,3 +77,23 @@ pub fn reset(fd: RawFd) {
     };
     shutdown(fd);
 }
+
+/// Fixes a TCP socket's send buffer at `bytes` (the kernel doubles it for its bookkeeping),
+/// which also turns off the kernel's growing it up to `net.ipv4.tcp_wmem`'s maximum (4 MiB
+/// by default). For connections that carry little: a peer that stops reading then pins that
+/// much kernel memory, not megabytes, and the relay's own bounded queue behind it is where a
+/// stall shows. Best effort: where the kernel refuses, the default stays.
+pub fn limit_send_buffer(fd: RawFd, bytes: usize) {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a valid, live `c_int` and has
+    // no other memory effects; an error (a stale descriptor) leaves the socket as it was.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw const value).cast::<libc::c_void>(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}

@@ -54,7 +54,7 @@ async fn handshake(
 ) {
     let _ = stream.set_nodelay(true);
     let mut session = Box::new(ServerSession::new(Instant::now(), &shard.vors_key.private));
-    let hello = read_hello(&mut stream, &mut session).await;
+    let hello = read_hello(&shard, &mut stream, &mut session).await;
     drop(pass);
     match hello {
         Some(hello) => {
@@ -76,12 +76,20 @@ async fn handshake(
     }
 }
 
-/// Feeds the session until it produces the hello; `None` when it closed instead.
-async fn read_hello(stream: &mut TcpStream, session: &mut ServerSession) -> Option<HelloOwned> {
+/// Feeds the session until it produces the hello; `None` when it closed instead. Message 1 is
+/// screened for replays before it is decrypted (`replay`).
+async fn read_hello(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    session: &mut ServerSession,
+) -> Option<HelloOwned> {
     let mut buf = vec![0u8; 4096];
     loop {
         while let Some(event) = session.poll_event() {
             match event {
+                ServerEvent::Message1 { ephemeral } => {
+                    super::replay::screen(shard, session, &ephemeral);
+                }
                 ServerEvent::Hello(hello) => return Some(hello),
                 ServerEvent::Closed(reason) => {
                     debug!(?reason, "vors handshake ended");

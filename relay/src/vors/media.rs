@@ -131,8 +131,9 @@ pub(crate) struct Fanout {
 
 /// Judges `datagram`, number `index` of a batch read at `received`, from `from`, against this
 /// core's rooms, and counts it in `stats`. A verified packet adds a copy for every other
-/// registered member of its room to `fanout`; a cookie registers its member's address (the
-/// room's answer is queued on its members' connections).
+/// recipient of its room to `fanout`; a cookie registers its member's address (the room's
+/// answer is queued on its members' connections). `received` is also the datagram's arrival
+/// time for the room's rules (silence, rate, PKT jumps): no clock read per datagram.
 pub(crate) fn judge(
     vors: &VorsCore,
     stats: &CoreStats,
@@ -148,11 +149,14 @@ pub(crate) fn judge(
         stats.vors_dropped(DropReason::UnknownSource);
         return;
     };
-    let Some(cell) = vors.room_of(from, datagram) else {
-        stats.vors_dropped(DropReason::UnknownSource);
-        return;
+    let cell = match vors.room_of(from, datagram) {
+        Ok(cell) => cell,
+        Err(reason) => {
+            stats.vors_dropped(reason);
+            return;
+        }
     };
-    match cell.verify(from, datagram) {
+    match cell.verify(received, from, datagram) {
         EdgeVerdict::Forward { sender, .. } => {
             stats.vors_packets_forwarded.inc();
             let first = fanout.copies.len();
@@ -162,8 +166,8 @@ pub(crate) fn judge(
         }
         EdgeVerdict::Keepalive(_) => {}
         EdgeVerdict::Registered(sid) => {
+            // `verify` has put its address in the fan-out table already.
             vors.registered(from, datagram, &cell);
-            cell.refresh_targets();
             cell.pump(received);
             debug!(sid = sid.0, "vors member registered its address");
         }
@@ -178,6 +182,7 @@ mod tests {
     use moose_proto::vors::client::ClientEvent;
 
     use super::*;
+    use crate::vors::member;
     use crate::vors::testing::{Core, TestMember};
 
     /// Where the copies of `fanout` go, sorted; every copy is of datagram 0.
@@ -317,6 +322,67 @@ mod tests {
         );
         core.judge(&cookie, Some("192.0.2.9:4000".parse().expect("addr")));
         assert_eq!(drops(&core), [(DropReason::UnknownSource, 2)]);
+    }
+
+    /// The reflection attack: the member's control connection came from 192.0.2.1, its cookie
+    /// from 198.51.100.66 (a spoofed victim). Nothing is registered and nothing is sent there.
+    #[test]
+    fn a_cookie_from_another_ip_than_the_connection_s_registers_nothing() {
+        let core = Core::new(0, 64);
+        let mut ann = core.register("ann", "room", "192.0.2.1:4000");
+        let mut eve = core.join("eve", "room", "192.0.2.5:4000");
+        let victim: SocketAddr = "198.51.100.66:4000".parse().expect("addr");
+        let cookie = eve.datagram(&core);
+        assert!(core.judge(&cookie, Some(victim)).copies.is_empty());
+        assert_eq!(drops(&core), [(DropReason::WrongAddress, 1)]);
+        let packet = ann.media(&core);
+        assert!(
+            core.judge(&packet, Some(ann.addr)).copies.is_empty(),
+            "nobody to send ann's audio to"
+        );
+        // From the connection's IP, on any port, the same cookie registers.
+        eve.addr = "192.0.2.5:4999".parse().expect("addr");
+        assert!(core.judge(&cookie, Some(eve.addr)).copies.is_empty());
+        let packet = ann.media(&core);
+        assert_eq!(
+            destinations(&core.judge(&packet, Some(ann.addr))),
+            [eve.addr]
+        );
+    }
+
+    /// One core, two rooms: an impostor's cookie from the address a member of the other room
+    /// registered is refused; the member keeps its route, also once the impostor is gone.
+    #[test]
+    fn a_cookie_from_an_address_registered_in_any_room_is_refused() {
+        let core = Core::new(0, 64);
+        let mut ann = core.register("ann", "call", "192.0.2.1:4000");
+        let bob = core.register("bob", "call", "192.0.2.2:4000");
+        let mut eve = core.join("eve", "elsewhere", "192.0.2.1:5000");
+        let cookie = eve.datagram(&core);
+        assert!(core.judge(&cookie, Some(ann.addr)).copies.is_empty());
+        assert_eq!(drops(&core), [(DropReason::AddressTaken, 1)]);
+        let still_routed = |ann: &mut TestMember, core: &Core| {
+            let packet = ann.media(core);
+            assert_eq!(
+                destinations(&core.judge(&packet, Some(ann.addr))),
+                [bob.addr]
+            );
+            let keepalive = [ann.member.sid.0];
+            core.judge(&keepalive, Some(ann.addr));
+            assert_eq!(
+                drops(core),
+                [(DropReason::AddressTaken, 1)],
+                "ann's room found"
+            );
+        };
+        still_routed(&mut ann, &core);
+        assert!(member::leave(
+            core.owner(),
+            &eve.cell,
+            &eve.member,
+            core.now
+        ));
+        still_routed(&mut ann, &core);
     }
 
     #[test]

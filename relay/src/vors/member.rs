@@ -11,6 +11,7 @@
 //! way from the writer's side; its reader then sees the connection end and makes it leave (DEL
 //! to the others). Chat and mute changes are rate-limited per member (`control_rate`).
 
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -77,11 +78,12 @@ pub(crate) enum Admission {
 }
 
 /// Asks the room `hello` names (made if need be) to admit its sender, and answers message 2
-/// through `session`.
+/// through `session`. `peer` is the IP of the member's connection: its cookie must come from it.
 pub(crate) fn join(
     owner: OwnerCore<'_>,
     hello: &HelloOwned,
     mut session: Box<ServerSession>,
+    peer: IpAddr,
     now: Instant,
 ) -> Admission {
     let OwnerCore {
@@ -120,7 +122,7 @@ pub(crate) fn join(
     };
     let rate = ControlRate::new(chat_per_minute, now);
     let member = Rc::new(MemberConn::new(sid, cookie, session, rate));
-    cell.seat(member.clone(), keys);
+    cell.seat(member.clone(), keys, peer);
     vors.expect_cookie(cookie, &cell);
     member.flush();
     stats.vors_joins.inc();
@@ -130,6 +132,11 @@ pub(crate) fn join(
 
 /// On the owner core: admits the member (see [`join`]) and runs it until it leaves. `slot` is
 /// the connection's place in `--max-connections-per-address`, held until the member leaves.
+/// The kernel send buffer of a member's connection: a quarter of its backlog bound in the
+/// relay, so a non-reading member holds at most about 384 KiB (256 KiB queued, 128 KiB as the
+/// kernel counts this buffer) instead of up to 4 MiB more in the kernel.
+const CONTROL_SEND_BUFFER: usize = crate::vors::room::CONTROL_QUEUE_BYTES / 4;
+
 pub(crate) async fn admit(
     shard: Rc<Shard>,
     stream: TcpStream,
@@ -138,18 +145,23 @@ pub(crate) async fn admit(
     slot: AddressSlot,
 ) {
     let _slot = slot;
-    let (cell, member) = match join(OwnerCore::of(&shard), &hello, session, Instant::now()) {
+    // A connection without a peer address is already gone.
+    let Ok(peer) = stream.peer_addr() else { return };
+    // Control messages are small and rate-limited: a member's kernel send buffer need not grow
+    // to megabytes, and one that stops reading pins little there (docs/security.md).
+    sys::limit_send_buffer(stream.as_raw_fd(), CONTROL_SEND_BUFFER);
+    let owner = OwnerCore::of(&shard);
+    let (cell, member) = match join(owner, &hello, session, peer.ip(), Instant::now()) {
         Admission::Joined { cell, member } => (cell, member),
         Admission::Refused(mut session) => {
             return send_and_close(&shard, stream, &mut session).await;
         }
         Admission::Failed => return,
     };
-    let peer = stream.peer_addr().ok();
     info!(
         sid = member.sid.0,
         members = cell.len(),
-        peer = peer.and_then(|addr| shard.peer_at_info(addr)),
+        peer = shard.peer_at_info(peer),
         "vors member joining"
     );
     run_member(shard.clone(), stream, cell, member).await;
@@ -288,7 +300,8 @@ pub(crate) fn process(
                 debug!(sid = member.sid.0, ?reason, "vors session ended");
                 left |= leave(owner, cell, member, now);
             }
-            ServerEvent::Hello(_) => {}
+            // Handled on the accepting core, before the member came here.
+            ServerEvent::Message1 { .. } | ServerEvent::Hello(_) => {}
         }
     }
     member.flush();

@@ -10,7 +10,9 @@
 //!
 //! `rooms` is one core's table of rooms (and of the cookies and addresses that find a
 //! datagram's room), `room` one room with its members' queues, `member` a member's admission
-//! and connection, `media` the UDP path. The decisions (`member::join`, `media::judge`) take
+//! and connection, `media` the UDP path, `replay` the freshness check of message 1, `silence`
+//! the sweep that stops media to members nothing comes from. The decisions (`member::join`,
+//! `media::judge`) take
 //! plain values, not the whole `Shard`, and `testing` drives them with real client sessions.
 
 pub(crate) mod control_rate;
@@ -18,7 +20,9 @@ pub mod keyfile;
 pub(crate) mod listener;
 pub(crate) mod media;
 pub(crate) mod member;
+pub(crate) mod replay;
 pub(crate) mod room;
 pub(crate) mod rooms;
+pub(crate) mod silence;
 #[cfg(test)]
 pub(crate) mod testing;

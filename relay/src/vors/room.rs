@@ -1,11 +1,16 @@
 //! A VoRS room on its owner core: the sans-IO room logic, its members' sessions and outgoing
-//! queues, and the fan-out table of registered addresses.
+//! queues, and the fan-out table of the addresses media goes to.
+//!
+//! The fan-out table holds the room's recipients (`Room::recipients`: registered members not
+//! paused for silence) and is rebuilt only when they change: at a registration or a leave, at
+//! the once-a-second sweep that pauses silent members, and when a paused member is heard
+//! again. Copying a packet checks nothing per copy.
 //!
 //! No socket here: a member's connection is run by `member`, and datagrams by `media`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -13,7 +18,7 @@ use bytes::Bytes;
 use moose_proto::vors::Sid;
 use moose_proto::vors::keys::{PASSWORD_HASH_LEN, SessionKeys};
 use moose_proto::vors::packet::COOKIE_LEN;
-use moose_proto::vors::room::{EdgeVerdict, Reject, Room, RoomConfig};
+use moose_proto::vors::room::{EdgeVerdict, Reject, Room, RoomConfig, SilentMembers};
 use moose_proto::vors::server::ServerSession;
 use socket2::SockAddr;
 use tracing::debug;
@@ -79,7 +84,7 @@ impl MemberConn {
 pub(crate) struct RoomCell {
     room: RefCell<Room>,
     members: RefCell<HashMap<Sid, Rc<MemberConn>>>,
-    /// Registered members in SID order, and their addresses ready for `sendmmsg`.
+    /// The room's media recipients in SID order, and their addresses ready for `sendmmsg`.
     targets: RefCell<(Vec<Sid>, Vec<SockAddr>)>,
 }
 
@@ -114,9 +119,12 @@ impl RoomCell {
         self.room.borrow_mut().join(username, password_hash, cookie)
     }
 
-    /// Seats an admitted member with its media keys: its cookie is accepted from now on.
-    pub(crate) fn seat(&self, member: Rc<MemberConn>, keys: SessionKeys) {
-        self.room.borrow_mut().set_keys(member.sid, keys);
+    /// Seats an admitted member with its media keys: its cookie is accepted from now on, from
+    /// `control_ip` (the IP of its connection) only, unless the rooms take cookies from any IP.
+    pub(crate) fn seat(&self, member: Rc<MemberConn>, keys: SessionKeys, control_ip: IpAddr) {
+        self.room
+            .borrow_mut()
+            .set_keys(member.sid, keys, control_ip);
         self.members.borrow_mut().insert(member.sid, member);
     }
 
@@ -134,13 +142,30 @@ impl RoomCell {
         f(&mut self.room.borrow_mut())
     }
 
-    /// Judges a datagram (see `Room::verify_datagram`).
-    pub(crate) fn verify(&self, from: SocketAddr, datagram: &[u8]) -> EdgeVerdict {
-        self.room.borrow_mut().verify_datagram(from, datagram)
+    /// Judges a datagram that arrived at `now` (see `Room::verify_datagram`), and rebuilds
+    /// the fan-out table if that changed the recipients (a registration, a resume).
+    pub(crate) fn verify(&self, now: Instant, from: SocketAddr, datagram: &[u8]) -> EdgeVerdict {
+        let mut room = self.room.borrow_mut();
+        let verdict = room.verify_datagram(now, from, datagram);
+        if room.take_recipients_changed() {
+            drop(room);
+            self.refresh_targets();
+        }
+        verdict
     }
 
-    /// Adds a copy of datagram `index` of a batch for every registered member but `sender`
-    /// to `copies`; returns how many it added.
+    /// Pauses media to members that went silent (see `Room::sweep_silent`), and rebuilds the
+    /// fan-out table if any was.
+    pub(crate) fn sweep_silent(&self, now: Instant) -> SilentMembers {
+        let found = self.room.borrow_mut().sweep_silent(now);
+        if found.newly_paused > 0 {
+            self.refresh_targets();
+        }
+        found
+    }
+
+    /// Adds a copy of datagram `index` of a batch for every recipient but `sender` to
+    /// `copies`; returns how many it added.
     pub(crate) fn fan_out(
         &self,
         index: usize,
@@ -158,13 +183,14 @@ impl RoomCell {
         copies.len() - before
     }
 
-    /// Rebuilds the fan-out table after a member registered or left.
+    /// Rebuilds the fan-out table from the room's recipients (after a member registered, left,
+    /// was paused or resumed).
     pub(crate) fn refresh_targets(&self) {
-        let room = self.room.borrow();
-        let mut sids: Vec<Sid> = self.members.borrow().keys().copied().collect();
-        sids.sort_unstable();
+        let mut room = self.room.borrow_mut();
+        // This rebuild answers any change the room has yet to report.
+        room.take_recipients_changed();
         let mut table = (Vec::new(), Vec::new());
-        for sid in sids {
+        for sid in room.recipients() {
             if let Some(addr) = room.udp_addr(sid) {
                 table.0.push(sid);
                 table.1.push(SockAddr::from(addr));

@@ -3,15 +3,21 @@
 //!
 //! Every room here is owned by this core (`owner`), and so is every datagram the kernel steers
 //! to it: the cookies this core hands out carry its lane in their first byte (see `vors`).
+//!
+//! An address belongs to one member of the core at most: a cookie from an address another
+//! member registered, in any room, is refused (`address_taken`), never re-routed, so an
+//! impostor can neither take a member's audio nor remove its route when it leaves.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use std::time::Instant;
+
 use glommio::net::UdpSocket;
 use moose_proto::vors::packet::COOKIE_LEN;
-use moose_proto::vors::room::RoomConfig;
+use moose_proto::vors::room::{DropReason, RoomConfig, SilentMembers};
 
 use super::room::RoomCell;
 use crate::limits::quota::Quota;
@@ -19,10 +25,8 @@ use crate::limits::quota::Quota;
 /// The VoRS state of one core.
 #[derive(Debug)]
 pub(crate) struct VorsCore {
-    /// This core's number and the number of cores: the lane of its SIDs and cookies.
-    lane: u8,
-    lanes: u8,
-    max_members: usize,
+    /// Every room's limits and media rules, with this core's lane of SIDs and cookies.
+    config: RoomConfig,
     rooms: RefCell<HashMap<String, Rc<RoomCell>>>,
     /// Cookies handed out and not yet seen over UDP.
     cookies: RefCell<HashMap<[u8; COOKIE_LEN], Rc<RoomCell>>>,
@@ -33,14 +37,18 @@ pub(crate) struct VorsCore {
 }
 
 impl VorsCore {
-    pub(crate) fn new(core: usize, cores: usize, max_members: usize) -> Self {
+    /// The VoRS state of core `core` of `cores`, whose rooms follow `rooms` (its lanes are
+    /// set here).
+    pub(crate) fn new(core: usize, cores: usize, rooms: RoomConfig) -> Self {
         // A lane is a byte value; `Config` keeps `--cores` at 255 or below. A silent `as u8`
         // here once turned 256 cores into zero lanes and a division by zero.
         let lanes = u8::try_from(cores).expect("at most 255 cores (checked by Config)");
         VorsCore {
-            lane: core as u8,
-            lanes,
-            max_members,
+            config: RoomConfig {
+                sid_lanes: lanes,
+                sid_lane: core as u8,
+                ..rooms
+            },
             rooms: RefCell::new(HashMap::new()),
             cookies: RefCell::new(HashMap::new()),
             sources: RefCell::new(HashMap::new()),
@@ -58,12 +66,7 @@ impl VorsCore {
         if !quota.try_take() {
             return None;
         }
-        let config = RoomConfig {
-            max_members: self.max_members,
-            sid_lanes: self.lanes,
-            sid_lane: self.lane,
-        };
-        let cell = Rc::new(RoomCell::new(name, config));
+        let cell = Rc::new(RoomCell::new(name, self.config));
         rooms.insert(name.to_owned(), cell.clone());
         Some(cell)
     }
@@ -72,11 +75,11 @@ impl VorsCore {
     pub(crate) fn new_cookie(&self) -> [u8; COOKIE_LEN] {
         loop {
             let mut cookie: [u8; COOKIE_LEN] = rand::random();
-            let lanes = u16::from(self.lanes);
+            let lanes = u16::from(self.config.sid_lanes);
             // Keep the byte uniform within the lane: map it onto the lane's values.
             let slots = 256 / lanes;
             let index = u16::from(cookie[0]) % slots;
-            cookie[0] = (index * lanes + u16::from(self.lane)) as u8;
+            cookie[0] = (index * lanes + u16::from(self.config.sid_lane)) as u8;
             if !self.cookies.borrow().contains_key(&cookie) {
                 return cookie;
             }
@@ -88,26 +91,43 @@ impl VorsCore {
         self.cookies.borrow_mut().insert(cookie, cell.clone());
     }
 
-    /// The room a datagram from `from` belongs to on this core, if any.
-    pub(crate) fn room_of(&self, from: SocketAddr, datagram: &[u8]) -> Option<Rc<RoomCell>> {
+    /// The room a datagram from `from` belongs to on this core: the room of the member that
+    /// registered `from`, or for a pending cookie from an address nobody registered, the
+    /// cookie's room. `unknown_source` when neither; `address_taken` for a pending cookie
+    /// from an address a member registered (an impostor, or a forgery of that address).
+    pub(crate) fn room_of(
+        &self,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<Rc<RoomCell>, DropReason> {
+        let sources = self.sources.borrow();
+        let registered = sources.get(&from);
         if datagram.len() == COOKIE_LEN
             && let Some(cell) = self.cookies.borrow().get(datagram)
         {
-            return Some(cell.clone());
+            return match registered {
+                None => Ok(cell.clone()),
+                Some(_) => Err(DropReason::AddressTaken),
+            };
         }
-        self.sources.borrow().get(&from).cloned()
+        registered.cloned().ok_or(DropReason::UnknownSource)
     }
 
     /// A member of `cell` registered `from` with its cookie `datagram`: the cookie is spent,
-    /// and the address finds the room from now on.
+    /// and the address finds the room from now on. (`room_of` let the cookie through only
+    /// because nobody had `from`.)
     pub(crate) fn registered(&self, from: SocketAddr, datagram: &[u8], cell: &Rc<RoomCell>) {
         if let Ok(cookie) = <[u8; COOKIE_LEN]>::try_from(datagram) {
             self.cookies.borrow_mut().remove(&cookie);
         }
-        self.sources.borrow_mut().insert(from, cell.clone());
+        self.sources
+            .borrow_mut()
+            .entry(from)
+            .or_insert_with(|| cell.clone());
     }
 
-    /// Forgets what pointed at a member that left: its cookie and its registered address.
+    /// Forgets what pointed at a member that left: its cookie and its registered address
+    /// (`addr`, which its room gave it: an address is registered to one member of the core).
     pub(crate) fn forget_member(&self, cookie: &[u8; COOKIE_LEN], addr: Option<SocketAddr>) {
         if let Some(addr) = addr {
             self.sources.borrow_mut().remove(&addr);
@@ -141,6 +161,20 @@ impl VorsCore {
         }
     }
 
+    /// Pauses media to the members of this core's rooms that went silent (see
+    /// `Room::sweep_silent`) and rebuilds the fan-out tables that changed; what it found,
+    /// summed over the rooms.
+    pub(crate) fn sweep_silent(&self, now: Instant) -> SilentMembers {
+        let rooms = self.rooms.borrow();
+        let mut sum = SilentMembers::default();
+        for cell in rooms.values() {
+            let found = cell.sweep_silent(now);
+            sum.newly_paused += found.newly_paused;
+            sum.paused += found.paused;
+        }
+        sum
+    }
+
     /// (rooms, members) on this core, for the gauges.
     pub(crate) fn census(&self) -> (u64, u64) {
         let rooms = self.rooms.borrow();
@@ -156,7 +190,7 @@ mod tests {
     #[test]
     fn cookies_steer_to_their_core() {
         for (core, cores) in [(0, 1), (1, 2), (2, 3), (5, 7), (254, 255), (0, 255)] {
-            let vors = VorsCore::new(core, cores, 64);
+            let vors = VorsCore::new(core, cores, RoomConfig::default());
             for _ in 0..200 {
                 let cookie = vors.new_cookie();
                 assert_eq!(usize::from(cookie[0]) % cores, core);
@@ -167,7 +201,7 @@ mod tests {
     #[test]
     fn rooms_past_the_quota_are_not_made_until_one_goes() {
         let quota = Quota::new(1);
-        let vors = VorsCore::new(0, 1, 64);
+        let vors = VorsCore::new(0, 1, RoomConfig::default());
         let first = vors.room("first", &quota).expect("room");
         assert!(vors.room("second", &quota).is_none(), "over --max-rooms");
         assert!(

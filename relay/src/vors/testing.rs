@@ -3,13 +3,15 @@
 //! move the bytes between them by hand, the way quinn-proto's tests drive its endpoint.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Instant;
 
 use moose_proto::vors::client::{ClientEvent, ClientSession, ClientTransmit};
+use moose_proto::vors::freshness::{Freshness, UnixTime};
 use moose_proto::vors::handshake::{KEY_LEN, generate_keypair};
 use moose_proto::vors::hello::Hello;
+use moose_proto::vors::room::RoomConfig;
 use moose_proto::vors::server::{ServerEvent, ServerSession};
 
 use super::media::{self, Fanout};
@@ -37,11 +39,16 @@ pub(crate) struct Core {
 
 impl Core {
     /// The only core of a relay that allows `max_rooms` rooms (0: no limit) of up to
-    /// `max_members` members.
+    /// `max_members` members, with the default media rules.
     pub(crate) fn new(max_rooms: usize, max_members: usize) -> Self {
+        Self::with_rooms(max_rooms, RoomConfig::with_max_members(max_members))
+    }
+
+    /// The only core of a relay that allows `max_rooms` rooms (0: no limit) following `rooms`.
+    pub(crate) fn with_rooms(max_rooms: usize, rooms: RoomConfig) -> Self {
         let (private, public) = generate_keypair().expect("keypair");
         Core {
-            vors: VorsCore::new(0, 1, max_members),
+            vors: VorsCore::new(0, 1, rooms),
             rooms: Quota::new(max_rooms),
             stats: CoreStats::default(),
             private,
@@ -60,15 +67,26 @@ impl Core {
         }
     }
 
-    /// A client named `username` that reached message 1 for `room`, and the relay's admission
-    /// of it.
+    /// A client named `username` that reached message 1 for `room` over a connection from
+    /// 192.0.2.1, and the relay's admission of it.
     pub(crate) fn knock(&self, username: &str, room: &str) -> (ClientSession, Admission) {
+        self.knock_from(username, room, IpAddr::from([192, 0, 2, 1]))
+    }
+
+    /// As [`knock`](Self::knock), over a connection from `peer`.
+    pub(crate) fn knock_from(
+        &self,
+        username: &str,
+        room: &str,
+        peer: IpAddr,
+    ) -> (ClientSession, Admission) {
         let hello = Hello {
             username,
             room,
             password_hash: None,
         };
-        let mut client = ClientSession::new(self.now, &self.public, &hello).expect("client");
+        let wall = UnixTime(1_800_000_000);
+        let mut client = ClientSession::new(self.now, wall, &self.public, &hello).expect("client");
         let mut session = Box::new(ServerSession::new(self.now, &self.private));
         while let Some(transmit) = client.poll_transmit() {
             let ClientTransmit::Tcp(bytes) = transmit else {
@@ -76,22 +94,31 @@ impl Core {
             };
             session.handle_tcp(self.now, &bytes);
         }
+        // Screening is `replay`'s concern: every hello here is new and fresh.
+        let Some(ServerEvent::Message1 { .. }) = session.poll_event() else {
+            panic!("message 1 is framed");
+        };
+        session
+            .open_hello(self.now, wall, &Freshness::default())
+            .expect("screening");
         let Some(ServerEvent::Hello(hello)) = session.poll_event() else {
             panic!("message 1 gives the hello");
         };
-        let admission = member::join(self.owner(), &hello, session, self.now);
+        let admission = member::join(self.owner(), &hello, session, peer, self.now);
         (client, admission)
     }
 
-    /// A member of `room` that joined from `addr` and has not sent its cookie yet.
+    /// A member of `room` whose connection came from the IP of `addr`, and whose datagrams
+    /// come from `addr`; it has not sent its cookie yet.
     pub(crate) fn join(&self, username: &str, room: &str, addr: &str) -> TestMember {
-        let (client, admission) = self.knock(username, room);
+        let addr: SocketAddr = addr.parse().expect("an address");
+        let (client, admission) = self.knock_from(username, room, addr.ip());
         let Admission::Joined { cell, member } = admission else {
             panic!("{username} is refused: {admission:?}");
         };
         let mut joined = TestMember {
             client,
-            addr: addr.parse().expect("an address"),
+            addr,
             cell,
             member,
             datagrams: VecDeque::new(),

@@ -81,6 +81,11 @@ pub enum ClientCloseReason {
     ServerTimeout,
     /// The server closed the connection.
     PeerClosed,
+    /// The server closed the connection before message 2: it refused message 1 without an
+    /// answer. A relay does so for a hello whose time (SENT_AT) is more than its window away
+    /// from its own clock (is this machine's clock right?), for a copy of a hello it has seen,
+    /// and for a connection over its handshake limits.
+    ClosedUnanswered,
     /// PKT reached 2^24 - 1: this session cannot send more media (93 hours at 50 packets/s);
     /// reconnect for a new key and counter.
     CounterExhausted,

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::SessionError;
 use super::control::{Control, ControlOwned};
+use super::freshness::UnixTime;
 use super::handshake::{
     ClientHandshake, HandshakeError, KEY_LEN, MAX_HANDSHAKE_LEN, MAX_TRANSPORT_LEN, ServerReply,
     Transport, TransportError,
@@ -106,13 +107,16 @@ impl fmt::Debug for ClientSession {
 
 impl ClientSession {
     /// Starts a session with the server whose static key is `server_public`: queues the
-    /// magic and message 1 for the TCP connection.
+    /// magic and message 1 for the TCP connection. `wall` is the wall-clock time now; message
+    /// 1 carries it as SENT_AT, and a server whose clock differs by more than its window
+    /// (30 s by default) closes the connection without an answer.
     pub fn new(
         now: Instant,
+        wall: UnixTime,
         server_public: &[u8; KEY_LEN],
         hello: &Hello<'_>,
     ) -> Result<Self, HandshakeError> {
-        let (handshake, msg1) = ClientHandshake::start(server_public, hello)?;
+        let (handshake, msg1) = ClientHandshake::start(server_public, hello, Some(wall))?;
         let mut bytes = MAGIC.to_vec();
         netstring::encode(&msg1, &mut bytes);
         Ok(ClientSession {
@@ -203,7 +207,11 @@ impl ClientSession {
 
     /// The server closed the TCP connection (or it broke).
     pub fn handle_tcp_closed(&mut self, _now: Instant) {
-        self.close(ClientCloseReason::PeerClosed);
+        let reason = match self.state {
+            State::AwaitReply(_) => ClientCloseReason::ClosedUnanswered,
+            _ => ClientCloseReason::PeerClosed,
+        };
+        self.close(reason);
     }
 
     /// A UDP datagram from the server: a peer's media packet. On success the Opus payload
@@ -484,9 +492,13 @@ fn due(at: Option<Instant>, now: Instant) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vors::freshness::Freshness;
     use crate::vors::handshake::generate_keypair;
     use crate::vors::packet::open;
     use crate::vors::server::{ServerEvent, ServerSession};
+
+    /// Both sides' wall clock in these tests.
+    const WALL: UnixTime = UnixTime(1_800_000_000);
 
     /// A client wired to a real server session by hand (no room): `accept` with cookie 0x11.
     struct Pair {
@@ -506,7 +518,7 @@ mod tests {
                 room: "r",
                 password_hash: None,
             };
-            let client = ClientSession::new(t0, &public, &hello).expect("client");
+            let client = ClientSession::new(t0, WALL, &public, &hello).expect("client");
             let server = ServerSession::new(t0, &private);
             Pair {
                 client,
@@ -534,12 +546,17 @@ mod tests {
                 }
                 while let Some(event) = self.server.poll_event() {
                     moved = true;
-                    if let ServerEvent::Hello(_) = event {
-                        self.server
-                            .accept(now, &[0x11; COOKIE_LEN])
-                            .expect("accept");
-                    } else {
-                        self.server_events.push(event);
+                    match event {
+                        ServerEvent::Message1 { .. } => self
+                            .server
+                            .open_hello(now, WALL, &Freshness::default())
+                            .expect("open"),
+                        ServerEvent::Hello(_) => {
+                            self.server
+                                .accept(now, &[0x11; COOKIE_LEN])
+                                .expect("accept");
+                        }
+                        event => self.server_events.push(event),
                     }
                 }
                 if !moved {
@@ -630,6 +647,44 @@ mod tests {
         // Joining sends the first keepalive at once and stops the cookies.
         assert_eq!(pair.udp.last(), Some(&vec![6]));
         assert_eq!(pair.client.poll_timeout(), Some(now + KEEPALIVE_INTERVAL));
+    }
+
+    #[test]
+    fn a_close_before_message_2_says_the_hello_went_unanswered() {
+        let mut pair = Pair::new();
+        pair.client.handle_tcp_closed(pair.t0);
+        assert_eq!(
+            pair.events(),
+            vec![ClientEvent::Closed(ClientCloseReason::ClosedUnanswered)]
+        );
+        let mut pair = Pair::new();
+        pair.pump(pair.t0);
+        pair.client.handle_tcp_closed(pair.t0);
+        assert_eq!(
+            pair.events(),
+            vec![ClientEvent::Closed(ClientCloseReason::PeerClosed)]
+        );
+    }
+
+    #[test]
+    fn message_1_carries_the_wall_clock() {
+        let (private, public) = generate_keypair().expect("keypair");
+        let hello = Hello {
+            username: "c",
+            room: "r",
+            password_hash: None,
+        };
+        let t0 = Instant::now();
+        let mut client = ClientSession::new(t0, WALL, &public, &hello).expect("client");
+        let Some(ClientTransmit::Tcp(bytes)) = client.poll_transmit() else {
+            panic!("TCP bytes first");
+        };
+        let (msg1, _) = netstring::decode(&bytes[MAGIC.len()..], MAX_HANDSHAKE_LEN)
+            .expect("valid")
+            .expect("complete");
+        let (_, _, sent_at) =
+            crate::vors::handshake::ServerHandshake::respond_to(&private, msg1).expect("msg1");
+        assert_eq!(sent_at, Some(WALL));
     }
 
     #[test]

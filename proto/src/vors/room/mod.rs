@@ -5,16 +5,25 @@
 //! [`Room::verify_datagram`] change state and queue control messages for members;
 //! **after each call, drain [`Room::poll_message`] until `None`** and hand each message to
 //! the recipient's `ServerSession::send_control`, in order. The room never encrypts (each
-//! member's session does) and never touches a socket.
+//! member's session does), never touches a socket and never reads a clock: datagrams and
+//! sweeps take their arrival time.
 //!
 //! A member's life: `join` reserves its name and SID and checks the password (message 2
-//! not sent yet) → the session's `accept` yields its keys → [`Room::set_keys`] → its cookie
-//! arrives over UDP ([`EdgeVerdict::Registered`]): the room queues `SID` to it, `ADD` (and
-//! `MUTED` for muted members) for everyone present to it, and `ADD` for it to everyone else →
-//! its media is forwarded → [`Room::leave`] queues `DEL` to the others.
+//! not sent yet) → the session's `accept` yields its keys → [`Room::set_keys`] with the IP of
+//! its control connection → its cookie arrives over UDP from that IP
+//! ([`EdgeVerdict::Registered`]): the room queues `SID` to it, `ADD` (and `MUTED` for muted
+//! members) for everyone present to it, and `ADD` for it to everyone else → its media is
+//! forwarded, and it gets the others' for as long as datagrams keep coming from it
+//! ([`Room::sweep_silent`]) → [`Room::leave`] queues `DEL` to the others.
+//!
+//! **Recipients.** Media goes to [`Room::recipients`]: registered members not paused for
+//! silence. When that set changes (a registration, a leave, a pause, a resume),
+//! [`Room::take_recipients_changed`] says so once, so that a relay keeping its own table of
+//! destinations rebuilds it then and only then.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use subtle::ConstantTimeEq;
 
@@ -24,8 +33,11 @@ use super::packet::COOKIE_LEN;
 use super::sid::{Sid, SidSet};
 
 mod edge;
+mod udp;
 
 pub use edge::{DropReason, EdgeVerdict, RoomStats};
+use udp::UdpPath;
+pub use udp::{PKT_JUMP_PER_SECOND, PKT_JUMP_SLACK, RATE_BURST, SILENCE_PAUSE};
 
 /// SID 255 is never assigned, so the relay may use it as "no member" (in a steering table,
 /// for example); a room therefore holds at most 255 members.
@@ -35,8 +47,12 @@ pub const MAX_MEMBERS: usize = 255;
 /// `Room::slot_of` for a SID that is nobody's: no member's index can be 255, since a room
 /// holds at most 255 members (indices 0..=254).
 const NO_SLOT: u8 = u8::MAX;
+/// Media packets one member may have forwarded per second, by default: four times the 50 of
+/// 20 ms frames.
+pub const DEFAULT_MAX_PACKET_RATE: u32 = 200;
 
-/// A room's limits: how many members it admits and which SIDs it may hand out.
+/// A room's limits: how many members it admits, which SIDs it may hand out, where cookies may
+/// come from and how fast a member's media may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoomConfig {
     /// Members (joined or joining) at most; 1..=[`MAX_MEMBERS`]. Default 64.
@@ -48,6 +64,14 @@ pub struct RoomConfig {
     pub sid_lanes: u8,
     /// This room's lane, below `sid_lanes`.
     pub sid_lane: u8,
+    /// Accept a member's cookie from any IP address, not only from the IP of its control
+    /// connection. Default false: an address that did not prove itself (a spoofed cookie
+    /// source) would be sent the room's audio. Only for networks that give one client
+    /// different addresses for TCP and UDP (carrier-grade NAT pools, some L4 balancers).
+    pub cookie_from_any_ip: bool,
+    /// Media packets one member may have forwarded per second (0: no cap), with a burst of
+    /// [`RATE_BURST`] at that rate. Default [`DEFAULT_MAX_PACKET_RATE`].
+    pub max_packet_rate: u32,
 }
 
 impl Default for RoomConfig {
@@ -56,6 +80,8 @@ impl Default for RoomConfig {
             max_members: 64,
             sid_lanes: 1,
             sid_lane: 0,
+            cookie_from_any_ip: false,
+            max_packet_rate: DEFAULT_MAX_PACKET_RATE,
         }
     }
 }
@@ -94,12 +120,24 @@ impl Reject {
     }
 }
 
+/// What [`Room::sweep_silent`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SilentMembers {
+    /// Members paused by this sweep.
+    pub newly_paused: usize,
+    /// Members paused now, these included.
+    pub paused: usize,
+}
+
 struct Member {
     username: String,
     cookie: [u8; COOKIE_LEN],
     keys: Option<SessionKeys>,
-    udp: Option<SocketAddr>,
-    last_pkt: Option<u32>,
+    /// The IP of the member's control connection, set with the keys: where its cookie must
+    /// come from (unless the room takes cookies from any IP).
+    control_ip: Option<IpAddr>,
+    /// Set by its cookie.
+    udp: Option<UdpPath>,
     muted: bool,
 }
 
@@ -109,7 +147,6 @@ impl std::fmt::Debug for Member {
         f.debug_struct("Member")
             .field("username", &self.username)
             .field("udp", &self.udp)
-            .field("last_pkt", &self.last_pkt)
             .field("muted", &self.muted)
             .finish_non_exhaustive()
     }
@@ -130,8 +167,12 @@ pub struct Room {
     /// array read.
     slot_of: [u8; 256],
     next_sid: u8,
-    /// Members with a registered address: the recipients of media.
+    /// Members with a registered address: the recipients of control messages.
     registered: SidSet,
+    /// Registered members not paused for silence: the recipients of media.
+    recipients: SidSet,
+    /// `recipients` changed since [`Room::take_recipients_changed`] last said so.
+    recipients_changed: bool,
     by_addr: HashMap<SocketAddr, Sid>,
     outbox: VecDeque<(Sid, ControlOwned)>,
     stats: RoomStats,
@@ -145,6 +186,7 @@ impl Room {
             max_members: config.max_members.clamp(1, MAX_MEMBERS),
             sid_lanes,
             sid_lane: config.sid_lane % sid_lanes,
+            ..config
         };
         Room {
             name: name.to_owned(),
@@ -154,6 +196,8 @@ impl Room {
             slot_of: [NO_SLOT; 256],
             next_sid: 0,
             registered: SidSet::new(),
+            recipients: SidSet::new(),
+            recipients_changed: false,
             by_addr: HashMap::new(),
             outbox: VecDeque::new(),
             stats: RoomStats::default(),
@@ -181,9 +225,51 @@ impl Room {
     }
 
     /// The UDP address `sid` registered with its cookie: where its copies of the others'
-    /// media go. `None` while it is still joining, or when `sid` is nobody.
+    /// media go while it is heard. `None` while it is still joining, or when `sid` is nobody.
     pub fn udp_addr(&self, sid: Sid) -> Option<SocketAddr> {
-        self.member(sid)?.udp
+        Some(self.member(sid)?.udp.as_ref()?.addr)
+    }
+
+    /// The members media goes to: registered, and not paused for silence.
+    pub fn recipients(&self) -> SidSet {
+        self.recipients
+    }
+
+    /// True once after [`recipients`](Self::recipients) changed: rebuild any table made
+    /// from it.
+    pub fn take_recipients_changed(&mut self) -> bool {
+        std::mem::replace(&mut self.recipients_changed, false)
+    }
+
+    /// Whether `sid` is registered but gets no media, because nothing came from its address
+    /// for [`SILENCE_PAUSE`].
+    pub fn is_paused(&self, sid: Sid) -> bool {
+        self.member(sid)
+            .and_then(|m| m.udp.as_ref())
+            .is_some_and(|udp| udp.paused)
+    }
+
+    /// Pauses media to every registered member from which nothing passed the edge check for
+    /// longer than [`SILENCE_PAUSE`] before `now` (its address may be gone, or may never have
+    /// been its own). A paused member's next datagram resumes it at once. Call about once a
+    /// second; returns how many members this call paused and how many are paused now.
+    pub fn sweep_silent(&mut self, now: Instant) -> SilentMembers {
+        let mut swept = SilentMembers::default();
+        for (sid, member) in &mut self.members {
+            let Some(udp) = member.udp.as_mut() else {
+                continue;
+            };
+            if udp.pause_if_silent(now) {
+                swept.newly_paused += 1;
+                self.recipients.remove(*sid);
+                self.recipients_changed = true;
+            }
+            if udp.paused {
+                swept.paused += 1;
+            }
+        }
+        self.stats.paused += swept.newly_paused as u64;
+        swept
     }
 
     /// The username of `sid`.
@@ -244,22 +330,24 @@ impl Room {
                 username: username.to_owned(),
                 cookie,
                 keys: None,
+                control_ip: None,
                 udp: None,
-                last_pkt: None,
                 muted: false,
             },
         ));
         Ok(sid)
     }
 
-    /// Records the member's media keys (from `ServerSession::accept`). Until then its cookie
-    /// is not accepted. Keys are set once: returns false, changing nothing, if `sid` is not a
-    /// member or already has keys (its packets are judged under the keys of its handshake for
-    /// as long as it is a member).
-    pub fn set_keys(&mut self, sid: Sid, keys: SessionKeys) -> bool {
+    /// Records the member's media keys (from `ServerSession::accept`) and the IP address of
+    /// its control connection, `control_ip`: its cookie is accepted from now on, from that IP
+    /// only (unless `cookie_from_any_ip`). Keys are set once: returns false, changing nothing,
+    /// if `sid` is not a member or already has keys (its packets are judged under the keys of
+    /// its handshake for as long as it is a member).
+    pub fn set_keys(&mut self, sid: Sid, keys: SessionKeys, control_ip: IpAddr) -> bool {
         match self.member_mut(sid) {
             Some(member) if member.keys.is_none() => {
                 member.keys = Some(keys);
+                member.control_ip = Some(control_ip.to_canonical());
                 true
             }
             _ => false,
@@ -280,9 +368,13 @@ impl Room {
         if let Some((moved, _)) = self.members.get(slot) {
             self.slot_of[usize::from(moved.0)] = slot as u8;
         }
-        if let Some(addr) = member.udp {
-            self.by_addr.remove(&addr);
+        if let Some(udp) = member.udp {
+            self.by_addr.remove(&udp.addr);
             self.registered.remove(sid);
+            if self.recipients.contains(sid) {
+                self.recipients.remove(sid);
+                self.recipients_changed = true;
+            }
             self.broadcast(sid, ControlOwned::Del(sid));
         }
         true
@@ -351,6 +443,17 @@ impl Room {
 mod tests {
     use super::*;
 
+    /// The one arrival time of these tests' datagrams.
+    fn at() -> Instant {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *START.get_or_init(Instant::now)
+    }
+
+    /// The IP of every member's control connection (and of its cookie).
+    fn ip() -> IpAddr {
+        IpAddr::from([192, 0, 2, 1])
+    }
+
     fn keys(n: u8) -> SessionKeys {
         SessionKeys::from_wire(&[n; 48])
     }
@@ -362,9 +465,9 @@ mod tests {
     /// Joins and registers `name`; returns its SID and drains nothing.
     fn enter(room: &mut Room, name: &str, n: u8) -> Sid {
         let sid = room.join(name, None, [n; COOKIE_LEN]).expect("join");
-        assert!(room.set_keys(sid, keys(n)));
+        assert!(room.set_keys(sid, keys(n), ip()));
         assert_eq!(
-            room.verify_datagram(addr(u16::from(n)), &[n; COOKIE_LEN]),
+            room.verify_datagram(at(), addr(u16::from(n)), &[n; COOKIE_LEN]),
             EdgeVerdict::Registered(sid)
         );
         sid
@@ -418,6 +521,7 @@ mod tests {
             max_members: MAX_MEMBERS,
             sid_lanes: 3,
             sid_lane: 2,
+            ..RoomConfig::default()
         };
         let mut room = Room::new("lane", config);
         let mut joined = 0;

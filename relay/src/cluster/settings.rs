@@ -1,0 +1,420 @@
+//! The cluster's settings: their flags (a group of their own in `cli::RunArgs`), their
+//! validation into [`ClusterSettings`], and their lines in `check-config`.
+//!
+//! With no `--cluster-redis` the relay is standalone and none of this is used; the other
+//! cluster flags are then refused, since they would silently do nothing.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use moose_proto::cluster::keys::{CLUSTER_KEY_LEN, ClusterKey};
+use redis::{ConnectionInfo, IntoConnectionInfo};
+
+/// How a secret is shown (as `config::REDACTED`, which this file may not import: `config`
+/// imports it).
+const REDACTED: &str = "<redacted>";
+
+/// A cluster setting that cannot be used; `config` names where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The setting's TOML key (`cluster_key`).
+    pub setting: &'static str,
+    /// Its value as shown (never a secret).
+    pub value: String,
+    pub problem: String,
+}
+
+/// The cluster's flags (docs/configuration.md, "Cluster"; docs/cluster.md).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Cluster (docs/cluster.md)")]
+pub struct ClusterArgs {
+    /// Redis that coordinates the cluster: redis://HOST[:PORT][/DB], or rediss:// for TLS
+    /// (an ACL user may be given as redis://USER@HOST). With it, VoRS rooms span every relay
+    /// of the cluster; without it the relay is standalone. Never put a password here: see
+    /// --cluster-redis-password-file.
+    #[arg(
+        long,
+        env = "MOOSE_CLUSTER_REDIS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub cluster_redis: Option<String>,
+
+    /// File holding the Redis password (or the ACL user's), on its first line.
+    #[arg(long, env = "MOOSE_CLUSTER_REDIS_PASSWORD_FILE", global = true)]
+    pub cluster_redis_password_file: Option<PathBuf>,
+
+    /// The cluster's shared secret: a file of 64 hex digits (`moose-relay keygen` makes one),
+    /// the same on every relay. Needed with --cluster-redis.
+    #[arg(long, env = "MOOSE_CLUSTER_KEY", global = true)]
+    pub cluster_key: Option<PathBuf>,
+
+    /// The relay link: UDP address where this relay receives media from the other relays.
+    #[arg(
+        long,
+        env = "MOOSE_CLUSTER_LISTEN",
+        default_value = "0.0.0.0:12979",
+        global = true
+    )]
+    pub cluster_listen: SocketAddr,
+
+    /// The relay-link address the other relays send to, when it is not --cluster-listen (a
+    /// wildcard listen address, NAT, a container network). Default: --cluster-listen.
+    #[arg(long, env = "MOOSE_CLUSTER_ADVERTISE", global = true)]
+    pub cluster_advertise: Option<SocketAddr>,
+}
+
+/// A Redis password. `Debug` does not show it.
+#[derive(Clone)]
+pub struct RedisPassword(String);
+
+impl fmt::Debug for RedisPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// The validated cluster settings.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// `--cluster-redis` as given (it holds no password: that is refused).
+    pub redis_url: String,
+    pub redis_password: Option<RedisPassword>,
+    pub key: ClusterKey,
+    pub key_path: PathBuf,
+    pub listen: SocketAddr,
+    /// Where the other relays send link datagrams.
+    pub advertise: SocketAddr,
+}
+
+impl ClusterSettings {
+    /// Validates the cluster flags: `None` when `--cluster-redis` is absent (standalone).
+    /// `listen_given` says whether `--cluster-listen` was set anywhere (not its default).
+    pub fn from_args(
+        args: &ClusterArgs,
+        listen_given: bool,
+    ) -> Result<Option<ClusterSettings>, Invalid> {
+        let bad = |setting: &'static str, value: &dyn fmt::Display, problem: &str| Invalid {
+            setting,
+            value: value.to_string(),
+            problem: problem.to_owned(),
+        };
+        let Some(url) = &args.cluster_redis else {
+            let stray = [
+                ("cluster_key", args.cluster_key.is_some()),
+                (
+                    "cluster_redis_password_file",
+                    args.cluster_redis_password_file.is_some(),
+                ),
+                ("cluster_advertise", args.cluster_advertise.is_some()),
+                ("cluster_listen", listen_given),
+            ];
+            if let Some((setting, _)) = stray.iter().find(|(_, set)| *set) {
+                return Err(bad(
+                    setting,
+                    &"(set)",
+                    "only has a meaning with --cluster-redis (a standalone relay has no cluster)",
+                ));
+            }
+            return Ok(None);
+        };
+        let parsed = redis::parse_redis_url(url)
+            .filter(|u| matches!(u.scheme(), "redis" | "rediss"))
+            .ok_or_else(|| {
+                bad(
+                    "cluster_redis",
+                    &shown_url(url),
+                    "not a redis:// or rediss:// URL",
+                )
+            })?;
+        if parsed.password().is_some() {
+            return Err(bad(
+                "cluster_redis",
+                &shown_url(url),
+                "holds a password: put it in --cluster-redis-password-file instead",
+            ));
+        }
+        url.as_str()
+            .into_connection_info()
+            .map_err(|e| bad("cluster_redis", &shown_url(url), &e.to_string()))?;
+        let redis_password = match &args.cluster_redis_password_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    bad(
+                        "cluster_redis_password_file",
+                        &path.display(),
+                        &e.to_string(),
+                    )
+                })?;
+                let first = text.lines().next().unwrap_or_default().trim_end();
+                if first.is_empty() {
+                    return Err(bad(
+                        "cluster_redis_password_file",
+                        &path.display(),
+                        "is empty",
+                    ));
+                }
+                Some(RedisPassword(first.to_owned()))
+            }
+        };
+        let key_path = args.cluster_key.clone().ok_or_else(|| {
+            bad(
+                "cluster_key",
+                &"(none)",
+                "the cluster needs its key: --cluster-key FILE (the same on every relay; \
+                 `moose-relay keygen > FILE` makes one)",
+            )
+        })?;
+        let text = std::fs::read_to_string(&key_path)
+            .map_err(|e| bad("cluster_key", &key_path.display(), &e.to_string()))?;
+        let key = crate::vors::keyfile::parse_hex_key(&text).ok_or_else(|| {
+            bad(
+                "cluster_key",
+                &key_path.display(),
+                &format!("not a key (expected {} hex digits)", CLUSTER_KEY_LEN * 2),
+            )
+        })?;
+        let advertise = args.cluster_advertise.unwrap_or(args.cluster_listen);
+        if advertise.ip().is_unspecified() || advertise.port() == 0 {
+            let setting = if args.cluster_advertise.is_some() {
+                "cluster_advertise"
+            } else {
+                "cluster_listen"
+            };
+            return Err(bad(
+                setting,
+                &advertise,
+                "other relays cannot send to a wildcard address or port 0: give \
+                 --cluster-advertise ADDR, the address they reach this relay at",
+            ));
+        }
+        Ok(Some(ClusterSettings {
+            redis_url: url.clone(),
+            redis_password,
+            key: ClusterKey(key),
+            key_path,
+            listen: args.cluster_listen,
+            advertise,
+        }))
+    }
+
+    /// How to reach Redis: the URL with the password from its file.
+    pub fn connection_info(&self) -> redis::RedisResult<ConnectionInfo> {
+        let info = self.redis_url.as_str().into_connection_info()?;
+        Ok(match &self.redis_password {
+            Some(password) => {
+                let redis = info.redis_settings().clone().set_password(&password.0);
+                info.set_redis_settings(redis)
+            }
+            None => info,
+        })
+    }
+
+    /// The URL as logs and `check-config` show it (it never holds a password).
+    pub fn shown_url(&self) -> String {
+        shown_url(&self.redis_url)
+    }
+}
+
+/// `url` with anything between `//` and `@` but the user name redacted: what a refused URL
+/// is shown as, in case it held a password.
+fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return REDACTED.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            let password = if rest[..at].contains(':') {
+                format!(":{REDACTED}")
+            } else {
+                String::new()
+            };
+            format!("{scheme}://{user}{password}@{}", &rest[at + 1..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The `check-config` lines of the cluster settings: (key, TOML value, note).
+pub fn show(
+    settings: Option<&ClusterSettings>,
+    args: &ClusterArgs,
+) -> Vec<(&'static str, String, String)> {
+    let quoted = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let Some(c) = settings else {
+        return vec![(
+            "cluster_listen",
+            quoted(&args.cluster_listen.to_string()),
+            "standalone: no --cluster-redis".to_owned(),
+        )];
+    };
+    let mut lines = vec![(
+        "cluster_redis",
+        quoted(&c.shown_url()),
+        if c.redis_url.starts_with("rediss://") {
+            "TLS".to_owned()
+        } else {
+            String::new()
+        },
+    )];
+    if let Some(path) = &args.cluster_redis_password_file {
+        lines.push((
+            "cluster_redis_password_file",
+            quoted(&path.display().to_string()),
+            format!("password {REDACTED}"),
+        ));
+    }
+    lines.push((
+        "cluster_key",
+        quoted(&c.key_path.display().to_string()),
+        format!("key {REDACTED}"),
+    ));
+    lines.push((
+        "cluster_listen",
+        quoted(&c.listen.to_string()),
+        String::new(),
+    ));
+    lines.push((
+        "cluster_advertise",
+        quoted(&c.advertise.to_string()),
+        if args.cluster_advertise.is_none() {
+            "= cluster_listen".to_owned()
+        } else {
+            String::new()
+        },
+    ));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::file;
+
+    fn temp(name: &str, text: &str) -> String {
+        let dir =
+            std::env::temp_dir().join(format!("moose-cluster-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path.to_str().expect("utf-8").to_owned()
+    }
+
+    fn settings(args: &[&str]) -> Result<Option<ClusterSettings>, String> {
+        let loaded = match file::load(std::iter::once("moose-relay").chain(args.iter().copied())) {
+            Ok(loaded) => loaded,
+            Err(e) => panic!("{e:?}"),
+        };
+        let listen_given = loaded.sources.of("cluster_listen") != crate::config::Source::Default;
+        ClusterSettings::from_args(&loaded.cli.run.cluster, listen_given)
+            .map_err(|e| format!("{} = {}: {}", e.setting, e.value, e.problem))
+    }
+
+    const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+
+    #[test]
+    fn standalone_without_redis_and_stray_flags_are_refused() {
+        assert!(settings(&[]).expect("valid").is_none());
+        let key = temp("key1", KEY);
+        let err = settings(&["--cluster-key", &key]).expect_err("stray");
+        assert!(
+            err.contains("cluster_key") && err.contains("--cluster-redis"),
+            "{err}"
+        );
+        let err = settings(&["--cluster-listen", "127.0.0.1:1"]).expect_err("stray");
+        assert!(err.contains("cluster_listen"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_needs_its_key_and_an_address_others_can_reach() {
+        let key = temp("key2", KEY);
+        let err = settings(&["--cluster-redis", "redis://127.0.0.1:6379"]).expect_err("no key");
+        assert!(err.contains("--cluster-key FILE"), "{err}");
+        let err = settings(&[
+            "--cluster-redis",
+            "redis://127.0.0.1:6379",
+            "--cluster-key",
+            &key,
+        ])
+        .expect_err("wildcard");
+        assert!(err.contains("cluster_listen = 0.0.0.0:12979"), "{err}");
+        let ok = settings(&[
+            "--cluster-redis",
+            "redis://127.0.0.1:6379/2",
+            "--cluster-key",
+            &key,
+            "--cluster-advertise",
+            "10.0.0.5:12979",
+        ])
+        .expect("valid")
+        .expect("a cluster");
+        assert_eq!(ok.advertise, "10.0.0.5:12979".parse().expect("addr"));
+        assert_eq!(ok.key.0[1], 0x11);
+        let bad = temp("badkey", "not hex\n");
+        let err = settings(&["--cluster-redis", "redis://h", "--cluster-key", &bad])
+            .expect_err("bad key");
+        assert!(err.contains("expected 64 hex digits"), "{err}");
+    }
+
+    #[test]
+    fn passwords_come_from_their_file_and_never_show() {
+        let key = temp("key3", KEY);
+        let err = settings(&[
+            "--cluster-redis",
+            "redis://u:s3cret@127.0.0.1/0",
+            "--cluster-key",
+            &key,
+        ])
+        .expect_err("password in the URL");
+        assert!(err.contains("--cluster-redis-password-file"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        let err = settings(&["--cluster-redis", "http://127.0.0.1", "--cluster-key", &key])
+            .expect_err("not redis");
+        assert!(err.contains("not a redis://"), "{err}");
+        let password = temp("password", "hunter2-redis\nignored\n");
+        let ok = settings(&[
+            "--cluster-redis",
+            "rediss://moose@127.0.0.1:6380",
+            "--cluster-redis-password-file",
+            &password,
+            "--cluster-key",
+            &key,
+            "--cluster-listen",
+            "127.0.0.1:12979",
+        ])
+        .expect("valid")
+        .expect("a cluster");
+        let info = ok.connection_info().expect("info");
+        assert_eq!(info.redis_settings().password(), Some("hunter2-redis"));
+        assert_eq!(info.redis_settings().username(), Some("moose"));
+        assert!(!format!("{ok:?}").contains("hunter2"));
+        let args = ClusterArgs {
+            cluster_redis: Some(ok.redis_url.clone()),
+            cluster_redis_password_file: Some(password.into()),
+            cluster_key: Some(key.into()),
+            cluster_listen: ok.listen,
+            cluster_advertise: None,
+        };
+        let shown: String = show(Some(&ok), &args)
+            .iter()
+            .map(|(k, v, n)| format!("{k} = {v} # {n}\n"))
+            .collect();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("00112233"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("cluster_redis = \"rediss://moose@127.0.0.1:6380\" # TLS"),
+            "{shown}"
+        );
+        assert_eq!(
+            shown_url("redis://u:pw@h:1/2"),
+            "redis://u:<redacted>@h:1/2"
+        );
+    }
+}

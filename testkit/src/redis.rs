@@ -1,0 +1,191 @@
+//! A real `redis-server` for the cluster's tests: Debian's package (scripts/install-redis.sh),
+//! started on a free loopback port in a temporary directory, with no persistence (a restart
+//! loses everything, as a Redis without disk would), optionally with a password, and stopped
+//! on drop. [`Redis::kill`] and [`Redis::restart`] make the outages the tests need.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::temp::TempDir;
+
+/// Where Debian's package puts the server.
+pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+/// The server binary, or a panic that says how to install it.
+pub fn redis_binary() -> PathBuf {
+    let path = PathBuf::from(REDIS_SERVER);
+    assert!(
+        path.exists(),
+        "redis-server is not installed: run scripts/install-redis.sh (as root), which installs \
+         Debian's redis-server"
+    );
+    path
+}
+
+/// A running redis-server, stopped (SIGKILL: it keeps nothing anyway) on drop.
+#[derive(Debug)]
+pub struct Redis {
+    child: Option<Child>,
+    dir: TempDir,
+    port: u16,
+    password: Option<String>,
+}
+
+impl Redis {
+    /// A server without a password.
+    pub fn start() -> Redis {
+        Self::launch(None)
+    }
+
+    /// A server that requires `password` (`requirepass`).
+    pub fn with_password(password: &str) -> Redis {
+        Self::launch(Some(password.to_owned()))
+    }
+
+    fn launch(password: Option<String>) -> Redis {
+        let mut redis = Redis {
+            child: None,
+            dir: TempDir::new("redis"),
+            port: 0,
+            password,
+        };
+        for _ in 0..5 {
+            redis.port = free_port();
+            if redis.spawn().is_ok() {
+                return redis;
+            }
+        }
+        panic!(
+            "redis-server did not start on a free port:\n{}",
+            redis.log()
+        );
+    }
+
+    /// Starts the server on `self.port`; an error when it exits before it answers (port
+    /// taken meanwhile) or does not answer within 10 s.
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut command = Command::new(redis_binary());
+        command
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--protected-mode", "no"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"));
+        if let Some(password) = &self.password {
+            command.arg("--requirepass").arg(password);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait redis-server") {
+                return Err(format!("redis-server exited with {status}"));
+            }
+            if self.answers() {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("redis-server did not answer within 10 s".into());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the server answers PING (`+PONG`, or `-NOAUTH` when it wants a password).
+    fn answers(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200))
+        else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        if stream.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        let mut line = String::new();
+        let _ = BufReader::new(stream).read_line(&mut line);
+        line.starts_with("+PONG") || line.starts_with("-NOAUTH")
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `redis://127.0.0.1:PORT` (the password, if any, is not in it: it goes in a file).
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The password given at start.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// The server's own log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    /// Kills the server at once (SIGKILL): an outage. Does nothing if it is not running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, empty (no persistence), after [`kill`].
+    /// Retries for a few seconds while the port is not yet free again.
+    ///
+    /// [`kill`]: Redis::kill
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(why) if Instant::now() > deadline => {
+                    panic!("redis-server did not restart: {why}\n{}", self.log())
+                }
+                Err(_) => thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        if thread::panicking() {
+            eprintln!("--- redis-server log:\n{}", self.log());
+        }
+    }
+}
+
+/// A TCP port free on 127.0.0.1 right now (it may be taken before redis binds it:
+/// [`Redis::start`] retries).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind port 0")
+}
