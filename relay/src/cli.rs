@@ -161,6 +161,32 @@ pub struct RunArgs {
     #[arg(long, env = "MOOSE_QUEUE_MS", default_value_t = 200, global = true)]
     pub queue_ms: u32,
 
+    /// Most bytes per second one line peer may send, as a multiple of a Moose PCM stream
+    /// (400 000 bytes/s), after a burst of a quarter second at that rate; messages beyond are
+    /// dropped (0: no cap).
+    #[arg(long, env = "MOOSE_LINE_RATE_CAP", default_value_t = 4, global = true)]
+    pub line_rate_cap: u32,
+
+    /// Chat messages one VoRS member may send per minute, after a burst of 20; more are
+    /// dropped (0: no limit).
+    #[arg(
+        long,
+        env = "MOOSE_CHAT_PER_MINUTE",
+        default_value_t = 120,
+        global = true
+    )]
+    pub chat_per_minute: u32,
+
+    /// Seconds a connection's socket may take no byte of what the relay has for it before the
+    /// connection is reset (line peers, VoRS members, HTTP and admin answers).
+    #[arg(
+        long,
+        env = "MOOSE_WRITE_STALL_TIMEOUT",
+        default_value_t = 30,
+        global = true
+    )]
+    pub write_stall_timeout: u64,
+
     /// Failed apikey attempts one address may make per minute before it gets 429.
     #[arg(
         long,

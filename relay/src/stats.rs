@@ -137,10 +137,14 @@ pub enum Drop {
     ServerFull,
     /// A protocol violation (unmasked frame, bad opcode, text message, ...).
     Protocol,
+    /// A message over its sender's rate cap (`--line-rate-cap`).
+    RateCapped,
+    /// A ping not answered: its peer already had as many pongs queued as it may.
+    UnansweredPing,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 7] = [
+    pub const ALL: [Drop; 9] = [
         Drop::SlowReceiver,
         Drop::OverLimit,
         Drop::RefusedKey,
@@ -148,6 +152,8 @@ impl Drop {
         Drop::LineFull,
         Drop::ServerFull,
         Drop::Protocol,
+        Drop::RateCapped,
+        Drop::UnansweredPing,
     ];
 
     /// The `reason` label in metrics.
@@ -160,6 +166,8 @@ impl Drop {
             Drop::LineFull => "line_full",
             Drop::ServerFull => "server_full",
             Drop::Protocol => "protocol",
+            Drop::RateCapped => "rate_capped",
+            Drop::UnansweredPing => "unanswered_ping",
         }
     }
 }
@@ -221,6 +229,10 @@ pub struct CoreStats {
     pub vors_handshake_cpu_nanos: Counter,
     /// Clients forgotten by a full per-address table, by table.
     address_evictions: [Counter; AddressTable::ALL.len()],
+    /// Connections the relay reset because their peer stopped taking bytes, by reason.
+    connections_cut: [Counter; Cut::COUNTED.len()],
+    /// VoRS chat messages dropped, and mute changes deferred, for their member's rate.
+    vors_rate_limited: [Counter; ControlKind::ALL.len()],
     /// VoRS hellos refused for not being fresh (replayed, stale, untimed), by reason.
     vors_hellos_refused: [Counter; HelloRefusal::ALL.len()],
     /// Client ephemeral keys the replay cache forgot before their window ended, because it
@@ -256,6 +268,8 @@ use crate::cluster::stats::LinkDrop;
 use crate::limits::handshakes::{HandshakeRefusal, HandshakeStage};
 use crate::limits::replay::HelloRefusal;
 use crate::limits::{AddressTable, ConnectionRefusal};
+use crate::outbound::queue::Cut;
+pub use crate::vors::control_rate::ControlKind;
 
 impl CoreStats {
     pub fn dropped(&self, reason: Drop) {
@@ -296,6 +310,28 @@ impl CoreStats {
 
     pub fn address_evictions(&self, table: AddressTable) -> u64 {
         self.address_evictions[table as usize].get()
+    }
+
+    /// Counts a connection cut for `reason` (a member's own leaving is not counted).
+    pub(crate) fn connection_cut(&self, reason: Cut) {
+        if let Some(i) = Cut::COUNTED.iter().position(|r| *r == reason) {
+            self.connections_cut[i].inc();
+        }
+    }
+
+    pub(crate) fn connections_cut(&self, reason: Cut) -> u64 {
+        Cut::COUNTED
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.connections_cut[i].get())
+    }
+
+    pub fn vors_rate_limited(&self, kind: ControlKind) {
+        self.vors_rate_limited[kind as usize].inc();
+    }
+
+    pub fn vors_rate_limits(&self, kind: ControlKind) -> u64 {
+        self.vors_rate_limited[kind as usize].get()
     }
 
     pub fn hello_refused(&self, reason: HelloRefusal) {

@@ -3,16 +3,13 @@
 //! (The original Go server let one stalled receiver block both directions.)
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use moose_proto::ws::Opcode;
 use moose_testkit::relay::Relay;
-use moose_testkit::ws::{WsClient, upgrade_request};
-use socket2::{Domain, Protocol, Socket, Type};
+use moose_testkit::ws::{WsClient, connect_stalled};
 
 const KEY: &str = "slow-receiver-key-0123456789";
 /// PCM-sized messages: about 30 MiB in all, far more than any bounded queue may hold.
@@ -33,36 +30,6 @@ fn message(seq: u32) -> Vec<u8> {
     m
 }
 
-/// Joins the line over a socket with a tiny receive buffer, and never reads after the 101.
-fn connect_stalled(addr: SocketAddr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    // Set before connecting so the window advertised from the start is small.
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let mut stream: TcpStream = socket.into();
-    let request = upgrade_request(addr, &format!("apikey={KEY}"), &[]);
-    stream.write_all(request.as_bytes()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            stream.read(&mut byte).unwrap(),
-            1,
-            "relay closed during upgrade"
-        );
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101 "),
-        "{:?}",
-        String::from_utf8_lossy(&head)
-    );
-    stream
-}
-
 /// Peers on lines, summed over cores.
 fn line_peers(relay: &Relay) -> u64 {
     relay
@@ -75,14 +42,16 @@ fn line_peers(relay: &Relay) -> u64 {
 
 #[test]
 fn stalled_receiver_loses_oldest_audio_while_others_get_everything() {
-    let relay = Relay::start(&["--max-peers", "3"], &[("APIKEY", KEY)]);
+    // A sends as fast as B reads, far above a live PCM stream: no rate cap here.
+    let relay = Relay::start(
+        &["--max-peers", "3", "--line-rate-cap", "0"],
+        &[("APIKEY", KEY)],
+    );
     let mut a = WsClient::connect(relay.http, KEY);
     let mut b = WsClient::connect(relay.http, KEY);
-    let c = connect_stalled(relay.http);
+    let c = connect_stalled(relay.http, KEY, 4096);
     assert_eq!(line_peers(&relay), 3);
-    // Reset the peak (VmHWM) to the current RSS so a start-up peak cannot hide growth; where
-    // the kernel refuses, the peak only over-states growth.
-    let _ = std::fs::write(format!("/proc/{}/clear_refs", relay.pid()), "5");
+    relay.reset_peak_rss();
     let rss_before = relay.rss_kib();
 
     // B reads continuously and reports each message it got, in order, to A.

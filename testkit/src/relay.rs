@@ -148,6 +148,60 @@ impl Relay {
         self.status_kib("VmHWM:")
     }
 
+    /// Resets the peak (VmHWM) to the current resident memory, so that a start-up peak cannot
+    /// hide growth; where the kernel refuses, the peak only over-states growth.
+    pub fn reset_peak_rss(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
+    }
+
+    /// Bytes the relay has written on its TCP connection from port `relay_port` to port
+    /// `peer_port` (on loopback) that the peer has not acknowledged yet, from /proc/net/tcp;
+    /// `None` when there is no such connection. It stands still once a peer that does not
+    /// read has a full receive buffer.
+    pub fn unacked(relay_port: u16, peer_port: u16) -> Option<u64> {
+        let port = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
+        std::fs::read_to_string("/proc/net/tcp")
+            .ok()?
+            .lines()
+            .skip(1)
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let ours =
+                    port(fields.get(1)?)? == relay_port && port(fields.get(2)?)? == peer_port;
+                let tx_queue = fields.get(4)?.split(':').next()?;
+                ours.then(|| u64::from_str_radix(tx_queue, 16).ok())
+                    .flatten()
+            })
+    }
+
+    /// Calls `step` (which sends something towards a peer that does not read) until the
+    /// relay's bytes unacknowledged by that peer (see [`Relay::unacked`]) have stood still, above
+    /// zero, for 200 ms: the kernel buffers towards it are full, and whatever the relay has for
+    /// it from now on waits in the relay. (Zero standing still is a peer that takes everything
+    /// so far.) Returns when they last moved; panics after `within`.
+    pub fn fill_towards(
+        relay_port: u16,
+        peer_port: u16,
+        within: Duration,
+        mut step: impl FnMut(),
+    ) -> std::time::Instant {
+        let deadline = std::time::Instant::now() + within;
+        let (mut last, mut moved) = (None, std::time::Instant::now());
+        loop {
+            step();
+            let now = Self::unacked(relay_port, peer_port);
+            if now != last {
+                (last, moved) = (now, std::time::Instant::now());
+            } else if now.is_some_and(|n| n > 0) && moved.elapsed() > Duration::from_millis(200) {
+                return moved;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the buffers towards port {peer_port} did not fill within {within:?}: {now:?}"
+            );
+        }
+    }
+
     /// The relay's open file descriptors, counted in /proc.
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))

@@ -371,6 +371,25 @@ impl VorsMember {
         packet
     }
 
+    /// Sends `text` to the room as CHAT, at once.
+    pub fn send_chat(&mut self, text: &str) {
+        self.session
+            .send_chat(Instant::now(), text)
+            .expect("chat while joined");
+        self.drain();
+    }
+
+    /// Mutes or unmutes (MUTED/UNMUTED to the room), at once.
+    pub fn set_muted(&mut self, muted: bool) {
+        self.session.set_muted(Instant::now(), muted);
+        self.drain();
+    }
+
+    /// The local address of our TCP connection to the relay.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp.local_addr().expect("tcp addr")
+    }
+
     /// Sends `datagram` from our registered UDP socket, as is.
     pub fn send_raw(&self, datagram: &[u8]) {
         self.udp

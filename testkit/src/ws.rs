@@ -53,20 +53,19 @@ pub fn upgrade_request(host: SocketAddr, query: &str, extra: &[(&str, &str)]) ->
     request
 }
 
-/// Sends an upgrade request for `/ws?<query>` with `extra` headers; returns the client on 101.
-pub fn try_connect(
+/// Sends an upgrade request for `/ws?<query>` with `extra` headers on `stream` and reads the
+/// response head, byte by byte so no frame bytes after it are swallowed.
+fn request_upgrade(
+    stream: &mut TcpStream,
     addr: SocketAddr,
     query: &str,
     extra: &[(&str, &str)],
-) -> Result<WsClient, Refused> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_nodelay(true).unwrap();
+) -> Vec<u8> {
     let request = upgrade_request(addr, query, extra);
     stream.write_all(request.as_bytes()).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    // Read the head byte by byte so no frame bytes after it are swallowed.
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -76,6 +75,18 @@ pub fn try_connect(
             Err(e) => panic!("reading the response head: {e}"),
         }
     }
+    head
+}
+
+/// Sends an upgrade request for `/ws?<query>` with `extra` headers; returns the client on 101.
+pub fn try_connect(
+    addr: SocketAddr,
+    query: &str,
+    extra: &[(&str, &str)],
+) -> Result<WsClient, Refused> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let head = request_upgrade(&mut stream, addr, query, extra);
     let head = String::from_utf8(head).unwrap();
     let status: u16 = head
         .split_whitespace()
@@ -100,6 +111,24 @@ pub fn try_connect(
     let mut body = String::new();
     let _ = stream.read_to_string(&mut body);
     Err(Refused { status, head, body })
+}
+
+/// Joins the line of `key` over a socket whose receive buffer is `recv_buffer` bytes, set
+/// before connecting so the window it advertises is small from the start, and returns it right
+/// after the 101: a receiver that never reads.
+pub fn connect_stalled(addr: SocketAddr, key: &str, recv_buffer: usize) -> TcpStream {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket.set_recv_buffer_size(recv_buffer).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    let head = request_upgrade(&mut stream, addr, &format!("apikey={key}"), &[]);
+    assert!(
+        head.starts_with(b"HTTP/1.1 101 "),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
 }
 
 impl WsClient {

@@ -55,6 +55,13 @@ pub struct Config {
     pub max_message: usize,
     /// Most bytes queued for one receiver before its oldest audio is dropped.
     pub queue_bytes: usize,
+    /// Most bytes per second one line peer may send, as a multiple of a PCM stream (0: no
+    /// cap).
+    pub line_rate_cap: u32,
+    /// Chat messages per minute per VoRS member (0: no limit).
+    pub chat_per_minute: u32,
+    /// How long a socket may take no byte of what the relay has for it.
+    pub write_stall: Duration,
     pub auth_failures_per_minute: u32,
     /// TCP connections open at once per client address (0: no limit).
     pub max_connections_per_address: usize,
@@ -262,6 +269,20 @@ impl Config {
                 "must be between 1 and 3600 seconds",
             ));
         }
+        if args.line_rate_cap > 1000 {
+            return Err(bad(
+                "line_rate_cap",
+                &args.line_rate_cap,
+                "must be at most 1000 (times a PCM stream), or 0 for no cap",
+            ));
+        }
+        if args.write_stall_timeout == 0 || args.write_stall_timeout > 3600 {
+            return Err(bad(
+                "write_stall_timeout",
+                &args.write_stall_timeout,
+                "must be between 1 and 3600 seconds",
+            ));
+        }
         if args.hello_max_skew == 0 || args.hello_max_skew > 3600 {
             return Err(bad(
                 "hello_max_skew",
@@ -324,6 +345,9 @@ impl Config {
             vors_key: args.vors_key.clone(),
             max_message: args.max_message,
             queue_bytes: queue_bytes(args.queue_ms, args.max_message),
+            line_rate_cap: args.line_rate_cap,
+            chat_per_minute: args.chat_per_minute,
+            write_stall: Duration::from_secs(args.write_stall_timeout),
             auth_failures_per_minute: args.auth_failures_per_minute,
             max_connections_per_address: args.max_connections_per_address,
             max_handshakes: args.max_handshakes,
@@ -402,6 +426,9 @@ mod tests {
         assert_eq!(config.max_rooms, 10_000);
         assert_eq!(config.max_rooms_per_address, 16);
         assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.line_rate_cap, 4);
+        assert_eq!(config.chat_per_minute, 120);
+        assert_eq!(config.write_stall, Duration::from_secs(30));
         let mut default = Config::default();
         assert_eq!(default.cpus, vec![0]);
         default.cpus.clone_from(&config.cpus);
@@ -436,6 +463,18 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("invalid setting handshake_cpu_percent = 0 "),
+            "{err}"
+        );
+        let err = parse(&["--write-stall-timeout", "0"]).expect_err("no time to write");
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting write_stall_timeout = 0 "),
+            "{err}"
+        );
+        let err = parse(&["--line-rate-cap", "1001"]).expect_err("no cap at all");
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting line_rate_cap = 1001 "),
             "{err}"
         );
         let err = parse(&["--apikey", "short"]).expect_err("short key");

@@ -62,6 +62,32 @@ pub fn render(args: &RunArgs, config: &Config, sources: &Sources) -> String {
         &format!("{} bytes per receiver", config.queue_bytes),
     );
     line(
+        "line_rate_cap",
+        config.line_rate_cap.to_string(),
+        &if config.line_rate_cap == 0 {
+            "no cap".to_owned()
+        } else {
+            format!(
+                "{} bytes/s per line peer",
+                u64::from(config.line_rate_cap) * 1000 * super::PCM_BYTES_PER_MS as u64
+            )
+        },
+    );
+    line(
+        "chat_per_minute",
+        config.chat_per_minute.to_string(),
+        if config.chat_per_minute == 0 {
+            "no limit"
+        } else {
+            "per VoRS member"
+        },
+    );
+    line(
+        "write_stall_timeout",
+        config.write_stall.as_secs().to_string(),
+        "seconds",
+    );
+    line(
         "auth_failures_per_minute",
         config.auth_failures_per_minute.to_string(),
         "",

@@ -4,7 +4,6 @@
 
 use std::rc::Rc;
 
-use futures_lite::io::AsyncWriteExt;
 use std::os::fd::OwnedFd;
 
 use glommio::net::TcpStream;
@@ -12,6 +11,7 @@ use moose_proto::http::{self, Parse, Status};
 
 use crate::accept::{Accepted, Acceptor, WhenExhausted};
 use crate::metrics;
+use crate::outbound::writer::write_all_within;
 use crate::shard::Shard;
 
 /// Accepts admin connections for as long as the relay runs. Out of file descriptors, it still
@@ -33,7 +33,8 @@ pub(crate) async fn serve(shard: Rc<Shard>, listener: OwnedFd) {
 }
 
 async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
-    let Some((head, head_len)) = super::read_head(&mut stream, shard.config.header_timeout).await
+    let Some((head, head_len)) =
+        super::read_head(&shard, &mut stream, shard.config.header_timeout).await
     else {
         return;
     };
@@ -66,8 +67,8 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
     let mut out = Vec::with_capacity(body.len() + 200);
     http::write_response(status, content_type, &[], body.as_bytes(), &mut out);
     // Flushed before the stream is dropped, as `respond` does, so no part of the answer can
-    // be left behind when the connection closes.
-    if stream.write_all(&out).await.is_ok() {
-        let _ = stream.flush().await;
-    }
+    // be left behind when the connection closes; a scraper that takes none of it for
+    // `--write-stall-timeout` is reset.
+    let stall = shard.config.write_stall;
+    let _ = write_all_within(&mut stream, &out, stall, &shard.stats).await;
 }

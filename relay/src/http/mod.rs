@@ -1,5 +1,9 @@
 //! The HTTP front door on every core: the web client's files, and `/ws` upgrades that join a
 //! line (refused with a status before the upgrade when they may not).
+//!
+//! Every answer is written within the write-stall limit (`--write-stall-timeout`): a client
+//! that takes no byte of it for that long is reset (see `outbound::writer`), so a client that
+//! asks and never reads holds neither a task nor a descriptor.
 
 pub(crate) mod admin;
 pub(crate) mod files;
@@ -10,18 +14,20 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::AsyncReadExt;
 use glommio::net::TcpStream;
 use moose_proto::http::{self, Parse, Request, Status};
 use tracing::debug;
 
 use crate::limits::address::AddressSlot;
+use crate::outbound::writer::write_all_within;
 use crate::shard::Shard;
 
 /// Reads one request head, which must arrive whole within `timeout` (`--header-timeout`,
 /// slowloris protection). Returns the head's bytes (and any bytes after it) and its length,
 /// or `None` when the client went away, stalled or sent something unusable (answered already).
 pub(crate) async fn read_head(
+    shard: &Shard,
     stream: &mut TcpStream,
     timeout: Duration,
 ) -> Option<(Vec<u8>, usize)> {
@@ -48,7 +54,7 @@ pub(crate) async fn read_head(
             Some((buf, head_len))
         }
         Ok(Some(Err(e))) => {
-            let _ = respond(stream, e.status(), &format!("{e}\n"), &[]).await;
+            let _ = respond(shard, stream, e.status(), &format!("{e}\n"), &[]).await;
             None
         }
         Ok(None) => None,
@@ -69,7 +75,8 @@ pub(crate) async fn serve(
     slot: AddressSlot,
 ) {
     let _ = stream.set_nodelay(true);
-    let Some((head, head_len)) = read_head(&mut stream, shard.config.header_timeout).await else {
+    let Some((head, head_len)) = read_head(&shard, &mut stream, shard.config.header_timeout).await
+    else {
         return;
     };
     shard.stats.http_requests.inc();
@@ -106,13 +113,15 @@ async fn route(
         return match upgrade::check(shard, addr, request) {
             Ok(accepted) => Ok(Route::Upgrade(accepted)),
             Err(refusal) => {
-                respond(stream, refusal.status, refusal.body, refusal.extra_headers).await?;
+                let (status, body) = (refusal.status, refusal.body);
+                respond(shard, stream, status, body, refusal.extra_headers).await?;
                 Ok(Route::Done)
             }
         };
     }
     if request.method != "GET" {
         respond(
+            shard,
             stream,
             Status::METHOD_NOT_ALLOWED,
             "GET only\n",
@@ -131,9 +140,10 @@ async fn route(
                 body,
                 &mut out,
             );
-            stream.write_all(&out).await?;
+            let stall = shard.config.write_stall;
+            write_all_within(stream, &out, stall, &shard.stats).await?;
         }
-        None => respond(stream, Status::NOT_FOUND, "not found\n", &[]).await?,
+        None => respond(shard, stream, Status::NOT_FOUND, "not found\n", &[]).await?,
     }
     Ok(Route::Done)
 }
@@ -145,6 +155,7 @@ pub(crate) const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\
 
 /// Sends a small plain-text response (the connection closes after it).
 pub(crate) async fn respond(
+    shard: &Shard,
     stream: &mut TcpStream,
     status: Status,
     body: &str,
@@ -158,8 +169,7 @@ pub(crate) async fn respond(
         body.as_bytes(),
         &mut out,
     );
-    stream.write_all(&out).await?;
-    stream.flush().await
+    write_all_within(stream, &out, shard.config.write_stall, &shard.stats).await
 }
 
 #[cfg(test)]

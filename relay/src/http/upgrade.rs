@@ -10,7 +10,6 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
 use moose_proto::apikey;
 use moose_proto::http::{self, Request, Status, Upgrade};
@@ -20,6 +19,7 @@ use crate::handoff::{Handoff, LineRequest};
 use crate::limits::AddressTable;
 use crate::limits::address::AddressSlot;
 use crate::line::{JoinError, peer};
+use crate::outbound::writer::write_all_within;
 use crate::shard::Shard;
 use crate::stats::Drop;
 use crate::sys;
@@ -179,7 +179,8 @@ pub(crate) async fn admit(shard: Rc<Shard>, mut stream: TcpStream, request: Line
                 JoinError::ServerFull => "server full\n",
             };
             info!(line = tag, reason = body.trim_end(), "peer refused");
-            let _ = super::respond(&mut stream, Status::SERVICE_UNAVAILABLE, body, &[]).await;
+            let status = Status::SERVICE_UNAVAILABLE;
+            let _ = super::respond(&shard, &mut stream, status, body, &[]).await;
             return;
         }
     };
@@ -188,7 +189,8 @@ pub(crate) async fn admit(shard: Rc<Shard>, mut stream: TcpStream, request: Line
     shard.stats.ws_upgrades.inc();
     let mut response = Vec::with_capacity(160);
     http::write_switching_protocols(&ws_key, &mut response);
-    if let Err(e) = stream.write_all(&response).await {
+    let stall = shard.config.write_stall;
+    if let Err(e) = write_all_within(&mut stream, &response, stall, &shard.stats).await {
         debug!(error = %e, "101 not sent");
         shard.lines.leave(&key, &member);
         return;

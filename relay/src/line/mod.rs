@@ -5,6 +5,7 @@
 //! queue. No locks: a line and its peers live and die on one core.
 
 pub(crate) mod peer;
+pub(crate) mod rate;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::limits::quota::Quota;
-use crate::outbound::queue::{Kind, OutQueue};
+use crate::outbound::queue::OutQueue;
 use crate::stats::{CoreStats, Drop};
 
 /// One connection on a line.
@@ -34,17 +35,20 @@ pub(crate) struct Line {
 }
 
 impl Line {
-    /// Queues `frame`, read at `received`, for every member but `from`; returns how many old
-    /// frames slow receivers dropped to take it.
-    pub(crate) fn broadcast(&self, from: u64, frame: &Bytes, received: Instant) -> usize {
+    /// Queues `frame`, read at `received` and charged `charge` bytes (what it keeps alive),
+    /// for every member but `from`; returns how many frames slow receivers dropped to take it.
+    pub(crate) fn broadcast(
+        &self,
+        from: u64,
+        frame: &Bytes,
+        charge: usize,
+        received: Instant,
+    ) -> usize {
         self.members
             .borrow()
             .iter()
             .filter(|m| m.id != from)
-            .map(|m| {
-                m.out
-                    .push_received(frame.clone(), Kind::Audio, Some(received))
-            })
+            .map(|m| m.out.push_audio(frame.clone(), charge, received))
             .sum()
     }
 
@@ -167,7 +171,7 @@ mod tests {
         let (line, a) = lines.join(b"key-one-0123456789", 1).expect("room");
         let (_, b) = lines.join(b"key-one-0123456789", 1).expect("room");
         let (_, c) = lines.join(b"key-one-0123456789", 1).expect("room");
-        line.broadcast(a.id, &Bytes::from_static(b"hello"), Instant::now());
+        line.broadcast(a.id, &Bytes::from_static(b"hello"), 5, Instant::now());
         assert_eq!(a.out.queued_bytes(), 0);
         assert_eq!(b.out.queued_bytes(), 5);
         assert_eq!(c.out.queued_bytes(), 5);

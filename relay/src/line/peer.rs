@@ -6,6 +6,18 @@
 //! `ws::reframe_in_place`), and one `Bytes` handed to every other peer's queue. No copy of the
 //! payload in user space, no allocation per message (a block is allocated per ~64 KiB read).
 //!
+//! A queued message keeps its whole block alive, so it is *charged* in the receivers' queues
+//! for every byte taken from the block since the last message queued (the frames between that
+//! nothing forwarded: pongs, pings, a rate-capped message), not only its own: a receiver's
+//! queue then bounds the memory it pins, about its bound plus one block. The alternative, to
+//! copy small messages out of the block, costs an allocation and a copy per message where this
+//! costs an addition; and a 1024-byte PCM message stays zero-copy either way. What this adds per
+//! message: two additions when its frame is taken, and the rate cap's decision (`rate`).
+//!
+//! Pongs owed to a peer are capped: while it has [`MAX_QUEUED_CONTROL`] control frames queued
+//! and unwritten (it does not read them), its further pings are ignored and counted, as RFC
+//! 6455 allows (an endpoint may answer only some of a run of pings).
+//!
 //! What the frames ask for is decided without the socket (`FrameReader::dispatch` takes the
 //! counters, the line and the sending member), so unit tests feed it bytes and read the queues.
 
@@ -20,10 +32,12 @@ use glommio::net::TcpStream;
 use moose_proto::ws::{self, CloseCode, FrameError, FrameHeader, MessagePart, Opcode};
 use tracing::debug;
 
+use super::rate::ByteRate;
 use super::{Line, Member};
-use crate::outbound::queue::Kind;
+use crate::outbound::writer;
 use crate::shard::Shard;
 use crate::stats::{CoreStats, Drop};
+#[cfg(test)]
 use crate::sys;
 
 /// Size of a receive block; frames are split off it and shared until every receiver wrote them.
@@ -38,8 +52,9 @@ const FIRST_BLOCK: usize = 512;
 const PING_EVERY: Duration = Duration::from_secs(15);
 /// A peer that sends nothing at all (not even a pong) for this long is gone.
 const IDLE_LIMIT: Duration = Duration::from_secs(45);
-/// A receiver that accepts no byte for this long is disconnected.
-const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
+/// Control frames (pongs, the relay's pings) a peer may have queued and unwritten; while it
+/// has this many, its pings are not answered.
+pub(crate) const MAX_QUEUED_CONTROL: usize = 8;
 
 /// A peer admitted to a line, ready to run.
 #[derive(Debug)]
@@ -54,9 +69,9 @@ pub(crate) struct Peer {
 pub(crate) async fn run(shard: Rc<Shard>, stream: TcpStream, peer: Peer, early: Vec<u8>) {
     let fd = stream.as_raw_fd();
     let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
-    let _ = stream.set_write_timeout(Some(WRITE_STALL_LIMIT));
-    let (reader, writer) = futures_lite::io::split(stream);
+    let (reader, out) = futures_lite::io::split(stream);
     let member = peer.member.clone();
+    let tag = peer.line.tag;
     let writer_task = glommio::spawn_local({
         let shard = shard.clone();
         let member = member.clone();
@@ -67,22 +82,21 @@ pub(crate) async fn run(shard: Rc<Shard>, stream: TcpStream, peer: Peer, early: 
                 stats.ws_bytes_out.add(bytes as u64);
             };
             let latency = Some(&stats.ws_forward_latency);
-            if let Err(e) =
-                crate::outbound::writer::drain(&member.out, fd, writer, counted, latency).await
-            {
-                debug!(error = %e, "line peer write ended");
-                // Unblock the reader too: the peer is gone or stalled beyond the limit.
-                sys::shutdown(fd);
+            let stall = shard.config.write_stall;
+            let ended = writer::drain(&member.out, fd, out, stall, counted, latency).await;
+            if let writer::Ended::Cut(reason) = &ended {
+                debug!(line = tag, reason = reason.label(), "line peer cut");
             }
+            // A cut or failed connection is reset, which unblocks the reader too.
+            writer::settle(&ended, fd, stats);
         }
     });
     let pinger = glommio::spawn_local(ping_loop(member.clone()));
     let outcome = read_loop(&shard, &peer, reader, early).await;
     shard.lines.leave(&peer.key, &member);
     if let Some(code) = outcome.close_code() {
-        member
-            .out
-            .push(close_frame(code, outcome.reason()), Kind::Control);
+        // A peer too far behind for one more control frame is cut instead (see `OutQueue`).
+        let _ = member.out.push_control(close_frame(code, outcome.reason()));
     }
     member.out.close();
     debug!(line = peer.line.tag, outcome = ?outcome, "line peer left");
@@ -140,16 +154,20 @@ struct RecvBuf {
     filled: usize,
     /// Still the small first block: full blocks are taken once it runs out.
     first: bool,
+    /// The size of the current block's allocation: the most a frame taken from it keeps alive.
+    size: usize,
 }
 
 impl RecvBuf {
     fn new(early: &[u8]) -> Self {
-        let mut block = BytesMut::zeroed(FIRST_BLOCK.max(early.len()));
+        let size = FIRST_BLOCK.max(early.len());
+        let mut block = BytesMut::zeroed(size);
         block[..early.len()].copy_from_slice(early);
         RecvBuf {
             block,
             filled: early.len(),
             first: true,
+            size,
         }
     }
 
@@ -162,7 +180,8 @@ impl RecvBuf {
             return;
         }
         self.first = false;
-        let mut fresh = BytesMut::zeroed(BLOCK.max(self.filled + want));
+        self.size = BLOCK.max(self.filled + want);
+        let mut fresh = BytesMut::zeroed(self.size);
         fresh[..self.filled].copy_from_slice(&self.block[..self.filled]);
         self.block = fresh;
     }
@@ -180,7 +199,9 @@ async fn read_loop(
     early: Vec<u8>,
 ) -> Outcome {
     let stats: &CoreStats = &shard.stats;
-    let mut frames = FrameReader::new(&early, shard.config.max_message);
+    let largest = shard.config.max_message + ws::MAX_HEADER;
+    let rate = ByteRate::pcm_multiple(shard.config.line_rate_cap, largest, Instant::now());
+    let mut frames = FrameReader::new(&early, shard.config.max_message, rate);
     // When the bytes being parsed were read: the start of each message's forward latency. One
     // clock read per read call, shared by every frame it brought.
     let mut received = Instant::now();
@@ -217,17 +238,35 @@ struct FrameReader {
     fragments: ws::Fragments,
     /// A fragmented message being reassembled, with room for the server header in front.
     assembling: BytesMut,
+    /// Bytes taken from the receive buffer since the last message was queued: what the next
+    /// one queued keeps alive besides itself, and is charged for (up to its whole block: the
+    /// blocks before it are kept alive by earlier messages, or by nothing).
+    unqueued: usize,
+    /// Bytes taken since the rate cap last judged a message: what the next message costs.
+    unrated: usize,
+    /// `--line-rate-cap` (`None`: no cap).
+    rate: Option<ByteRate>,
 }
 
 impl FrameReader {
     /// A reader that starts with the bytes the client sent after its upgrade request.
-    fn new(early: &[u8], max: usize) -> Self {
+    fn new(early: &[u8], max: usize, rate: Option<ByteRate>) -> Self {
         FrameReader {
             buf: RecvBuf::new(early),
             max,
             fragments: ws::Fragments::new(max),
             assembling: BytesMut::new(),
+            unqueued: 0,
+            unrated: 0,
+            rate,
         }
+    }
+
+    /// Whether the message completed now is within the peer's rate cap; its cost is every
+    /// byte read since the last message judged.
+    fn within_rate(&mut self, now: u64) -> bool {
+        let cost = std::mem::take(&mut self.unrated);
+        self.rate.as_mut().is_none_or(|rate| rate.allows(now, cost))
     }
 
     /// Where the next read goes: the free end of the buffer, with room for `want` bytes.
@@ -252,8 +291,10 @@ impl FrameReader {
         received: Instant,
     ) -> Result<usize, Outcome> {
         let max = self.max;
-        let buf = &mut self.buf;
+        // The rate cap's clock, read once for every frame this read brought.
+        let now = self.rate.as_ref().map_or(0, |rate| rate.clock(received));
         loop {
+            let buf = &mut self.buf;
             let header = match ws::decode_client_header(&buf.block[..buf.filled], max) {
                 Ok(Some(h)) => h,
                 Ok(None) => return Ok(2),
@@ -263,7 +304,12 @@ impl FrameReader {
                 return Ok(header.frame_len() - buf.filled);
             }
             let frame = buf.take(header.frame_len());
+            self.unqueued += header.frame_len();
+            self.unrated += header.frame_len();
             match header.opcode {
+                Opcode::Ping if member.out.control_messages() >= MAX_QUEUED_CONTROL => {
+                    stats.dropped(Drop::UnansweredPing);
+                }
                 Opcode::Ping => {
                     let mut pong = Vec::with_capacity(header.frame_len());
                     let mut payload = frame;
@@ -274,7 +320,9 @@ impl FrameReader {
                         &payload[header.header_len..],
                         &mut pong,
                     );
-                    member.out.push(Bytes::from(pong), Kind::Control);
+                    // Within MAX_QUEUED_CONTROL frames of at most 127 bytes: far under any
+                    // bound, so this never cuts.
+                    let _ = member.out.push_control(Bytes::from(pong));
                 }
                 Opcode::Pong => {}
                 Opcode::Close => {
@@ -289,12 +337,18 @@ impl FrameReader {
                 _ => match self.fragments.on_data_frame(&header) {
                     Err(e) => return Err(violation(stats, e)),
                     Ok(MessagePart::Whole(Opcode::Binary)) => {
+                        if !self.within_rate(now) {
+                            stats.dropped(Drop::RateCapped);
+                            continue;
+                        }
                         let mut frame = frame;
                         let range = ws::reframe_in_place(&mut frame, &header);
                         frame.advance(range.start);
                         frame.truncate(range.len());
                         let message = frame.freeze();
-                        forward(stats, line, member, message, header.payload_len, received);
+                        let charge = std::mem::take(&mut self.unqueued).min(self.buf.size);
+                        let sent = (header.payload_len, charge, received);
+                        forward(stats, line, member, message, sent);
                     }
                     Ok(MessagePart::Whole(_) | MessagePart::First(Opcode::Text)) => {
                         stats.dropped(Drop::Protocol);
@@ -311,6 +365,11 @@ impl FrameReader {
                     }
                     Ok(MessagePart::Last(_)) => {
                         append_payload(&mut self.assembling, frame, &header);
+                        if !self.within_rate(now) {
+                            self.assembling = BytesMut::new();
+                            stats.dropped(Drop::RateCapped);
+                            continue;
+                        }
                         let mut message = std::mem::take(&mut self.assembling);
                         let len = message.len() - ws::MAX_SERVER_HEADER;
                         let written = ws::write_server_header_before(
@@ -320,7 +379,15 @@ impl FrameReader {
                             &mut message[..ws::MAX_SERVER_HEADER],
                         );
                         message.advance(ws::MAX_SERVER_HEADER - written);
-                        forward(stats, line, member, message.freeze(), len, received);
+                        let pinned = std::mem::take(&mut self.unqueued);
+                        let charge = pinned.min(self.buf.size.max(message.len()));
+                        forward(
+                            stats,
+                            line,
+                            member,
+                            message.freeze(),
+                            (len, charge, received),
+                        );
                     }
                 },
             }
@@ -350,18 +417,19 @@ fn append_payload(message: &mut BytesMut, mut frame: BytesMut, header: &FrameHea
 }
 
 /// Counts a message from `member` and queues it for every other peer of `line`; a slow
-/// receiver's queue drops its oldest audio to take it (counted).
+/// receiver's queue drops its oldest audio to take it (counted). `sent` is the message's
+/// payload length, its charge in the queues, and when it was read.
 fn forward(
     stats: &CoreStats,
     line: &Line,
     member: &Member,
     message: Bytes,
-    payload_len: usize,
-    received: Instant,
+    sent: (usize, usize, Instant),
 ) {
+    let (payload_len, charge, received) = sent;
     stats.ws_messages_in.inc();
     stats.ws_bytes_in.add(payload_len as u64);
-    let dropped = line.broadcast(member.id, &message, received);
+    let dropped = line.broadcast(member.id, &message, charge, received);
     for _ in 0..dropped {
         stats.dropped(Drop::SlowReceiver);
     }
@@ -375,7 +443,7 @@ async fn ping_loop(member: Rc<Member>) {
     };
     while !member.out.is_closed() {
         glommio::timer::sleep(PING_EVERY).await;
-        member.out.push(ping.clone(), Kind::Control);
+        let _ = member.out.push_control(ping.clone());
     }
 }
 
@@ -439,7 +507,7 @@ mod tests {
         from: &Member,
         bytes: &[u8],
     ) -> Result<usize, Outcome> {
-        let mut frames = FrameReader::new(bytes, 64 * 1024);
+        let mut frames = FrameReader::new(bytes, 64 * 1024, None);
         frames.dispatch(stats, line, from, Instant::now())
     }
 
@@ -466,7 +534,7 @@ mod tests {
     fn a_frame_read_in_parts_goes_once_it_is_whole() {
         let (stats, _lines, peers, line) = line(2, 10_000);
         let frame = client_frame(true, Opcode::Binary, &[9; 300]);
-        let mut frames = FrameReader::new(&frame[..100], 64 * 1024);
+        let mut frames = FrameReader::new(&frame[..100], 64 * 1024, None);
         let now = Instant::now();
         let want = frames
             .dispatch(&stats, &line, &peers[0], now)
@@ -524,8 +592,9 @@ mod tests {
 
     #[test]
     fn a_slow_receiver_loses_its_oldest_audio_never_control_and_it_is_counted() {
-        // Room for a pong and three messages of 100 bytes (102 with their header).
-        let (stats, _lines, peers, line) = line(3, 2 + 3 * 102);
+        // Room for a pong and three messages of 100 bytes, each charged its client frame: 106
+        // bytes with its header and mask.
+        let (stats, _lines, peers, line) = line(3, 2 + 3 * 106);
         let (sender, slow, keeping_up) = (&peers[0], &peers[1], &peers[2]);
         let ping = client_frame(true, Opcode::Ping, b"");
         assert_eq!(receive(&stats, &line, slow, &ping), Ok(2));
@@ -542,6 +611,74 @@ mod tests {
         assert_eq!(queued(slow), expected, "the two oldest messages went");
         assert_eq!(stats.drops(Drop::SlowReceiver), 2);
         assert_eq!(stats.ws_messages_in.get(), 5, "the sender never waited");
+    }
+
+    #[test]
+    fn a_message_is_charged_the_ignored_frames_read_before_it() {
+        let (stats, _lines, peers, line) = line(2, 100_000);
+        let pong = client_frame(true, Opcode::Pong, &[0x5a; 125]);
+        let tiny = client_frame(true, Opcode::Binary, b"");
+        let mut bytes = pong.repeat(100);
+        bytes.extend(&tiny);
+        bytes.extend(&tiny);
+        assert_eq!(receive(&stats, &line, &peers[0], &bytes), Ok(2));
+        assert_eq!(queued(&peers[1]).len(), 2);
+        // The first keeps the 100 pongs' bytes alive as well as its own; the second only its
+        // own frame.
+        assert_eq!(peers[1].out.queued_bytes(), bytes.len());
+        assert_eq!(written(&peers[1]).len(), 2);
+        assert_eq!(
+            peers[1].out.queued_bytes(),
+            0,
+            "written, the charge is given back"
+        );
+        // Pongs over more than a block: a message keeps only its own block alive, and is
+        // charged at most that.
+        let mut frames = FrameReader::new(&[], 64 * 1024, None);
+        let mut bytes = pong.repeat(3 * BLOCK / pong.len());
+        bytes.extend(&tiny);
+        for chunk in bytes.chunks(BLOCK / 2) {
+            frames.space(chunk.len())[..chunk.len()].copy_from_slice(chunk);
+            frames.filled(chunk.len());
+            let read = frames.dispatch(&stats, &line, &peers[0], Instant::now());
+            assert!(read.is_ok());
+        }
+        assert_eq!(queued(&peers[1]).len(), 1);
+        assert_eq!(peers[1].out.queued_bytes(), BLOCK);
+    }
+
+    #[test]
+    fn pings_past_the_queued_control_cap_are_not_answered_and_are_counted() {
+        let (stats, _lines, peers, line) = line(2, 100_000);
+        let ping = client_frame(true, Opcode::Ping, b"hello");
+        let bytes = ping.repeat(MAX_QUEUED_CONTROL + 12);
+        assert_eq!(receive(&stats, &line, &peers[0], &bytes), Ok(2));
+        assert_eq!(queued(&peers[0]).len(), MAX_QUEUED_CONTROL);
+        assert_eq!(stats.drops(Drop::UnansweredPing), 12);
+        // Once it reads its pongs, its pings are answered again.
+        written(&peers[0]);
+        assert_eq!(receive(&stats, &line, &peers[0], &ping), Ok(2));
+        assert_eq!(queued(&peers[0]), [server_frame(Opcode::Pong, b"hello")]);
+    }
+
+    #[test]
+    fn messages_over_the_rate_cap_are_dropped_and_counted() {
+        let (stats, _lines, peers, line) = line(2, 1 << 20);
+        let big = client_frame(true, Opcode::Binary, &[7; 60_000]);
+        let now = Instant::now();
+        // One PCM stream a second, with a burst of 100 000 bytes: one of these, not two.
+        let rate = ByteRate::pcm_multiple(1, 64 * 1024, now);
+        let mut frames = FrameReader::new(&big.repeat(3), 64 * 1024, rate);
+        assert_eq!(frames.dispatch(&stats, &line, &peers[0], now), Ok(2));
+        assert_eq!(written(&peers[1]).len(), 1);
+        assert_eq!(stats.drops(Drop::RateCapped), 2);
+        // A second later the cap has room for another.
+        frames.space(big.len())[..big.len()].copy_from_slice(&big);
+        frames.filled(big.len());
+        let later = now + Duration::from_secs(1);
+        assert_eq!(frames.dispatch(&stats, &line, &peers[0], later), Ok(2));
+        assert_eq!(written(&peers[1]).len(), 1);
+        assert_eq!(stats.ws_messages_in.get(), 2);
     }
 
     #[test]

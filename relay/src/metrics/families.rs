@@ -8,7 +8,8 @@ use crate::cluster::stats::LinkDrop;
 use crate::limits::handshakes::{HandshakeRefusal, HandshakeStage};
 use crate::limits::replay::HelloRefusal;
 use crate::limits::{AddressTable, ConnectionRefusal};
-use crate::stats::{Drop, VorsDrop};
+use crate::outbound::queue::Cut;
+use crate::stats::{ControlKind, Drop, VorsDrop};
 
 const fn counter(name: &'static str, help: &'static str, samples: Samples) -> Family {
     Family {
@@ -91,6 +92,19 @@ pub(crate) const FAMILIES: &[Family] = &[
             read: |c| {
                 ConnectionRefusal::ALL
                     .map(|r| (r.label(), c.connections_refused(r)))
+                    .to_vec()
+            },
+        },
+    ),
+    counter(
+        "moose_connections_cut_total",
+        "Connections reset because their peer stopped taking what the relay had for it, by \
+         reason: a control backlog past its bound, or no byte taken for --write-stall-timeout.",
+        ByLabel {
+            label: "reason",
+            read: |c| {
+                Cut::COUNTED
+                    .map(|r| (r.label(), c.connections_cut(r)))
                     .to_vec()
             },
         },
@@ -202,6 +216,18 @@ pub(crate) const FAMILIES: &[Family] = &[
         "moose_vors_rejects_total",
         "VoRS members refused (room full, name taken, wrong password, server full).",
         Total(|c| c.vors_rejects.get()),
+    ),
+    counter(
+        "moose_vors_rate_limited_total",
+        "VoRS chat messages dropped, and mute changes deferred, for their member's rate.",
+        ByLabel {
+            label: "kind",
+            read: |c| {
+                ControlKind::ALL
+                    .map(|k| (k.label(), c.vors_rate_limits(k)))
+                    .to_vec()
+            },
+        },
     ),
     counter(
         "moose_vors_datagrams_in_total",

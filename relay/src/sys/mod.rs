@@ -21,7 +21,10 @@ mod uring;
 pub use backlog::{accept_waiting, connection_waiting};
 pub use batch::{MAX_DATAGRAMS, RECV_BATCH, RecvBatch, send_batch};
 pub use cpus::allowed_cpus;
-pub use fd::{dup_fd, glommio_listener, glommio_stream, glommio_udp, shutdown, shutdown_read};
+pub use fd::{
+    dup_fd, glommio_listener, glommio_stream, glommio_udp, limit_send_buffer, reset, shutdown,
+    shutdown_read,
+};
 pub use memory::collect_freed_memory;
 pub use rlimits::{memlock_limit, nofile_limit, raise_nofile_limit, set_memlock_soft};
 pub use signals::{StopSignals, block_stop_signals};

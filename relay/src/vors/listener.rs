@@ -31,7 +31,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::AsyncReadExt;
 use glommio::net::TcpStream;
 use moose_proto::vors::handshake::MAX_HANDSHAKE_LEN;
 use moose_proto::vors::hello::HelloOwned;
@@ -44,6 +44,7 @@ use crate::handoff::Handoff;
 use crate::limits::AddressTable;
 use crate::limits::address::AddressSlot;
 use crate::limits::handshakes::{HandshakePass, HandshakeStage};
+use crate::outbound::writer::write_all_within;
 use crate::shard::Shard;
 use crate::sys;
 
@@ -246,7 +247,11 @@ async fn open_message_1(
     }
     shard.stats.vors_handshake_failures.inc();
     while let Some(bytes) = session.poll_transmit() {
-        if stream.write_all(&bytes).await.is_err() {
+        let stall = shard.config.write_stall;
+        if write_all_within(stream, &bytes, stall, &shard.stats)
+            .await
+            .is_err()
+        {
             break;
         }
     }

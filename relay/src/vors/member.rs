@@ -2,8 +2,14 @@
 //! connection's reader, writer and timers, and leaving.
 //!
 //! What changes the rooms ([`join`], [`process`], [`leave`]) takes only the owner core's
-//! VoRS tables, the room quota and the counters ([`OwnerCore`]), so unit tests drive it with
-//! plain values; the tasks around it own the socket.
+//! VoRS tables, the room quota, the counters and the control rate ([`OwnerCore`]), so unit
+//! tests drive it with plain values; the tasks around it own the socket.
+//!
+//! Leaving frees everything at once: the member's queue is cut ([`Cut::Discarded`]), and its
+//! writer resets the connection, which also wakes its reader. A member whose control backlog
+//! passes its bound, or whose socket takes nothing for `--write-stall-timeout`, is cut the same
+//! way from the writer's side; its reader then sees the connection end and makes it leave (DEL
+//! to the others). Chat and mute changes are rate-limited per member (`control_rate`).
 
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -16,11 +22,14 @@ use moose_proto::vors::hello::HelloOwned;
 use moose_proto::vors::server::{ServerEvent, ServerSession};
 use tracing::{debug, info};
 
+use super::control_rate::{ControlKind, ControlRate};
 use super::room::{MemberConn, RoomCell};
 use super::rooms::VorsCore;
 use super::turns::{self, BUDGET_WAIT};
 use crate::limits::address::AddressSlot;
 use crate::limits::rooms::{RoomQuota, RoomRefusal};
+use crate::outbound::queue::Cut;
+use crate::outbound::writer;
 use crate::shard::Shard;
 use crate::stats::CoreStats;
 use crate::sys;
@@ -38,6 +47,8 @@ pub(crate) struct OwnerCore<'a> {
     /// `--max-rooms` and `--max-rooms-per-address`, shared by every core.
     pub rooms: &'a RoomQuota,
     pub stats: &'a CoreStats,
+    /// `--chat-per-minute` (0: no limit).
+    pub chat_per_minute: u32,
 }
 
 impl<'a> OwnerCore<'a> {
@@ -46,6 +57,7 @@ impl<'a> OwnerCore<'a> {
             vors: &shard.vors,
             rooms: &shard.limits.rooms,
             stats: &shard.stats,
+            chat_per_minute: shard.config.chat_per_minute,
         }
     }
 }
@@ -75,7 +87,12 @@ pub(crate) fn join(
     peer: IpAddr,
     now: Instant,
 ) -> Admission {
-    let OwnerCore { vors, rooms, stats } = owner;
+    let OwnerCore {
+        vors,
+        rooms,
+        stats,
+        chat_per_minute,
+    } = owner;
     let cell = match vors.room(&hello.room, rooms, from) {
         Ok(cell) => cell,
         Err(refusal) => {
@@ -111,7 +128,8 @@ pub(crate) fn join(
             return Admission::Failed;
         }
     };
-    let member = Rc::new(MemberConn::new(sid, cookie, session));
+    let rate = ControlRate::new(chat_per_minute, now);
+    let member = Rc::new(MemberConn::new(sid, cookie, session, rate));
     cell.seat(member.clone(), keys, peer);
     vors.expect_cookie(cookie, &cell);
     member.flush();
@@ -119,6 +137,11 @@ pub(crate) fn join(
     publish(owner);
     Admission::Joined { cell, member }
 }
+
+/// The kernel send buffer of a member's connection: a quarter of its backlog bound in the
+/// relay, so a non-reading member holds at most about 384 KiB (256 KiB queued, 128 KiB as the
+/// kernel counts this buffer) instead of up to 4 MiB more in the kernel.
+const CONTROL_SEND_BUFFER: usize = crate::vors::room::CONTROL_QUEUE_BYTES / 4;
 
 /// On the owner core: admits the member (see [`join`]) and runs it until it leaves. `slot` is
 /// the connection's place in `--max-connections-per-address`, held until the member leaves.
@@ -136,6 +159,9 @@ pub(crate) async fn admit(
     let _slot = slot;
     // A connection without a peer address is already gone.
     let Ok(peer) = stream.peer_addr() else { return };
+    // Control messages are small and rate-limited: a member's kernel send buffer need not grow
+    // to megabytes, and one that stops reading pins little there (docs/security.md).
+    sys::limit_send_buffer(stream.as_raw_fd(), CONTROL_SEND_BUFFER);
     let Some(turn) = turns::budget_turn(&shard, Instant::now() + BUDGET_WAIT).await else {
         return;
     };
@@ -145,7 +171,9 @@ pub(crate) async fn admit(
     drop(turn);
     let (cell, member) = match admission {
         Admission::Joined { cell, member } => (cell, member),
-        Admission::Refused(mut session) => return send_and_close(stream, &mut session).await,
+        Admission::Refused(mut session) => {
+            return send_and_close(&shard, stream, &mut session).await;
+        }
         Admission::Failed => return,
     };
     info!(
@@ -158,11 +186,15 @@ pub(crate) async fn admit(
 }
 
 /// Writes what a refused session has to say, then drops the connection.
-async fn send_and_close(stream: TcpStream, session: &mut ServerSession) {
+async fn send_and_close(shard: &Shard, stream: TcpStream, session: &mut ServerSession) {
     use futures_lite::io::AsyncWriteExt;
     let mut stream = stream;
+    let stall = shard.config.write_stall;
     while let Some(bytes) = session.poll_transmit() {
-        if stream.write_all(&bytes).await.is_err() {
+        if writer::write_all_within(&mut stream, &bytes, stall, &shard.stats)
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -178,13 +210,18 @@ async fn run_member(
     let fd = stream.as_raw_fd();
     let (reader, writer) = futures_lite::io::split(stream);
     let writer_task = glommio::spawn_local({
-        let member = member.clone();
+        let (shard, member) = (shard.clone(), member.clone());
         async move {
-            let drained = crate::outbound::writer::drain(&member.out, fd, writer, |_, _| {}, None);
-            if let Err(e) = drained.await {
-                debug!(error = %e, "vors control write ended");
-                sys::shutdown(fd);
+            let stall = shard.config.write_stall;
+            let ended = writer::drain(&member.out, fd, writer, stall, |_, _| {}, None).await;
+            if let writer::Ended::Cut(reason @ (Cut::Backlog | Cut::WriteStall)) = ended {
+                info!(
+                    sid = member.sid.0,
+                    reason = reason.label(),
+                    "vors member cut"
+                );
             }
+            writer::settle(&ended, fd, &shard.stats);
         }
     });
     let timer_task = glommio::spawn_local({
@@ -204,6 +241,7 @@ async fn run_member(
                         wake_reader(fd);
                     }
                 }
+                apply_due_mute(&cell, &member, now);
             }
         }
     });
@@ -262,9 +300,20 @@ pub(crate) fn process(
         let event = member.session.borrow_mut().poll_event();
         let Some(event) = event else { break };
         match event {
-            ServerEvent::Muted => cell.with_room(|room| room.set_muted(member.sid, true)),
-            ServerEvent::Unmuted => cell.with_room(|room| room.set_muted(member.sid, false)),
-            ServerEvent::Chat(msg) => cell.with_room(|room| room.chat(member.sid, &msg)),
+            ServerEvent::Muted | ServerEvent::Unmuted => {
+                let wish = matches!(event, ServerEvent::Muted);
+                match member.rate.borrow_mut().mute_change(wish, now) {
+                    Some(muted) => cell.with_room(|room| room.set_muted(member.sid, muted)),
+                    None => owner.stats.vors_rate_limited(ControlKind::Mute),
+                }
+            }
+            ServerEvent::Chat(msg) => {
+                if member.rate.borrow_mut().allow_chat(now) {
+                    cell.with_room(|room| room.chat(member.sid, &msg));
+                } else {
+                    owner.stats.vors_rate_limited(ControlKind::Chat);
+                }
+            }
             ServerEvent::Closed(reason) => {
                 debug!(sid = member.sid.0, ?reason, "vors session ended");
                 left |= leave(owner, cell, member, now);
@@ -278,8 +327,21 @@ pub(crate) fn process(
     left
 }
 
-/// Removes the member from the room (once; true that time), tells the others, and lets the
-/// writer finish. The caller then wakes the member's reader.
+/// Applies a mute change the member's rate deferred, once the rate allows it.
+pub(crate) fn apply_due_mute(cell: &RoomCell, member: &MemberConn, now: Instant) {
+    if member.left.get() {
+        return;
+    }
+    let due = member.rate.borrow_mut().due_mute(now);
+    if let Some(muted) = due {
+        cell.with_room(|room| room.set_muted(member.sid, muted));
+        cell.pump(now);
+    }
+}
+
+/// Removes the member from the room (once; true that time), tells the others, and cuts its
+/// queue: what it still held is freed, and its writer resets the connection. The caller then
+/// wakes the member's reader.
 pub(crate) fn leave(
     owner: OwnerCore<'_>,
     cell: &RoomCell,
@@ -293,8 +355,7 @@ pub(crate) fn leave(
     owner.vors.forget_member(&member.cookie, addr);
     cell.refresh_targets();
     cell.pump(now);
-    member.flush();
-    member.out.close();
+    member.out.cut(Cut::Discarded);
     owner.vors.forget_named_if_empty(&cell.name(), owner.rooms);
     publish(owner);
     true
@@ -383,6 +444,104 @@ mod tests {
             (core.stats.vors_rooms.get(), core.stats.vors_members.get()),
             (1, 1)
         );
+    }
+
+    /// Has `member`'s client say `text` in the room.
+    fn chat(core: &Core, member: &mut crate::vors::testing::TestMember, text: &str) {
+        member.client.send_chat(core.now, text).expect("joined");
+        member.exchange(core);
+    }
+
+    fn chats(events: &[ClientEvent]) -> usize {
+        events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::Chat { .. }))
+            .count()
+    }
+
+    #[test]
+    fn a_member_whose_backlog_passes_the_bound_is_cut_and_leaves() {
+        let mut core = Core::new(1, 64);
+        core.chat_per_minute = 0;
+        let mut ann = core.register("ann", "room", "192.0.2.1:4000");
+        let bob = core.register("bob", "room", "192.0.2.2:4000");
+        let mut cat = core.register("cat", "room", "192.0.2.3:4000");
+        cat.events();
+        // Bob reads nothing: his queue grows by a chat (about 1 KB) at a time.
+        let text = "z".repeat(1000);
+        let mut said = 0;
+        while bob.member.out.cut_reason().is_none() {
+            chat(&core, &mut ann, &text);
+            cat.exchange(&core);
+            said += 1;
+            assert!(said < 1000, "the bound never bit");
+        }
+        assert_eq!(bob.member.out.cut_reason(), Some(Cut::Backlog));
+        // A chat of 1000 bytes is at most 1100 on the wire (MAX_CONTROL_LEN, sealed).
+        assert!(
+            said * 1100 > crate::vors::room::CONTROL_QUEUE_BYTES,
+            "cut only past the bound, after {said} chats"
+        );
+        assert!(
+            bob.member.out.front().is_none(),
+            "his backlog is freed at once"
+        );
+        // His writer resets the connection; his reader sees it end, and he leaves.
+        bob.member.session.borrow_mut().handle_tcp_closed(core.now);
+        assert!(process(core.owner(), &bob.cell, &bob.member, core.now));
+        cat.exchange(&core);
+        let heard = cat.events();
+        assert_eq!(chats(&heard), said, "cat, who reads, heard every chat");
+        assert!(
+            heard.iter().any(
+                |e| matches!(e, ClientEvent::PeerRemoved { sid, .. } if *sid == bob.member.sid)
+            ),
+            "cat hears DEL"
+        );
+        assert_eq!(cat.member.out.cut_reason(), None);
+        assert_eq!(core.stats.vors_members.get(), 2);
+    }
+
+    #[test]
+    fn chat_over_its_rate_is_dropped_and_mute_changes_wait_for_theirs() {
+        let core = Core::new(1, 64);
+        let mut ann = core.register("ann", "room", "192.0.2.1:4000");
+        let mut bob = core.register("bob", "room", "192.0.2.2:4000");
+        bob.events();
+        for i in 0..30 {
+            chat(&core, &mut ann, &format!("message {i}"));
+        }
+        bob.exchange(&core);
+        assert_eq!(chats(&bob.events()), 20, "the burst, no more");
+        assert_eq!(core.stats.vors_rate_limits(ControlKind::Chat), 10);
+        // Twelve changes at once, ending muted: ten go, two wait, and the latest wins.
+        for i in 0..12 {
+            ann.client.set_muted(core.now, i % 2 == 0);
+            ann.exchange(&core);
+        }
+        bob.exchange(&core);
+        let mutes = |events: &[ClientEvent]| {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    ClientEvent::PeerMuted(_) => Some(true),
+                    ClientEvent::PeerUnmuted(_) => Some(false),
+                    _ => None,
+                })
+                .collect::<Vec<bool>>()
+        };
+        assert_eq!(mutes(&bob.events()).len(), 10);
+        assert_eq!(core.stats.vors_rate_limits(ControlKind::Mute), 2);
+        // Her last wish (unmuted) is what the room has already. One more change, muted, waits
+        // for a token and is applied a second later.
+        ann.client.set_muted(core.now, true);
+        ann.exchange(&core);
+        apply_due_mute(&ann.cell, &ann.member, core.now);
+        bob.exchange(&core);
+        assert!(mutes(&bob.events()).is_empty(), "still waiting");
+        apply_due_mute(&ann.cell, &ann.member, core.now + Duration::from_secs(1));
+        bob.exchange(&core);
+        assert_eq!(mutes(&bob.events()), [true]);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! handshake CPU budget. The decisions (`member::join`, `media::judge`) take
 //! plain values, not the whole `Shard`, and `testing` drives them with real client sessions.
 
+pub(crate) mod control_rate;
 pub mod keyfile;
 pub(crate) mod listener;
 pub(crate) mod media;

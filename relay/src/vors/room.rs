@@ -23,11 +23,14 @@ use moose_proto::vors::server::ServerSession;
 use socket2::SockAddr;
 use tracing::debug;
 
-use crate::outbound::queue::{Kind, OutQueue};
+use super::control_rate::ControlRate;
+use crate::outbound::queue::OutQueue;
 
-/// Control traffic a member may have queued before its oldest is dropped. Control messages
-/// are small and rare; this only bounds a member that never reads.
-const CONTROL_QUEUE_BYTES: usize = 256 << 10;
+/// Control traffic a member may have queued. Control messages are small and rare, and a
+/// member that reads keeps its queue near empty; one whose backlog passes this (it stopped
+/// reading) is cut: its queue is freed, its connection reset, and it leaves the room. Noise
+/// transport messages cannot be dropped one by one: the stream would not decrypt after a gap.
+pub(crate) const CONTROL_QUEUE_BYTES: usize = 256 << 10;
 
 /// One member's session and what it has to send over its TCP connection.
 #[derive(Debug)]
@@ -38,25 +41,40 @@ pub(crate) struct MemberConn {
     pub session: RefCell<Box<ServerSession>>,
     /// Drained into the connection by the member's writer task.
     pub out: OutQueue,
+    /// How often it may chat and change its mute state (see `control_rate`).
+    pub rate: RefCell<ControlRate>,
     /// Set once the member has left the room (see `member::leave`).
     pub left: Cell<bool>,
 }
 
 impl MemberConn {
-    pub(crate) fn new(sid: Sid, cookie: [u8; COOKIE_LEN], session: Box<ServerSession>) -> Self {
+    pub(crate) fn new(
+        sid: Sid,
+        cookie: [u8; COOKIE_LEN],
+        session: Box<ServerSession>,
+        rate: ControlRate,
+    ) -> Self {
         MemberConn {
             sid,
             cookie,
             session: RefCell::new(session),
             out: OutQueue::new(CONTROL_QUEUE_BYTES),
+            rate: RefCell::new(rate),
             left: Cell::new(false),
         }
     }
 
-    /// Moves what the session wants to send into the connection's queue.
+    /// Moves what the session wants to send into the connection's queue. A backlog past
+    /// [`CONTROL_QUEUE_BYTES`] cuts the queue instead: its writer resets the connection, and
+    /// the member's reader, woken by that, makes it leave the room.
     pub(crate) fn flush(&self) {
         while let Some(bytes) = self.session.borrow_mut().poll_transmit() {
-            self.out.push(Bytes::from(bytes), Kind::Control);
+            if self.out.push_control(Bytes::from(bytes)).is_err() {
+                debug!(
+                    sid = self.sid.0,
+                    "vors control backlog over its bound: member cut"
+                );
+            }
         }
     }
 }

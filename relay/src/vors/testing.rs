@@ -33,6 +33,8 @@ pub(crate) struct Core {
     public: [u8; KEY_LEN],
     /// The clock every step of a test reads.
     pub now: Instant,
+    /// `--chat-per-minute` (its default unless a test changes it).
+    pub chat_per_minute: u32,
 }
 
 impl Core {
@@ -52,6 +54,7 @@ impl Core {
             private,
             public,
             now: Instant::now(),
+            chat_per_minute: 120,
         }
     }
 
@@ -60,6 +63,7 @@ impl Core {
             vors: &self.vors,
             rooms: &self.rooms,
             stats: &self.stats,
+            chat_per_minute: self.chat_per_minute,
         }
     }
 
