@@ -11,13 +11,22 @@ use moose_testkit::ws::{WsClient, connect_stalled};
 const KEY: &str = "stalled-receiver-key-0123456789";
 const STALL_SECONDS: u64 = 2;
 /// How long filling the stalled receiver's buffers may take.
-const FILL_WITHIN: Duration = Duration::from_secs(40);
+const FILL_WITHIN: Duration = Duration::from_secs(30);
 
 #[test]
 fn a_receiver_that_takes_nothing_is_cut_after_the_write_stall_timeout() {
     let stall = STALL_SECONDS.to_string();
     let relay = Relay::start(
-        &["--max-peers", "3", "--write-stall-timeout", &stall],
+        // No rate cap: the sender fills the kernel's buffers towards the stalled peer (up to
+        // tcp_wmem's 4 MiB) in a few rounds even on a loaded machine.
+        &[
+            "--max-peers",
+            "3",
+            "--write-stall-timeout",
+            &stall,
+            "--line-rate-cap",
+            "0",
+        ],
         &[("APIKEY", KEY)],
     );
     let mut sender = WsClient::connect(relay.http, KEY);
@@ -26,11 +35,10 @@ fn a_receiver_that_takes_nothing_is_cut_after_the_write_stall_timeout() {
     let stalled_port = stalled.local_addr().expect("addr").port();
     let fds_before = relay.open_fds();
 
-    // PCM at twice the stream's rate (half the default cap) until the kernel buffers towards
-    // the stalled peer are full (the relay's unacknowledged bytes stand still), then on until
-    // it is cut.
-    let pcm = [0x33u8; 1024];
-    let mut send_10ms = || {
+    // Messages of 16 KiB, 128 KiB a round, until the kernel buffers towards the stalled peer
+    // are full (the relay's unacknowledged bytes stand still), then on until it is cut.
+    let pcm = [0x33u8; 16 << 10];
+    let mut send_round = || {
         for _ in 0..8 {
             sender.send_binary(&pcm);
         }
@@ -39,7 +47,12 @@ fn a_receiver_that_takes_nothing_is_cut_after_the_write_stall_timeout() {
         }
         thread::sleep(Duration::from_millis(10));
     };
-    let full = Relay::fill_towards(relay.http.port(), stalled_port, FILL_WITHIN, &mut send_10ms);
+    let full = Relay::fill_towards(
+        relay.http.port(),
+        stalled_port,
+        FILL_WITHIN,
+        &mut send_round,
+    );
     let deadline = full + Duration::from_secs(STALL_SECONDS + 5);
     while relay.metric_sum("moose_line_peers") != 2 {
         assert!(
@@ -47,7 +60,7 @@ fn a_receiver_that_takes_nothing_is_cut_after_the_write_stall_timeout() {
             "the stalled receiver is still on the line {:?} after its buffers filled",
             full.elapsed()
         );
-        send_10ms();
+        send_round();
     }
     let cut_after = full.elapsed();
     eprintln!("cut {cut_after:?} after its buffers filled");
@@ -70,6 +83,6 @@ fn a_receiver_that_takes_nothing_is_cut_after_the_write_stall_timeout() {
         1
     );
     // The others carry on.
-    send_10ms();
+    send_round();
     drop(stalled);
 }
