@@ -10,7 +10,7 @@
 //! delivery, prints a progress line every second on stderr and a table on stdout, and
 //! writes the same figures as JSON. See docs/benchmarks.md.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
+use moose_bench::bind::parse_bind_ip;
 use moose_bench::flood::{self, FloodPlan, Hellos, Sources};
 use moose_bench::load::baseline::{self, Baseline};
 use moose_bench::load::plot::{self, Curve};
@@ -60,6 +61,11 @@ enum ProtocolArgs {
         /// `vors_pubkey=` on its listening line).
         #[arg(long, env = "MOOSE_BENCH_PUBKEY")]
         pubkey: String,
+        /// Source IP addresses, comma-separated: stream i leaves from the (i mod n)-th, TCP
+        /// and UDP alike (every 127.0.0.0/8 address is local on Linux), so that a balancer
+        /// hashing on the source spreads the streams.
+        #[arg(long, env = "MOOSE_BENCH_BIND", value_delimiter = ',', value_parser = parse_bind_ip)]
+        bind: Vec<IpAddr>,
     },
     /// VoRS handshakes from many source addresses, each connection sending the magic and one
     /// message 1, then closing: load for a relay's handshake path while another moose-bench
@@ -192,6 +198,7 @@ struct Bench {
     apikeys: Vec<String>,
     origin: String,
     pubkey: [u8; 32],
+    binds: Vec<IpAddr>,
     relay_pid: Option<u32>,
     cpus: usize,
 }
@@ -208,6 +215,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut binds = Vec::new();
     let (protocol, common, apikeys, origin, pubkey) = match cli.protocol {
         ProtocolArgs::HandshakeFlood(args) => return run_flood(&args),
         ProtocolArgs::Ws {
@@ -218,8 +226,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let origin = origin.unwrap_or_else(|| format!("http://{}", common.target));
             (Protocol::Ws, common, apikeys, origin, [0u8; 32])
         }
-        ProtocolArgs::Vors { common, pubkey } => {
+        ProtocolArgs::Vors {
+            common,
+            pubkey,
+            bind,
+        } => {
             let key = parse_pubkey(&pubkey)?;
+            binds = bind;
             (Protocol::Vors, common, Vec::new(), String::new(), key)
         }
     };
@@ -235,6 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         apikeys,
         origin,
         pubkey,
+        binds,
         relay_pid,
         cpus,
         common,
@@ -451,6 +465,7 @@ impl Bench {
                     addr: self.target,
                     pubkey: self.pubkey,
                     room_prefix: format!("bench-{:08x}", rand::thread_rng().r#gen::<u32>()),
+                    binds: self.binds.clone(),
                 };
                 load::run(&plan, endpoint, self.relay_pid)?
             }

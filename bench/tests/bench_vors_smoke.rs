@@ -2,6 +2,7 @@
 //! every packet arrives whole and decrypts under its sender's key, and the relay forwarding
 //! exactly what the bench sent. A wrong server key fails the handshake with a clear message.
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use moose_testkit::relay::Relay;
@@ -21,6 +22,20 @@ fn stderr(out: &Output) -> String {
 /// Runs 8 VoRS streams in rooms of 4 against `relay` with `extra` flags, checks the run
 /// succeeded, and returns its JSON, parsed and as text.
 fn rooms_of_4(relay: &Relay, name: &str, extra: &[&str]) -> (Value, String) {
+    let (out, json) = try_rooms_of_4(relay, name, extra);
+    assert!(
+        out.status.success(),
+        "moose-bench failed:\n{}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(&json).expect("JSON written");
+    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
+    (v, text)
+}
+
+/// Runs 8 VoRS streams in rooms of 4 against `relay` with `extra` flags; returns how it
+/// ended and where its JSON goes.
+fn try_rooms_of_4(relay: &Relay, name: &str, extra: &[&str]) -> (Output, PathBuf) {
     let json = std::env::temp_dir().join(format!("moose-bench-{name}-{}.json", std::process::id()));
     let target = relay.vors.to_string();
     let args = [
@@ -42,15 +57,7 @@ fn rooms_of_4(relay: &Relay, name: &str, extra: &[&str]) -> (Value, String) {
         extra,
     ]
     .concat();
-    let out = bench(&args);
-    assert!(
-        out.status.success(),
-        "moose-bench failed:\n{}",
-        stderr(&out)
-    );
-    let text = std::fs::read_to_string(&json).expect("JSON written");
-    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
-    (v, text)
+    (bench(&args), json)
 }
 
 #[test]
@@ -133,4 +140,40 @@ fn the_baseline_carries_the_same_packets_side_by_side() {
     assert_eq!(base["lost"].as_u64(), Some(0), "{text}");
     assert_eq!(base["corrupted"].as_u64(), Some(0), "{text}");
     assert!(v["ratio"]["p99"].as_f64().is_some(), "{text}");
+}
+
+/// `--bind` spreads the streams over source addresses, TCP and UDP alike: 8 streams from 4
+/// addresses fit a relay that lets each address hold 2 connections, and the same 8 from one
+/// address do not.
+#[test]
+fn bound_streams_come_from_their_addresses() {
+    let relay = Relay::start(&["--max-connections-per-address", "2"], &[]);
+    let (v, text) = rooms_of_4(
+        &relay,
+        "vors-bind",
+        &[
+            "--seconds",
+            "1",
+            "--bind",
+            "127.0.0.7,127.0.0.8,127.0.0.9,127.0.0.10",
+        ],
+    );
+    let sent = v["sent"].as_u64().expect("sent");
+    assert_eq!(v["received"].as_u64(), Some(sent * 3), "{text}");
+    // Media from another IP than the member's TCP connection would be dropped here.
+    assert_eq!(
+        relay.metric("moose_vors_dropped_total{reason=\"wrong_address\"}"),
+        0
+    );
+    assert_eq!(relay.metric("moose_vors_joins_total"), 8);
+
+    let (unbound, _) = try_rooms_of_4(
+        &relay,
+        "vors-unbound",
+        &["--seconds", "0.5", "--setup-timeout", "10", "--quiet"],
+    );
+    assert!(
+        !unbound.status.success(),
+        "8 streams from 127.0.0.1 passed a limit of 2"
+    );
 }

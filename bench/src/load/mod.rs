@@ -32,7 +32,7 @@ pub mod tally;
 mod vors;
 mod ws;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -127,6 +127,9 @@ pub enum Endpoint {
         pubkey: [u8; 32],
         /// Prefix of the room names, unique per run.
         room_prefix: String,
+        /// Source addresses: stream `i` leaves from `binds[i % len]` (empty: the kernel's
+        /// choice).
+        binds: Vec<IpAddr>,
     },
     /// A plain UDP forwarder (`moose-baseline`): no handshake, keys chosen by the bench.
     VorsBaseline {

@@ -12,7 +12,7 @@
 //! the bench's own table.
 
 use std::io::{self, Read};
-use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex};
 
 use mio::net::{TcpStream, UdpSocket};
@@ -27,6 +27,7 @@ use super::outbuf::OutBuf;
 use super::stamp::{self, opus_len};
 use super::tally::{Inbox, Tally};
 use super::{Endpoint, LoadError, Protocol, WorkerSetup, fd_hint};
+use crate::bind;
 
 /// Handshakes in flight per worker: enough to join quickly, few enough not to overrun the
 /// server's accept queue or its Kyber work.
@@ -67,12 +68,20 @@ struct Member {
     ready: bool,
 }
 
+/// Where one stream connects, and the local address it leaves from.
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+}
+
 /// What a worker needs to start its streams.
 enum Target {
     Server {
         addr: SocketAddr,
         pubkey: [u8; 32],
         room_prefix: String,
+        binds: Vec<IpAddr>,
     },
     Baseline {
         keys: Arc<Vec<SessionKeys>>,
@@ -89,10 +98,12 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
             addr,
             pubkey,
             room_prefix,
+            binds,
         } => Target::Server {
             addr: *addr,
             pubkey: *pubkey,
             room_prefix: room_prefix.clone(),
+            binds: binds.clone(),
         },
         Endpoint::VorsBaseline { sockets, keys, .. } => {
             for &i in &setup.streams {
@@ -139,6 +150,7 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
             addr,
             pubkey,
             room_prefix,
+            binds,
         } = &target
             && members.len() < setup.streams.len()
         {
@@ -148,7 +160,10 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
                 let Some(&index) = setup.streams.get(slot) else {
                     break;
                 };
-                let mut member = Member::join(index, *addr, pubkey, room_prefix, &setup, now)?;
+                // Stream i leaves from the i-th source address, round the list.
+                let bind = binds.get(index % binds.len().max(1)).copied();
+                let from = Source { addr: *addr, bind };
+                let mut member = Member::join(index, from, pubkey, room_prefix, &setup, now)?;
                 member.register(&poll, slot)?;
                 member.drain(&setup, pacer.past_end(now))?;
                 members.push(member);
@@ -247,24 +262,23 @@ impl Member {
     /// Starts joining a server's room: connects, and queues the magic and message 1.
     fn join(
         index: usize,
-        addr: SocketAddr,
+        Source { addr, bind }: Source,
         pubkey: &[u8; 32],
         room_prefix: &str,
         setup: &WorkerSetup,
         now: u64,
     ) -> Result<Member, LoadError> {
         let fail = |what: String| LoadError::stream(index, what);
-        let tcp = TcpStream::connect(addr)
-            .map_err(|e| fail(format!("connect to {addr}: {e}{}", fd_hint(&e))))?;
+        let tcp = match bind {
+            None => TcpStream::connect(addr),
+            Some(from) => bind::tcp_connect_nonblocking(from, addr).map(TcpStream::from_std),
+        }
+        .map_err(|e| fail(format!("connect to {addr}: {e}{}", fd_hint(&e))))?;
         let _ = tcp.set_nodelay(true);
-        let local: SocketAddr = match addr {
-            SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
-            SocketAddr::V6(_) => ([0u16; 8], 0).into(),
-        };
-        let udp =
-            UdpSocket::bind(local).map_err(|e| fail(format!("bind UDP: {e}{}", fd_hint(&e))))?;
-        udp.connect(addr)
-            .map_err(|e| fail(format!("connect UDP to {addr}: {e}")))?;
+        let from = bind.map(|ip| SocketAddr::new(ip, 0));
+        let udp = bind::udp_connect(from, addr)
+            .and_then(|udp| udp.set_nonblocking(true).map(|()| UdpSocket::from_std(udp)))
+            .map_err(|e| fail(format!("UDP to {addr}: {e}{}", fd_hint(&e))))?;
         let username = format!("s{index}");
         let room = format!("{room_prefix}-{}", index / setup.room_size);
         let hello = Hello {
