@@ -22,7 +22,12 @@ fn stderr(out: &Output) -> String {
 /// Runs 8 VoRS streams in rooms of 4 against `relay` with `extra` flags, checks the run
 /// succeeded, and returns its JSON, parsed and as text.
 fn rooms_of_4(relay: &Relay, name: &str, extra: &[&str]) -> (Value, String) {
-    let (out, json) = try_rooms_of_4(relay, name, extra);
+    rooms_of_4_at(relay, &relay.vors.to_string(), name, extra)
+}
+
+/// [`rooms_of_4`] with `--target TARGET`: one relay named as several.
+fn rooms_of_4_at(relay: &Relay, target: &str, name: &str, extra: &[&str]) -> (Value, String) {
+    let (out, json) = try_rooms_of_4(relay, target, name, extra);
     assert!(
         out.status.success(),
         "moose-bench failed:\n{}",
@@ -35,14 +40,13 @@ fn rooms_of_4(relay: &Relay, name: &str, extra: &[&str]) -> (Value, String) {
 
 /// Runs 8 VoRS streams in rooms of 4 against `relay` with `extra` flags; returns how it
 /// ended and where its JSON goes.
-fn try_rooms_of_4(relay: &Relay, name: &str, extra: &[&str]) -> (Output, PathBuf) {
+fn try_rooms_of_4(relay: &Relay, target: &str, name: &str, extra: &[&str]) -> (Output, PathBuf) {
     let json = std::env::temp_dir().join(format!("moose-bench-{name}-{}.json", std::process::id()));
-    let target = relay.vors.to_string();
     let args = [
         &[
             "vors",
             "--target",
-            &target,
+            target,
             "--pubkey",
             &relay.vors_pubkey,
             "--streams",
@@ -169,11 +173,44 @@ fn bound_streams_come_from_their_addresses() {
 
     let (unbound, _) = try_rooms_of_4(
         &relay,
+        &relay.vors.to_string(),
         "vors-unbound",
         &["--seconds", "0.5", "--setup-timeout", "10", "--quiet"],
     );
     assert!(
         !unbound.status.success(),
         "8 streams from 127.0.0.1 passed a limit of 2"
+    );
+}
+
+/// `--target A,A`: rooms spread over two targets that are one relay. The report splits the
+/// deliveries, and since sender and receiver always joined the same address, every one is
+/// same-relay and none cross-relay. One key serves both targets; a key count that fits
+/// neither one for all nor one each is refused before any connection.
+#[test]
+fn one_relay_named_twice_delivers_everything_same_relay() {
+    let relay = Relay::start(&[], &[]);
+    let twice = format!("{0},{0}", relay.vors);
+    let (v, text) = rooms_of_4_at(&relay, &twice, "vors-twice", &["--seconds", "1"]);
+    let sent = v["sent"].as_u64().expect("sent");
+    assert_eq!(v["received"].as_u64(), Some(sent * 3), "{text}");
+    let (same, cross) = (&v["same_relay"], &v["cross_relay"]);
+    assert_eq!(same["received"].as_u64(), Some(sent * 3), "{text}");
+    assert_eq!(same["lost"].as_u64(), Some(0), "{text}");
+    assert!(
+        same["latency_us"]["p99"].as_f64().is_some_and(|p| p > 0.0),
+        "{text}"
+    );
+    assert_eq!(cross["received"].as_u64(), Some(0), "{text}");
+    assert_eq!(cross["lost"].as_u64(), Some(0), "{text}");
+    assert_eq!(relay.metric("moose_vors_joins_total"), 8);
+
+    let three_keys = [relay.vors_pubkey.as_str(); 3].join(",");
+    let out = bench(&["vors", "--target", &twice, "--pubkey", &three_keys]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("3 keys for 2 targets"),
+        "{}",
+        stderr(&out)
     );
 }

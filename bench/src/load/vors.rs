@@ -24,6 +24,7 @@ use moose_proto::vors::keys::SessionKeys;
 use moose_proto::vors::packet::{self, MAX_MEDIA_LEN, MAX_OPUS_LEN};
 
 use super::outbuf::OutBuf;
+use super::spread::Spread;
 use super::stamp::{self, opus_len};
 use super::tally::{Inbox, Tally};
 use super::{Endpoint, LoadError, Protocol, WorkerSetup, fd_hint};
@@ -66,6 +67,9 @@ struct Member {
     plain: [u8; PLAIN_LEN],
     inbox: Inbox,
     ready: bool,
+    /// With several targets: the room mates on this member's relay and on others, which
+    /// each of its messages should reach.
+    relay_peers: Option<(u64, u64)>,
 }
 
 /// Where one stream connects, and the local address it leaves from.
@@ -78,8 +82,9 @@ struct Source {
 /// What a worker needs to start its streams.
 enum Target {
     Server {
-        addr: SocketAddr,
-        pubkey: [u8; 32],
+        spread: Spread,
+        /// The public key of each target, in `spread`'s order.
+        pubkeys: Vec<[u8; 32]>,
         room_prefix: String,
         binds: Vec<IpAddr>,
     },
@@ -95,13 +100,13 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
         .map_err(|_| LoadError::Plan("endpoint poisoned".into()))?
     {
         Endpoint::Vors {
-            addr,
-            pubkey,
+            targets,
+            pubkeys,
             room_prefix,
             binds,
         } => Target::Server {
-            addr: *addr,
-            pubkey: *pubkey,
+            spread: Spread::new(targets.clone(), setup.room_size),
+            pubkeys: pubkeys.clone(),
             room_prefix: room_prefix.clone(),
             binds: binds.clone(),
         },
@@ -147,8 +152,8 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
             break;
         }
         if let Target::Server {
-            addr,
-            pubkey,
+            spread,
+            pubkeys,
             room_prefix,
             binds,
         } = &target
@@ -162,8 +167,18 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
                 };
                 // Stream i leaves from the i-th source address, round the list.
                 let bind = binds.get(index % binds.len().max(1)).copied();
-                let from = Source { addr: *addr, bind };
+                let from = Source {
+                    addr: spread.addr_of(index),
+                    bind,
+                };
+                let pubkey = pubkeys
+                    .get(spread.target_of(index))
+                    .or(pubkeys.first())
+                    .ok_or_else(|| LoadError::Plan("no --pubkey".into()))?;
                 let mut member = Member::join(index, from, pubkey, room_prefix, &setup, now)?;
+                if spread.is_spread() {
+                    member.relay_peers = Some(spread.peers(index));
+                }
                 member.register(&poll, slot)?;
                 member.drain(&setup, pacer.past_end(now))?;
                 members.push(member);
@@ -236,6 +251,7 @@ impl Member {
             plain,
             inbox: Inbox::new(index as u32, first as u32, setup.room_size as u32),
             ready: false,
+            relay_peers: None,
         }
     }
 
@@ -522,9 +538,13 @@ impl Member {
                     .ok()
                     .filter(|s| s.stream == sender && self.inbox.accept(s))
             });
-            match checked {
-                Some(s) => tally.delivered(s.sent_ns, now),
-                None => tally.corrupted += 1,
+            match (checked, target) {
+                (Some(s), Target::Server { spread, .. }) if self.relay_peers.is_some() => {
+                    let cross = !spread.same_relay(s.stream as usize, self.index);
+                    tally.delivered_via(s.sent_ns, now, cross);
+                }
+                (Some(s), _) => tally.delivered(s.sent_ns, now),
+                (None, _) => tally.corrupted += 1,
             }
         }
     }
@@ -548,6 +568,9 @@ impl Member {
                 self.pkt += 1;
                 self.frame = (self.frame + 1) & packet::MAX_COUNTER;
                 tally.sent(due_ns, now);
+                if let Some((same, cross)) = self.relay_peers {
+                    tally.expect_via(same, cross);
+                }
             }
             Err(_) => tally.send_skipped += 1,
         }
