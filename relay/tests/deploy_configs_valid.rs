@@ -50,6 +50,8 @@ fn nginx_accepts_every_config() {
         .collect();
     found.sort();
     let mut known = NGINX_FILES.map(str::to_owned).to_vec();
+    // The cluster's alternative to moose-stream.conf: checked on its own, below.
+    known.push(CLUSTER_STREAM.to_owned());
     known.sort();
     assert_eq!(
         found, known,
@@ -80,25 +82,90 @@ fn nginx_accepts_every_config() {
         ("RELAY_2_VORS", "10.0.0.12:12978".to_owned()),
     ];
     nginx::write_nginx_configs(&dir, &values);
-    let globals = format!("pid {}; error_log stderr;", dir.join("nginx.pid").display());
+    nginx_t(&dir, "nginx.conf");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// Runs `nginx -t` on `prefix`/`conf` and checks it passes without a warning.
+fn nginx_t(prefix: &Path, conf: &str) {
+    let globals = format!(
+        "pid {}; error_log stderr;",
+        prefix.join("nginx.pid").display()
+    );
     let out = Command::new(nginx_binary())
         .arg("-t")
         .arg("-p")
-        .arg(&dir)
+        .arg(prefix)
         .arg("-c")
-        .arg(dir.join("nginx.conf"))
+        .arg(prefix.join(conf))
         .args(["-g", &globals])
         .output()
         .expect("run nginx -t");
     let said = text(&out);
-    assert!(
-        out.status.success(),
-        "nginx -t refused deploy/nginx:\n{said}"
-    );
+    assert!(out.status.success(), "nginx -t refused {conf}:\n{said}");
     assert!(said.contains("test is successful"), "{said}");
     // A warning (a directive ignored, a limit not applied) is a config that does not do what
     // its comments say.
     assert!(!said.contains("[warn]"), "nginx -t warns:\n{said}");
+}
+
+/// The stream config for a cluster of relays, used instead of moose-stream.conf.
+const CLUSTER_STREAM: &str = "moose-cluster-stream.conf";
+
+#[test]
+fn nginx_accepts_the_cluster_stream_config() {
+    let template = read_deploy(&format!("nginx/{CLUSTER_STREAM}"));
+    let dir = temp_dir("nginx-cluster");
+    let values = [
+        ("LOG_DIR", dir.join("logs").display().to_string()),
+        ("VORS_LISTEN", "127.0.0.1:12978".to_owned()),
+        ("RELAY_1_VORS", "10.0.0.11:12978".to_owned()),
+        ("RELAY_2_VORS", "10.0.0.12:12978".to_owned()),
+        ("RELAY_3_VORS", "10.0.0.13:12978".to_owned()),
+    ];
+    for (key, _) in &values {
+        assert!(template.contains(&format!("@{key}@")), "@{key}@ unused");
+    }
+    let filled = nginx::fill(CLUSTER_STREAM, &template, &values);
+    fs::write(dir.join(CLUSTER_STREAM), &filled).expect("write the filled config");
+    // The smallest main config that loads it as nginx.conf would: in a stream {} block.
+    let main = format!(
+        "load_module {DEBIAN_MODULES}/ngx_stream_module.so;\n\
+         events {{}}\n\
+         stream {{ include {CLUSTER_STREAM}; }}\n"
+    );
+    fs::write(dir.join("main.conf"), main).expect("write main.conf");
+    nginx_t(&dir, "main.conf");
+
+    // One upstream, hashed on the client's address, behind both the TCP and the UDP server:
+    // that is what keeps a client's control connection and its media on one relay.
+    let config: Vec<&str> = filled
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let upstreams: Vec<&&str> = config
+        .iter()
+        .filter(|l| l.starts_with("upstream "))
+        .collect();
+    assert_eq!(upstreams, [&"upstream moose_vors_cluster {"]);
+    assert!(config.contains(&"hash $remote_addr consistent;"));
+    let servers = config
+        .iter()
+        .filter(|l| l.starts_with("server 10.0.0."))
+        .count();
+    assert_eq!(servers, 3, "three relays");
+    let proxied = config
+        .iter()
+        .filter(|l| **l == "proxy_pass moose_vors_cluster;")
+        .count();
+    assert_eq!(proxied, 2, "TCP and UDP through the one upstream");
+    assert!(config.contains(&"listen 127.0.0.1:12978;"));
+    assert!(
+        config
+            .iter()
+            .any(|l| l.starts_with("listen 127.0.0.1:12978 udp reuseport"))
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 
