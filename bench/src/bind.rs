@@ -86,6 +86,15 @@ pub fn tcp_connect_nonblocking(from: IpAddr, to: SocketAddr) -> io::Result<TcpSt
     Ok(socket.into())
 }
 
+/// A non-blocking `mio` TCP connection to `to`, from `from` when given, still connecting when
+/// it returns.
+pub fn mio_tcp_connect(from: Option<IpAddr>, to: SocketAddr) -> io::Result<mio::net::TcpStream> {
+    match from {
+        None => mio::net::TcpStream::connect(to),
+        Some(from) => tcp_connect_nonblocking(from, to).map(mio::net::TcpStream::from_std),
+    }
+}
+
 /// A UDP socket bound to `from` (or to the unspecified address of `to`'s family, port 0) and
 /// connected to `to`, so the kernel drops datagrams from anyone else.
 pub fn udp_connect(from: Option<SocketAddr>, to: SocketAddr) -> io::Result<UdpSocket> {

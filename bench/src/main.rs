@@ -62,11 +62,6 @@ enum ProtocolArgs {
         /// per target, comma-separated.
         #[arg(long, env = "MOOSE_BENCH_PUBKEY")]
         pubkey: String,
-        /// Source IP addresses, comma-separated: stream i leaves from the (i mod n)-th, TCP
-        /// and UDP alike (every 127.0.0.0/8 address is local on Linux), so that a balancer
-        /// hashing on the source spreads the streams.
-        #[arg(long, env = "MOOSE_BENCH_BIND", value_delimiter = ',', value_parser = parse_bind_ip)]
-        bind: Vec<IpAddr>,
     },
     /// VoRS handshakes from many source addresses, each connection sending the magic and one
     /// message 1, then closing: load for a relay's handshake path while another moose-bench
@@ -114,6 +109,11 @@ struct Common {
     /// splits same-relay from cross-relay deliveries.
     #[arg(long, env = "MOOSE_BENCH_TARGET")]
     target: String,
+    /// Source IP addresses, comma-separated: stream i leaves from the (i mod n)-th, TCP and
+    /// UDP alike (every 127.0.0.0/8 address is local on Linux), so that a balancer hashing on
+    /// the source spreads the streams. Not for --baseline's own runs.
+    #[arg(long, env = "MOOSE_BENCH_BIND", value_delimiter = ',', value_parser = parse_bind_ip)]
+    bind: Vec<IpAddr>,
     /// Streams, each with its own connection and key; a multiple of --room-size.
     #[arg(long, env = "MOOSE_BENCH_STREAMS", default_value_t = 2)]
     streams: usize,
@@ -222,7 +222,6 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut binds = Vec::new();
     let (protocol, common, apikeys, origin, pubkeys) = match cli.protocol {
         ProtocolArgs::HandshakeFlood(args) => return run_flood(&args),
         ProtocolArgs::Ws {
@@ -233,16 +232,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let origin = origin.unwrap_or_else(|| format!("http://{}", common.target));
             (Protocol::Ws, common, apikeys, origin, Vec::new())
         }
-        ProtocolArgs::Vors {
-            common,
-            pubkey,
-            bind,
-        } => {
+        ProtocolArgs::Vors { common, pubkey } => {
             let keys = pubkey
                 .split(',')
                 .map(parse_pubkey)
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            binds = bind;
             (Protocol::Vors, common, Vec::new(), String::new(), keys)
         }
     };
@@ -284,7 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         apikeys,
         origin,
         pubkeys,
-        binds,
+        binds: common.bind.clone(),
         relay_pid,
         cpus,
         common,
@@ -493,6 +487,7 @@ impl Bench {
                     host: c.target.clone(),
                     origin: self.origin.clone(),
                     line_keys,
+                    binds: self.binds.clone(),
                 };
                 load::run(&plan, endpoint, self.relay_pid)?
             }
@@ -513,6 +508,7 @@ impl Bench {
                     host: forwarder.ws.to_string(),
                     origin: format!("http://{}", forwarder.ws),
                     line_keys: random_keys(rooms),
+                    binds: Vec::new(),
                 };
                 load::run(&plan, endpoint, Some(forwarder.pid()))?
             }

@@ -119,6 +119,9 @@ pub enum Endpoint {
         origin: String,
         /// One apikey per line (room), in room order.
         line_keys: Vec<String>,
+        /// Source addresses: stream `i` leaves from `binds[i % len]` (empty: the kernel's
+        /// choice).
+        binds: Vec<IpAddr>,
     },
     /// VoRS servers: full handshakes. With several, each room's members go round them
     /// ([`spread`]).

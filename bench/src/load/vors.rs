@@ -285,11 +285,8 @@ impl Member {
         now: u64,
     ) -> Result<Member, LoadError> {
         let fail = |what: String| LoadError::stream(index, what);
-        let tcp = match bind {
-            None => TcpStream::connect(addr),
-            Some(from) => bind::tcp_connect_nonblocking(from, addr).map(TcpStream::from_std),
-        }
-        .map_err(|e| fail(format!("connect to {addr}: {e}{}", fd_hint(&e))))?;
+        let tcp = bind::mio_tcp_connect(bind, addr)
+            .map_err(|e| fail(format!("connect to {addr}: {e}{}", fd_hint(&e))))?;
         let _ = tcp.set_nodelay(true);
         let from = bind.map(|ip| SocketAddr::new(ip, 0));
         let udp = bind::udp_connect(from, addr)
