@@ -5,10 +5,12 @@
 //! it, the per-member playout timeline, tone analysis for tests); [`vors_client`] drives the
 //! sans-IO client machine of `moose_proto::vors` over real sockets; [`load`] is the load
 //! generator and its reports; [`baseline`] the forwarder; [`flood`] the handshake flood that
-//! loads a relay's handshake path while a load measures the calls.
+//! loads a relay's handshake path while a load measures the calls; [`bind`] the source
+//! addresses clients may leave from.
 
 pub mod audio;
 pub mod baseline;
+pub mod bind;
 pub mod flood;
 pub mod load;
 pub mod vors_client;

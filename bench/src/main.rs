@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! moose-bench ws   --target HOST:PORT --streams N --room-size K --seconds S [--json FILE]
-//! moose-bench vors --target HOST:PORT --pubkey HEX --streams N --room-size K ...
+//! moose-bench vors --target HOST:PORT[,HOST:PORT...] --pubkey HEX[,HEX...] --streams N ...
 //! moose-bench handshake-flood --target HOST:PORT --pubkey HEX --from 127.3.0.0/16 ...
 //! ```
 //!
@@ -10,7 +10,7 @@
 //! delivery, prints a progress line every second on stderr and a table on stdout, and
 //! writes the same figures as JSON. See docs/benchmarks.md.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
+use moose_bench::bind::parse_bind_ip;
 use moose_bench::flood::{self, FloodPlan, Hellos, Sources};
 use moose_bench::load::baseline::{self, Baseline};
 use moose_bench::load::plot::{self, Curve};
@@ -57,7 +58,8 @@ enum ProtocolArgs {
         #[command(flatten)]
         common: Common,
         /// The server's static X25519 public key, 64 hex digits (the relay prints it as
-        /// `vors_pubkey=` on its listening line).
+        /// `vors_pubkey=` on its listening line); with several targets, one for all or one
+        /// per target, comma-separated.
         #[arg(long, env = "MOOSE_BENCH_PUBKEY")]
         pubkey: String,
     },
@@ -102,9 +104,16 @@ struct FloodArgs {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// The server, HOST:PORT (the HTTP port for ws, the VoRS port for vors).
+    /// The server, HOST:PORT (the HTTP port for ws, the VoRS port for vors). vors takes
+    /// several, comma-separated: member i of each room joins the (i mod n)-th, and the report
+    /// splits same-relay from cross-relay deliveries.
     #[arg(long, env = "MOOSE_BENCH_TARGET")]
     target: String,
+    /// Source IP addresses, comma-separated: stream i leaves from the (i mod n)-th, TCP and
+    /// UDP alike (every 127.0.0.0/8 address is local on Linux), so that a balancer hashing on
+    /// the source spreads the streams. Not for --baseline's own runs.
+    #[arg(long, env = "MOOSE_BENCH_BIND", value_delimiter = ',', value_parser = parse_bind_ip)]
+    bind: Vec<IpAddr>,
     /// Streams, each with its own connection and key; a multiple of --room-size.
     #[arg(long, env = "MOOSE_BENCH_STREAMS", default_value_t = 2)]
     streams: usize,
@@ -188,10 +197,15 @@ enum Against {
 struct Bench {
     protocol: Protocol,
     common: Common,
+    /// The first target: ws's only one, and where the server process is looked for.
     target: SocketAddr,
+    /// Every vors target, in `--target` order.
+    targets: Vec<SocketAddr>,
+    /// One key per target, or one for all.
+    pubkeys: Vec<[u8; 32]>,
     apikeys: Vec<String>,
     origin: String,
-    pubkey: [u8; 32],
+    binds: Vec<IpAddr>,
     relay_pid: Option<u32>,
     cpus: usize,
 }
@@ -208,7 +222,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let (protocol, common, apikeys, origin, pubkey) = match cli.protocol {
+    let (protocol, common, apikeys, origin, pubkeys) = match cli.protocol {
         ProtocolArgs::HandshakeFlood(args) => return run_flood(&args),
         ProtocolArgs::Ws {
             common,
@@ -216,25 +230,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             origin,
         } => {
             let origin = origin.unwrap_or_else(|| format!("http://{}", common.target));
-            (Protocol::Ws, common, apikeys, origin, [0u8; 32])
+            (Protocol::Ws, common, apikeys, origin, Vec::new())
         }
         ProtocolArgs::Vors { common, pubkey } => {
-            let key = parse_pubkey(&pubkey)?;
-            (Protocol::Vors, common, Vec::new(), String::new(), key)
+            let keys = pubkey
+                .split(',')
+                .map(parse_pubkey)
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            (Protocol::Vors, common, Vec::new(), String::new(), keys)
         }
     };
-    let target = resolve_target(&common.target)?;
+    let targets = common
+        .target
+        .split(',')
+        .map(resolve_target)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let target = targets[0];
+    if targets.len() > 1 && protocol == Protocol::Ws {
+        bail!("--target: ws takes one server");
+    }
+    if protocol == Protocol::Vors && pubkeys.len() != 1 && pubkeys.len() != targets.len() {
+        bail!(
+            "--pubkey: {} keys for {} targets (give one for all, or one per target)",
+            pubkeys.len(),
+            targets.len()
+        );
+    }
     if common.baseline {
         baseline::binary()?;
     }
-    let relay_pid = common.relay_pid.or_else(|| procstat::find_listener(target));
+    // One process's CPU time per message over deliveries that several relays made would be
+    // meaningless: with several distinct targets only --relay-pid says whose to measure.
+    let distinct = targets
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let relay_pid = common.relay_pid.or_else(|| {
+        (distinct == 1)
+            .then(|| procstat::find_listener(target))
+            .flatten()
+    });
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bench = Bench {
         protocol,
         target,
+        targets,
         apikeys,
         origin,
-        pubkey,
+        pubkeys,
+        binds: common.bind.clone(),
         relay_pid,
         cpus,
         common,
@@ -418,7 +462,7 @@ impl Bench {
         let rooms = streams / c.room_size.max(1);
         if !c.quiet {
             let what = match against {
-                Against::Target => format!("{} at {}", self.protocol.name(), self.target),
+                Against::Target => format!("{} at {}", self.protocol.name(), c.target),
                 Against::Baseline => format!("{} at moose-baseline", self.protocol.name()),
             };
             eprintln!(
@@ -443,14 +487,16 @@ impl Bench {
                     host: c.target.clone(),
                     origin: self.origin.clone(),
                     line_keys,
+                    binds: self.binds.clone(),
                 };
                 load::run(&plan, endpoint, self.relay_pid)?
             }
             (Against::Target, Protocol::Vors) => {
                 let endpoint = Endpoint::Vors {
-                    addr: self.target,
-                    pubkey: self.pubkey,
+                    targets: self.targets.clone(),
+                    pubkeys: self.pubkeys.clone(),
                     room_prefix: format!("bench-{:08x}", rand::thread_rng().r#gen::<u32>()),
+                    binds: self.binds.clone(),
                 };
                 load::run(&plan, endpoint, self.relay_pid)?
             }
@@ -462,6 +508,7 @@ impl Bench {
                     host: forwarder.ws.to_string(),
                     origin: format!("http://{}", forwarder.ws),
                     line_keys: random_keys(rooms),
+                    binds: Vec::new(),
                 };
                 load::run(&plan, endpoint, Some(forwarder.pid()))?
             }

@@ -2,6 +2,7 @@
 //! every packet arrives whole and decrypts under its sender's key, and the relay forwarding
 //! exactly what the bench sent. A wrong server key fails the handshake with a clear message.
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use moose_testkit::relay::Relay;
@@ -21,13 +22,31 @@ fn stderr(out: &Output) -> String {
 /// Runs 8 VoRS streams in rooms of 4 against `relay` with `extra` flags, checks the run
 /// succeeded, and returns its JSON, parsed and as text.
 fn rooms_of_4(relay: &Relay, name: &str, extra: &[&str]) -> (Value, String) {
+    rooms_of_4_at(relay, &relay.vors.to_string(), name, extra)
+}
+
+/// [`rooms_of_4`] with `--target TARGET`: one relay named as several.
+fn rooms_of_4_at(relay: &Relay, target: &str, name: &str, extra: &[&str]) -> (Value, String) {
+    let (out, json) = try_rooms_of_4(relay, target, name, extra);
+    assert!(
+        out.status.success(),
+        "moose-bench failed:\n{}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(&json).expect("JSON written");
+    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
+    (v, text)
+}
+
+/// Runs 8 VoRS streams in rooms of 4 against `relay` with `extra` flags; returns how it
+/// ended and where its JSON goes.
+fn try_rooms_of_4(relay: &Relay, target: &str, name: &str, extra: &[&str]) -> (Output, PathBuf) {
     let json = std::env::temp_dir().join(format!("moose-bench-{name}-{}.json", std::process::id()));
-    let target = relay.vors.to_string();
     let args = [
         &[
             "vors",
             "--target",
-            &target,
+            target,
             "--pubkey",
             &relay.vors_pubkey,
             "--streams",
@@ -42,15 +61,7 @@ fn rooms_of_4(relay: &Relay, name: &str, extra: &[&str]) -> (Value, String) {
         extra,
     ]
     .concat();
-    let out = bench(&args);
-    assert!(
-        out.status.success(),
-        "moose-bench failed:\n{}",
-        stderr(&out)
-    );
-    let text = std::fs::read_to_string(&json).expect("JSON written");
-    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
-    (v, text)
+    (bench(&args), json)
 }
 
 #[test]
@@ -133,4 +144,73 @@ fn the_baseline_carries_the_same_packets_side_by_side() {
     assert_eq!(base["lost"].as_u64(), Some(0), "{text}");
     assert_eq!(base["corrupted"].as_u64(), Some(0), "{text}");
     assert!(v["ratio"]["p99"].as_f64().is_some(), "{text}");
+}
+
+/// `--bind` spreads the streams over source addresses, TCP and UDP alike: 8 streams from 4
+/// addresses fit a relay that lets each address hold 2 connections, and the same 8 from one
+/// address do not.
+#[test]
+fn bound_streams_come_from_their_addresses() {
+    let relay = Relay::start(&["--max-connections-per-address", "2"], &[]);
+    let (v, text) = rooms_of_4(
+        &relay,
+        "vors-bind",
+        &[
+            "--seconds",
+            "1",
+            "--bind",
+            "127.0.0.7,127.0.0.8,127.0.0.9,127.0.0.10",
+        ],
+    );
+    let sent = v["sent"].as_u64().expect("sent");
+    assert_eq!(v["received"].as_u64(), Some(sent * 3), "{text}");
+    // Media from another IP than the member's TCP connection would be dropped here.
+    assert_eq!(
+        relay.metric("moose_vors_dropped_total{reason=\"wrong_address\"}"),
+        0
+    );
+    assert_eq!(relay.metric("moose_vors_joins_total"), 8);
+
+    let (unbound, _) = try_rooms_of_4(
+        &relay,
+        &relay.vors.to_string(),
+        "vors-unbound",
+        &["--seconds", "0.5", "--setup-timeout", "10", "--quiet"],
+    );
+    assert!(
+        !unbound.status.success(),
+        "8 streams from 127.0.0.1 passed a limit of 2"
+    );
+}
+
+/// `--target A,A`: rooms spread over two targets that are one relay. The report splits the
+/// deliveries, and since sender and receiver always joined the same address, every one is
+/// same-relay and none cross-relay. One key serves both targets; a key count that fits
+/// neither one for all nor one each is refused before any connection.
+#[test]
+fn one_relay_named_twice_delivers_everything_same_relay() {
+    let relay = Relay::start(&[], &[]);
+    let twice = format!("{0},{0}", relay.vors);
+    let (v, text) = rooms_of_4_at(&relay, &twice, "vors-twice", &["--seconds", "1"]);
+    let sent = v["sent"].as_u64().expect("sent");
+    assert_eq!(v["received"].as_u64(), Some(sent * 3), "{text}");
+    let (same, cross) = (&v["same_relay"], &v["cross_relay"]);
+    assert_eq!(same["received"].as_u64(), Some(sent * 3), "{text}");
+    assert_eq!(same["lost"].as_u64(), Some(0), "{text}");
+    assert!(
+        same["latency_us"]["p99"].as_f64().is_some_and(|p| p > 0.0),
+        "{text}"
+    );
+    assert_eq!(cross["received"].as_u64(), Some(0), "{text}");
+    assert_eq!(cross["lost"].as_u64(), Some(0), "{text}");
+    assert_eq!(relay.metric("moose_vors_joins_total"), 8);
+
+    let three_keys = [relay.vors_pubkey.as_str(); 3].join(",");
+    let out = bench(&["vors", "--target", &twice, "--pubkey", &three_keys]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("3 keys for 2 targets"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -363,3 +363,41 @@ fn a_ramp_with_the_baseline_ramps_both_servers_side_by_side() {
         assert!(err.contains(line), "no {line:?} in {err}");
     }
 }
+
+/// `--bind` for WebSocket streams: 4 streams from 2 source addresses fit a relay that lets
+/// each address hold 2 connections; the relay's connection limit is what would refuse a
+/// third from one address.
+#[test]
+fn bound_streams_come_from_their_addresses() {
+    let relay = Relay::start(&["--open", "--max-connections-per-address", "2"], &[]);
+    let json = temp_file("bind.json");
+    let target = relay.http.to_string();
+    let run = |bind: &str| {
+        bench(&[
+            "ws",
+            "--target",
+            &target,
+            "--streams",
+            "4",
+            "--room-size",
+            "2",
+            "--seconds",
+            "1",
+            "--setup-timeout",
+            "10",
+            "--bind",
+            bind,
+            "--json",
+            json.to_str().expect("utf-8"),
+            "--quiet",
+        ])
+    };
+    let (v, text) = succeeded(&run("127.0.0.7,127.0.0.8"), &json);
+    assert_eq!(v["lost"].as_u64(), Some(0), "{text}");
+    assert!(v["received"].as_u64().is_some_and(|r| r > 0), "{text}");
+    let one = run("127.0.0.7");
+    assert!(
+        !one.status.success(),
+        "4 streams from one address passed a limit of 2"
+    );
+}

@@ -1,9 +1,11 @@
 //! Every file of deploy/ that a tool on this machine can check is checked by that tool: nginx
 //! accepts the filled nginx templates (`nginx -t`), systemd accepts the unit, alone and with its
 //! behind-nginx drop-in (`systemd-analyze verify`, and `security` scores it), the per-client
-//! VoRS limits are off only in the drop-in, which keeps VoRS on loopback, the Kubernetes manifest parses (PyYAML) and probes
-//! /readyz with a grace period above the drain, and the seccomp profile is the set the unit
-//! allows, io_uring included. The container file is not built: no container engine here.
+//! VoRS limits are off only in the drop-in, which keeps VoRS on loopback, the Kubernetes
+//! manifest parses (PyYAML) and probes /readyz with a grace period above the drain, the
+//! cluster's nginx stream config passes `nginx -t` and its Kubernetes example parses and wires
+//! Redis, the keys and the pod IPs, and the seccomp profile is the set the unit allows,
+//! io_uring included. The container file is not built: no container engine here.
 
 use std::fs;
 use std::path::Path;
@@ -50,6 +52,8 @@ fn nginx_accepts_every_config() {
         .collect();
     found.sort();
     let mut known = NGINX_FILES.map(str::to_owned).to_vec();
+    // The cluster's alternative to moose-stream.conf: checked on its own, below.
+    known.push(CLUSTER_STREAM.to_owned());
     known.sort();
     assert_eq!(
         found, known,
@@ -80,25 +84,90 @@ fn nginx_accepts_every_config() {
         ("RELAY_2_VORS", "10.0.0.12:12978".to_owned()),
     ];
     nginx::write_nginx_configs(&dir, &values);
-    let globals = format!("pid {}; error_log stderr;", dir.join("nginx.pid").display());
+    nginx_t(&dir, "nginx.conf");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// Runs `nginx -t` on `prefix`/`conf` and checks it passes without a warning.
+fn nginx_t(prefix: &Path, conf: &str) {
+    let globals = format!(
+        "pid {}; error_log stderr;",
+        prefix.join("nginx.pid").display()
+    );
     let out = Command::new(nginx_binary())
         .arg("-t")
         .arg("-p")
-        .arg(&dir)
+        .arg(prefix)
         .arg("-c")
-        .arg(dir.join("nginx.conf"))
+        .arg(prefix.join(conf))
         .args(["-g", &globals])
         .output()
         .expect("run nginx -t");
     let said = text(&out);
-    assert!(
-        out.status.success(),
-        "nginx -t refused deploy/nginx:\n{said}"
-    );
+    assert!(out.status.success(), "nginx -t refused {conf}:\n{said}");
     assert!(said.contains("test is successful"), "{said}");
     // A warning (a directive ignored, a limit not applied) is a config that does not do what
     // its comments say.
     assert!(!said.contains("[warn]"), "nginx -t warns:\n{said}");
+}
+
+/// The stream config for a cluster of relays, used instead of moose-stream.conf.
+const CLUSTER_STREAM: &str = "moose-cluster-stream.conf";
+
+#[test]
+fn nginx_accepts_the_cluster_stream_config() {
+    let template = read_deploy(&format!("nginx/{CLUSTER_STREAM}"));
+    let dir = temp_dir("nginx-cluster");
+    let values = [
+        ("LOG_DIR", dir.join("logs").display().to_string()),
+        ("VORS_LISTEN", "127.0.0.1:12978".to_owned()),
+        ("RELAY_1_VORS", "10.0.0.11:12978".to_owned()),
+        ("RELAY_2_VORS", "10.0.0.12:12978".to_owned()),
+        ("RELAY_3_VORS", "10.0.0.13:12978".to_owned()),
+    ];
+    for (key, _) in &values {
+        assert!(template.contains(&format!("@{key}@")), "@{key}@ unused");
+    }
+    let filled = nginx::fill(CLUSTER_STREAM, &template, &values);
+    fs::write(dir.join(CLUSTER_STREAM), &filled).expect("write the filled config");
+    // The smallest main config that loads it as nginx.conf would: in a stream {} block.
+    let main = format!(
+        "load_module {DEBIAN_MODULES}/ngx_stream_module.so;\n\
+         events {{}}\n\
+         stream {{ include {CLUSTER_STREAM}; }}\n"
+    );
+    fs::write(dir.join("main.conf"), main).expect("write main.conf");
+    nginx_t(&dir, "main.conf");
+
+    // One upstream, hashed on the client's address, behind both the TCP and the UDP server:
+    // that is what keeps a client's control connection and its media on one relay.
+    let config: Vec<&str> = filled
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let upstreams: Vec<&&str> = config
+        .iter()
+        .filter(|l| l.starts_with("upstream "))
+        .collect();
+    assert_eq!(upstreams, [&"upstream moose_vors_cluster {"]);
+    assert!(config.contains(&"hash $remote_addr consistent;"));
+    let servers = config
+        .iter()
+        .filter(|l| l.starts_with("server 10.0.0."))
+        .count();
+    assert_eq!(servers, 3, "three relays");
+    let proxied = config
+        .iter()
+        .filter(|l| **l == "proxy_pass moose_vors_cluster;")
+        .count();
+    assert_eq!(proxied, 2, "TCP and UDP through the one upstream");
+    assert!(config.contains(&"listen 127.0.0.1:12978;"));
+    assert!(
+        config
+            .iter()
+            .any(|l| l.starts_with("listen 127.0.0.1:12978 udp reuseport"))
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 
@@ -251,9 +320,9 @@ fn per_client_vors_limits_are_off_only_behind_nginx() {
     assert!(http.contains("limit_req zone=moose_ws"), "{http}");
 }
 
-/// deploy/kubernetes/moose-relay.yaml as JSON values, one per YAML document.
-fn kubernetes_documents() -> Vec<Value> {
-    let path = deploy_dir().join("kubernetes/moose-relay.yaml");
+/// deploy/kubernetes/`file` as JSON values, one per YAML document.
+fn kubernetes_documents(file: &str) -> Vec<Value> {
+    let path = deploy_dir().join("kubernetes").join(file);
     let script = "import json, sys, yaml\n\
                   json.dump(list(yaml.safe_load_all(open(sys.argv[1]))), sys.stdout)";
     let out = ["python3", "/usr/bin/python3"]
@@ -271,7 +340,7 @@ fn kubernetes_documents() -> Vec<Value> {
         );
     assert!(
         out.status.success(),
-        "deploy/kubernetes/moose-relay.yaml does not parse:\n{}",
+        "deploy/kubernetes/{file} does not parse:\n{}",
         text(&out)
     );
     match serde_json::from_slice(&out.stdout).expect("PyYAML's JSON") {
@@ -286,7 +355,7 @@ fn kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 #[test]
 fn kubernetes_manifest_probes_readyz_and_outlasts_the_drain() {
-    let docs = kubernetes_documents();
+    let docs = kubernetes_documents("moose-relay.yaml");
     let sets = kind(&docs, "StatefulSet");
     assert_eq!(sets.len(), 1, "one StatefulSet of relays");
     let pod = &sets[0]["spec"]["template"]["spec"];
@@ -374,9 +443,13 @@ fn kubernetes_manifest_probes_readyz_and_outlasts_the_drain() {
         );
     }
 
-    // The way in keeps client addresses (VoRS TCP and UDP must hash alike) and takes both
-    // protocols on the VoRS port.
-    let lb: Vec<&Value> = kind(&docs, "Service")
+    assert_one_way_in_for_vors(&docs);
+}
+
+/// The way in keeps client addresses (VoRS TCP and UDP must hash alike) and takes both
+/// protocols on the VoRS port: one LoadBalancer Service.
+fn assert_one_way_in_for_vors(docs: &[Value]) {
+    let lb: Vec<&Value> = kind(docs, "Service")
         .into_iter()
         .filter(|s| s["spec"]["type"] == "LoadBalancer")
         .collect();
@@ -390,6 +463,126 @@ fn kubernetes_manifest_probes_readyz_and_outlasts_the_drain() {
         .map(|p| &p["protocol"])
         .collect();
     assert_eq!(protocols, ["TCP", "UDP"], "VoRS over TCP and UDP");
+}
+
+/// deploy/kubernetes/moose-cluster.yaml. What is checked: every YAML document parses
+/// (PyYAML); the relays' `--cluster-redis` names the Redis Service and port, with no
+/// password in it; the cluster key, the Redis password and the VoRS key are files of the
+/// mounted Secret; each relay advertises its pod IP on the link port it exposes over UDP;
+/// every `MOOSE_*` variable is one `moose-relay --help` lists; there is a per-pod Service for
+/// each relay of moose-cluster-stream.conf; nginx's one LoadBalancer takes VoRS over TCP and
+/// UDP and keeps client addresses. Not checked: that Kubernetes accepts the objects (no API
+/// server here) or that the cluster forms (the rooms are not wired to it yet).
+#[test]
+fn kubernetes_cluster_example_wires_redis_keys_and_pod_ips() {
+    let docs = kubernetes_documents("moose-cluster.yaml");
+    let named = |k: &str, name: &str| -> Value {
+        kind(&docs, k)
+            .into_iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {k} {name}"))
+            .clone()
+    };
+    let redis_port = named("Service", "moose-redis")["spec"]["ports"][0]["port"].clone();
+    let redis_pod = &named("Deployment", "moose-redis")["spec"]["template"]["spec"];
+    assert_eq!(
+        redis_pod["containers"][0]["ports"][0]["containerPort"],
+        redis_port
+    );
+
+    let set = named("StatefulSet", "moose-relay");
+    let pod = &set["spec"]["template"]["spec"];
+    let relay = &pod["containers"][0];
+    let env: Vec<&Value> = relay["env"].as_array().expect("env").iter().collect();
+    let place = |name: &str| env.iter().position(|e| e["name"] == name);
+    let value = |name: &str| -> String {
+        place(name)
+            .and_then(|i| env[i]["value"].as_str())
+            .unwrap_or_else(|| panic!("no env {name} with a value"))
+            .to_owned()
+    };
+    let redis_url = value("MOOSE_CLUSTER_REDIS");
+    assert_eq!(redis_url, format!("redis://moose-redis:{redis_port}"));
+
+    // The secrets are files of the mounted Secret, never values.
+    let keys_volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "moose-cluster-keys")
+        .expect("a volume of the moose-cluster-keys Secret");
+    let mount = relay["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["name"] == keys_volume["name"])
+        .expect("the Secret mounted")["mountPath"]
+        .as_str()
+        .expect("mountPath")
+        .to_owned();
+    for file in [
+        "MOOSE_CLUSTER_KEY",
+        "MOOSE_CLUSTER_REDIS_PASSWORD_FILE",
+        "MOOSE_VORS_KEY",
+    ] {
+        assert!(
+            value(file).starts_with(&format!("{mount}/")),
+            "{file} outside {mount}"
+        );
+    }
+
+    // The link: listened on every address, advertised as the pod IP, exposed over UDP.
+    let link_port: u64 = value("MOOSE_CLUSTER_LISTEN")
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .expect("host:port");
+    assert_eq!(
+        value("MOOSE_CLUSTER_ADVERTISE"),
+        format!("$(POD_IP):{link_port}")
+    );
+    let pod_ip = place("POD_IP").expect("POD_IP");
+    assert_eq!(
+        env[pod_ip]["valueFrom"]["fieldRef"]["fieldPath"],
+        "status.podIP"
+    );
+    assert!(
+        pod_ip < place("MOOSE_CLUSTER_ADVERTISE").expect("advertise"),
+        "Kubernetes expands $(POD_IP) only when it is defined earlier"
+    );
+    let exposed = relay["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .any(|p| p["containerPort"] == link_port && p["protocol"] == "UDP");
+    assert!(exposed, "the link port {link_port}/UDP is a container port");
+
+    // Every variable is one the relay reads.
+    let help = moose_testkit::relay::run_relay(&["--help"], &[]);
+    let help = text(&help);
+    for e in &env {
+        let name = e["name"].as_str().expect("name");
+        if name.starts_with("MOOSE_") {
+            assert!(
+                help.contains(&format!("env: {name}")),
+                "moose-relay has no {name}"
+            );
+        }
+    }
+
+    // nginx: a per-pod Service per relay of the template, and one way in for TCP and UDP.
+    let replicas = set["spec"]["replicas"].as_u64().expect("replicas");
+    let stream = read_deploy(&format!("nginx/{CLUSTER_STREAM}"));
+    for n in 1..=replicas {
+        assert!(
+            stream.contains(&format!("@RELAY_{n}_VORS@")),
+            "relay {n} in {CLUSTER_STREAM}"
+        );
+        let service = named("Service", &format!("moose-relay-{n}"));
+        let selected = &service["spec"]["selector"]["statefulset.kubernetes.io/pod-name"];
+        assert_eq!(*selected, format!("moose-relay-{}", n - 1));
+    }
+    assert!(!stream.contains(&format!("@RELAY_{}_VORS@", replicas + 1)));
+    assert_one_way_in_for_vors(&docs);
 }
 
 /// The syscalls a systemd filter group allows, nested groups expanded.

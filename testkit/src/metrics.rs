@@ -122,6 +122,18 @@ pub fn wait_metrics(
     }
 }
 
+/// Waits up to `within` for every VoRS room to close (its last member left), and returns
+/// the metrics then: the counters of a finished call, nothing in flight any more.
+pub fn wait_rooms_gone(relay: &Relay, within: Duration) -> Metrics {
+    wait_metrics(
+        relay,
+        within,
+        "room gone",
+        || {},
+        |m| m.sum("moose_vors_rooms") == 0,
+    )
+}
+
 /// Prints the relay's VoRS metrics if the test panics while this guard lives.
 #[derive(Debug)]
 pub struct OnPanic<'a>(pub &'a Relay);

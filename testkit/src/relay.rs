@@ -174,6 +174,30 @@ impl Relay {
             })
     }
 
+    /// The remote addresses of the established IPv4 TCP connections to the relay's VoRS
+    /// port, from /proc/net/tcp: the source addresses the relay sees its members come from.
+    pub fn vors_tcp_peers(&self) -> Vec<SocketAddr> {
+        // Each address is `AABBCCDD:PPPP`: the IPv4 address as the host's u32, in hex.
+        let addr = |field: &str| -> Option<SocketAddr> {
+            let (ip, port) = field.split_once(':')?;
+            let ip = u32::from_str_radix(ip, 16).ok()?;
+            let ip = std::net::Ipv4Addr::from(ip.to_ne_bytes());
+            Some((ip, u16::from_str_radix(port, 16).ok()?).into())
+        };
+        const ESTABLISHED: &str = "01";
+        std::fs::read_to_string("/proc/net/tcp")
+            .expect("read /proc/net/tcp")
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local = addr(fields.get(1)?)?;
+                let ours = local.port() == self.vors.port() && *fields.get(3)? == ESTABLISHED;
+                ours.then(|| addr(fields.get(2)?)).flatten()
+            })
+            .collect()
+    }
+
     /// Calls `step` (which sends something towards a peer that does not read) until the
     /// relay's bytes unacknowledged by that peer (see [`Relay::unacked`]) have stood still, above
     /// zero, for 200 ms: the kernel buffers towards it are full, and whatever the relay has for

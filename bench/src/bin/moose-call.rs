@@ -6,6 +6,7 @@
 //! other failure.
 
 use std::io::{BufRead, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::Parser;
+use moose_bench::bind::parse_bind;
 use moose_bench::vors_client::{
     Call, CallConfig, CallError, CallEvent, CallSummary, Command, CommandSender, parse_public_key,
 };
@@ -53,6 +55,10 @@ struct Args {
     /// or Ctrl-C.
     #[arg(long, env = "MOOSE_CALL_SECONDS", value_name = "N", value_parser = parse_seconds)]
     seconds: Option<Duration>,
+    /// The local address TCP and UDP leave from: an IP (`127.0.0.7`) or IP:PORT. Clients on
+    /// different addresses reach a balancer that hashes on the source as different hosts.
+    #[arg(long, env = "MOOSE_CALL_BIND", value_name = "ADDR", value_parser = parse_bind)]
+    bind: Option<SocketAddr>,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -100,6 +106,7 @@ fn run(args: Args) -> Result<CallSummary, CallError> {
     config.input = args.input;
     config.record_dir = args.record;
     config.duration = args.seconds;
+    config.bind = args.bind;
     let stop = install_signal_handlers()?;
     let call = Call::connect(config)?;
     spawn_stdin_reader(call.commands(), args.seconds.is_none());

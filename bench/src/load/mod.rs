@@ -27,12 +27,13 @@ pub mod procstat;
 pub mod ramp;
 pub mod report;
 pub mod schedule;
+pub mod spread;
 pub mod stamp;
 pub mod tally;
 mod vors;
 mod ws;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -118,15 +119,22 @@ pub enum Endpoint {
         origin: String,
         /// One apikey per line (room), in room order.
         line_keys: Vec<String>,
+        /// Source addresses: stream `i` leaves from `binds[i % len]` (empty: the kernel's
+        /// choice).
+        binds: Vec<IpAddr>,
     },
-    /// A VoRS server: full handshakes.
+    /// VoRS servers: full handshakes. With several, each room's members go round them
+    /// ([`spread`]).
     Vors {
-        /// Address of its TCP and UDP port.
-        addr: SocketAddr,
-        /// Its static X25519 public key.
-        pubkey: [u8; 32],
+        /// Address of each server's TCP and UDP port.
+        targets: Vec<SocketAddr>,
+        /// Each server's static X25519 public key, in `targets`' order (one: all share it).
+        pubkeys: Vec<[u8; 32]>,
         /// Prefix of the room names, unique per run.
         room_prefix: String,
+        /// Source addresses: stream `i` leaves from `binds[i % len]` (empty: the kernel's
+        /// choice).
+        binds: Vec<IpAddr>,
     },
     /// A plain UDP forwarder (`moose-baseline`): no handshake, keys chosen by the bench.
     VorsBaseline {
@@ -225,6 +233,9 @@ pub struct Outcome {
     pub server_cpu_ns_per_message: Option<f64>,
     /// The server's resident memory before setup and with every stream idle, when measured.
     pub server_memory: Option<ServerMemory>,
+    /// Whether the streams were spread over several targets, so that the tally's same-relay
+    /// and cross-relay split means something.
+    pub spread: bool,
 }
 
 /// The server's resident memory (`VmRSS`) around setup, KiB.
@@ -401,6 +412,7 @@ impl Pacer {
 pub fn run(plan: &Plan, endpoint: Endpoint, server_pid: Option<u32>) -> Result<Outcome, LoadError> {
     validate(plan)?;
     let protocol = endpoint.protocol();
+    let spread = matches!(&endpoint, Endpoint::Vors { targets, .. } if targets.len() > 1);
     let rss_before = server_pid.and_then(procstat::rss_kib);
     let (tx, rx) = mpsc::channel();
     let shared = Arc::new(Shared {
@@ -470,6 +482,7 @@ pub fn run(plan: &Plan, endpoint: Endpoint, server_pid: Option<u32>) -> Result<O
         streams: plan.streams,
         room_size: plan.room_size,
         server_cpu_ns_per_message: None,
+        spread,
         server_memory: rss_before
             .zip(rss_idle)
             .map(|(before_kib, idle_kib)| ServerMemory {

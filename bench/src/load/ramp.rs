@@ -176,6 +176,8 @@ mod tests {
             relay_memory_kib: None,
             send_skipped: 0,
             send_lag_us_p99: 0.0,
+            same_relay: None,
+            cross_relay: None,
         }
     }
 

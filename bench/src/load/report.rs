@@ -14,7 +14,10 @@
 //! the baseline ramps side by side with the relay: `baseline_max_streams`, `baseline_ramp`
 //! (its steps, as `ramp`), `baseline` is its run at its own best step, and
 //! `ratio.max_streams` is `max_streams / baseline_max_streams`, unrounded (null when the
-//! baseline's is 0).
+//! baseline's is 0). With several `--target`s (vors): `same_relay` and `cross_relay`, each
+//! `received`, `lost` and `latency_us.{p50,p90,p99,p999,max}`, for deliveries between
+//! members on one relay and on two (absent with one target; the top-level figures count
+//! both).
 
 use std::fmt::Write as _;
 
@@ -23,7 +26,7 @@ use serde::Serialize;
 
 #[cfg(test)]
 use super::ServerMemory;
-use super::tally::new_histogram;
+use super::tally::{Split, new_histogram};
 use super::{Outcome, Protocol, Sample};
 
 /// Latency percentiles in µs.
@@ -109,6 +112,33 @@ pub struct Run {
     /// 99th percentile of how late sends left against their schedule: above a few ms the
     /// bench itself is the bottleneck.
     pub send_lag_us_p99: f64,
+    /// With several targets: deliveries between members on the same relay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_relay: Option<RelaySide>,
+    /// With several targets: deliveries between members on different relays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cross_relay: Option<RelaySide>,
+}
+
+/// Deliveries on one side of the same-relay / cross-relay split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RelaySide {
+    /// Good deliveries.
+    pub received: u64,
+    /// Deliveries expected and not received.
+    pub lost: u64,
+    /// Their one-way latency percentiles.
+    pub latency_us: Latency,
+}
+
+impl RelaySide {
+    fn of(split: &Split) -> Self {
+        RelaySide {
+            received: split.received,
+            lost: split.lost(),
+            latency_us: Latency::of(&split.latency),
+        }
+    }
 }
 
 impl Run {
@@ -141,6 +171,8 @@ impl Run {
             } else {
                 us(t.send_lag.value_at_quantile(0.99))
             },
+            same_relay: outcome.spread.then(|| RelaySide::of(&t.same_relay)),
+            cross_relay: outcome.spread.then(|| RelaySide::of(&t.cross_relay)),
         }
     }
 
@@ -334,12 +366,21 @@ impl Report {
                 false,
             ),
         ];
-        for (name, pick, with_ratio) in rows {
-            let _ = write!(out, "{name:<28}{:>14}", cell(pick(r)));
-            if let Some(b) = b {
-                let _ = write!(out, "{:>14}", cell(pick(b)));
+        let mut rows: Vec<Row> = rows
+            .iter()
+            .map(|&(name, pick, with_ratio)| {
+                (name.to_owned(), pick(r), b.and_then(pick), with_ratio)
+            })
+            .collect();
+        if r.same_relay.is_some() {
+            rows.extend(split_rows(r, b));
+        }
+        for (name, mine, theirs, with_ratio) in rows {
+            let _ = write!(out, "{name:<28}{:>14}", cell(mine));
+            if b.is_some() {
+                let _ = write!(out, "{:>14}", cell(theirs));
                 let q = if with_ratio {
-                    pick(r).zip(pick(b)).and_then(|(x, y)| ratio(x, y))
+                    mine.zip(theirs).and_then(|(x, y)| ratio(x, y))
                 } else {
                     None
                 };
@@ -362,6 +403,39 @@ impl Report {
         }
         out
     }
+}
+
+/// A table row: its name, the run's figure, the baseline's, and whether to show their ratio.
+type Row = (String, Option<f64>, Option<f64>, bool);
+
+/// The table's rows for the same-relay / cross-relay split (with several targets).
+fn split_rows(r: &Run, b: Option<&Run>) -> Vec<Row> {
+    type Side = fn(&Run) -> Option<RelaySide>;
+    type Figure = fn(RelaySide) -> f64;
+    let sides: [(&str, Side); 2] = [
+        ("same-relay", |x| x.same_relay),
+        ("cross-relay", |x| x.cross_relay),
+    ];
+    let figures: [(&str, Figure, bool); 4] = [
+        ("p50 (µs)", |s| s.latency_us.p50, true),
+        ("p99 (µs)", |s| s.latency_us.p99, true),
+        ("received", |s| s.received as f64, false),
+        ("lost", |s| s.lost as f64, false),
+    ];
+    sides
+        .iter()
+        .flat_map(|&(side, pick)| {
+            figures.iter().map(move |&(figure, value, with_ratio)| {
+                let name = format!("{side} {figure}");
+                (
+                    name,
+                    pick(r).map(value),
+                    b.and_then(pick).map(value),
+                    with_ratio,
+                )
+            })
+        })
+        .collect()
 }
 
 fn cell(v: Option<f64>) -> String {
@@ -439,6 +513,7 @@ mod tests {
             streams: 4,
             room_size,
             server_cpu_ns_per_message: Some(1234.4),
+            spread: false,
             server_memory: Some(ServerMemory {
                 before_kib: 30_000,
                 idle_kib: 30_050,
@@ -499,6 +574,41 @@ mod tests {
         assert!(v["relay_cpu_ns_per_message"].is_null());
         assert!(v["relay_memory_kib"].is_null());
         assert!(v.get("baseline").is_none() && v.get("max_streams").is_none());
+        assert!(v.get("same_relay").is_none() && v.get("cross_relay").is_none());
+        assert!(!report.table().contains("relay received"));
+    }
+
+    #[test]
+    fn spread_runs_report_both_sides_in_json_and_table() {
+        let mut o = outcome(&[], 2, 3);
+        o.tally.expect_via(2, 2);
+        o.tally.delivered_via(0, 40_000, false);
+        o.tally.delivered_via(0, 50_000, false);
+        o.tally.delivered_via(0, 90_000, true);
+        o.spread = true;
+        let report = Report::new(Run::of(Protocol::Vors, 1.0, &o));
+        let v: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON");
+        assert_eq!(
+            (v["received"].as_u64(), v["lost"].as_u64()),
+            (Some(3), Some(1))
+        );
+        assert_eq!(v["same_relay"]["received"], 2);
+        assert_eq!(v["same_relay"]["lost"], 0);
+        assert_eq!(v["cross_relay"]["received"], 1);
+        assert_eq!(v["cross_relay"]["lost"], 1);
+        assert_eq!(v["cross_relay"]["latency_us"]["p50"], 90.0);
+        let table = report.table();
+        let row = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} row in\n{table}"))
+                .split_whitespace()
+                .last()
+                .map(str::to_owned)
+        };
+        assert_eq!(row("cross-relay lost").as_deref(), Some("1"));
+        assert_eq!(row("same-relay p50").as_deref(), Some("40"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What one worker thread counts: messages sent and received, corruption, latency and send
-//! lag histograms; and the per-receiver check that a delivery belongs to its room and comes
-//! in order.
+//! lag histograms, the same split by whether the delivery crossed between relays (with
+//! several targets); and the per-receiver check that a delivery belongs to its room and
+//! comes in order.
 
 use hdrhistogram::Histogram;
 
@@ -34,6 +35,44 @@ pub struct Tally {
     /// How late each send left against its schedule, ns: a bench that cannot keep up shows
     /// here first.
     pub send_lag: Histogram<u64>,
+    /// Deliveries between members on one relay (counted only with several targets).
+    pub same_relay: Split,
+    /// Deliveries between members on different relays (counted only with several targets).
+    pub cross_relay: Split,
+}
+
+/// One side of the same-relay / cross-relay split.
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// Deliveries the messages sent should make on this side.
+    pub expected: u64,
+    /// Good deliveries on this side.
+    pub received: u64,
+    /// Their one-way latency, ns.
+    pub latency: Histogram<u64>,
+}
+
+impl Default for Split {
+    fn default() -> Self {
+        Split {
+            expected: 0,
+            received: 0,
+            latency: new_histogram(),
+        }
+    }
+}
+
+impl Split {
+    /// Deliveries expected and not received.
+    pub fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.received)
+    }
+
+    fn merge(&mut self, other: &Split) {
+        self.expected += other.expected;
+        self.received += other.received;
+        let _ = self.latency.add(&other.latency);
+    }
 }
 
 impl Default for Tally {
@@ -46,6 +85,8 @@ impl Default for Tally {
             latency: new_histogram(),
             interval: new_histogram(),
             send_lag: new_histogram(),
+            same_relay: Split::default(),
+            cross_relay: Split::default(),
         }
     }
 }
@@ -57,6 +98,26 @@ impl Tally {
         self.received += 1;
         self.latency.saturating_record(ns);
         self.interval.saturating_record(ns);
+    }
+
+    /// A good delivery, as [`Tally::delivered`], that also counts on its side of the split.
+    pub fn delivered_via(&mut self, sent_ns: u64, now_ns: u64, cross_relay: bool) {
+        self.delivered(sent_ns, now_ns);
+        let side = if cross_relay {
+            &mut self.cross_relay
+        } else {
+            &mut self.same_relay
+        };
+        side.received += 1;
+        side.latency
+            .saturating_record(now_ns.saturating_sub(sent_ns).max(1));
+    }
+
+    /// A message sent that should reach `same` members on its sender's relay and `cross` on
+    /// others.
+    pub fn expect_via(&mut self, same: u64, cross: u64) {
+        self.same_relay.expected += same;
+        self.cross_relay.expected += cross;
     }
 
     /// A send that left at `now_ns`, due at `due_ns`.
@@ -76,6 +137,8 @@ impl Tally {
         let _ = self.latency.add(&other.latency);
         let _ = self.interval.add(&other.interval);
         let _ = self.send_lag.add(&other.send_lag);
+        self.same_relay.merge(&other.same_relay);
+        self.cross_relay.merge(&other.cross_relay);
     }
 }
 
@@ -158,5 +221,24 @@ mod tests {
         assert_eq!(a.latency.len(), 2);
         assert!(a.latency.max() >= 1_999_000);
         assert!(a.send_lag.max() >= 50);
+    }
+
+    #[test]
+    fn deliveries_split_by_relay_and_merge() {
+        let mut a = Tally::default();
+        a.expect_via(1, 2); // a room of 4 over 3 relays, from a member that shares one
+        a.delivered_via(0, 10_000, false);
+        a.delivered_via(0, 80_000, true);
+        let mut b = Tally::default();
+        b.expect_via(0, 3);
+        b.delivered_via(0, 90_000, true);
+        b.delivered_via(0, 70_000, true);
+        a.merge(&b);
+        assert_eq!(a.received, 4, "the totals count both sides");
+        let (same, cross) = (&a.same_relay, &a.cross_relay);
+        assert_eq!((same.expected, same.received, same.lost()), (1, 1, 0));
+        assert_eq!((cross.expected, cross.received, cross.lost()), (5, 3, 2));
+        assert!(same.latency.max() < 11_000 && cross.latency.min() >= 69_000);
+        assert_eq!(a.latency.len(), 4);
     }
 }

@@ -12,7 +12,7 @@
 //! the bench's own table.
 
 use std::io::{self, Read};
-use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex};
 
 use mio::net::{TcpStream, UdpSocket};
@@ -24,9 +24,11 @@ use moose_proto::vors::keys::SessionKeys;
 use moose_proto::vors::packet::{self, MAX_MEDIA_LEN, MAX_OPUS_LEN};
 
 use super::outbuf::OutBuf;
+use super::spread::Spread;
 use super::stamp::{self, opus_len};
 use super::tally::{Inbox, Tally};
 use super::{Endpoint, LoadError, Protocol, WorkerSetup, fd_hint};
+use crate::bind;
 
 /// Handshakes in flight per worker: enough to join quickly, few enough not to overrun the
 /// server's accept queue or its Kyber work.
@@ -65,14 +67,26 @@ struct Member {
     plain: [u8; PLAIN_LEN],
     inbox: Inbox,
     ready: bool,
+    /// With several targets: the room mates on this member's relay and on others, which
+    /// each of its messages should reach.
+    relay_peers: Option<(u64, u64)>,
+}
+
+/// Where one stream connects, and the local address it leaves from.
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
 }
 
 /// What a worker needs to start its streams.
 enum Target {
     Server {
-        addr: SocketAddr,
-        pubkey: [u8; 32],
+        spread: Spread,
+        /// The public key of each target, in `spread`'s order.
+        pubkeys: Vec<[u8; 32]>,
         room_prefix: String,
+        binds: Vec<IpAddr>,
     },
     Baseline {
         keys: Arc<Vec<SessionKeys>>,
@@ -86,13 +100,15 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
         .map_err(|_| LoadError::Plan("endpoint poisoned".into()))?
     {
         Endpoint::Vors {
-            addr,
-            pubkey,
+            targets,
+            pubkeys,
             room_prefix,
+            binds,
         } => Target::Server {
-            addr: *addr,
-            pubkey: *pubkey,
+            spread: Spread::new(targets.clone(), setup.room_size),
+            pubkeys: pubkeys.clone(),
             room_prefix: room_prefix.clone(),
+            binds: binds.clone(),
         },
         Endpoint::VorsBaseline { sockets, keys, .. } => {
             for &i in &setup.streams {
@@ -136,9 +152,10 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
             break;
         }
         if let Target::Server {
-            addr,
-            pubkey,
+            spread,
+            pubkeys,
             room_prefix,
+            binds,
         } = &target
             && members.len() < setup.streams.len()
         {
@@ -148,7 +165,20 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
                 let Some(&index) = setup.streams.get(slot) else {
                     break;
                 };
-                let mut member = Member::join(index, *addr, pubkey, room_prefix, &setup, now)?;
+                // Stream i leaves from the i-th source address, round the list.
+                let bind = binds.get(index % binds.len().max(1)).copied();
+                let from = Source {
+                    addr: spread.addr_of(index),
+                    bind,
+                };
+                let pubkey = pubkeys
+                    .get(spread.target_of(index))
+                    .or(pubkeys.first())
+                    .ok_or_else(|| LoadError::Plan("no --pubkey".into()))?;
+                let mut member = Member::join(index, from, pubkey, room_prefix, &setup, now)?;
+                if spread.is_spread() {
+                    member.relay_peers = Some(spread.peers(index));
+                }
                 member.register(&poll, slot)?;
                 member.drain(&setup, pacer.past_end(now))?;
                 members.push(member);
@@ -221,6 +251,7 @@ impl Member {
             plain,
             inbox: Inbox::new(index as u32, first as u32, setup.room_size as u32),
             ready: false,
+            relay_peers: None,
         }
     }
 
@@ -247,24 +278,20 @@ impl Member {
     /// Starts joining a server's room: connects, and queues the magic and message 1.
     fn join(
         index: usize,
-        addr: SocketAddr,
+        Source { addr, bind }: Source,
         pubkey: &[u8; 32],
         room_prefix: &str,
         setup: &WorkerSetup,
         now: u64,
     ) -> Result<Member, LoadError> {
         let fail = |what: String| LoadError::stream(index, what);
-        let tcp = TcpStream::connect(addr)
+        let tcp = bind::mio_tcp_connect(bind, addr)
             .map_err(|e| fail(format!("connect to {addr}: {e}{}", fd_hint(&e))))?;
         let _ = tcp.set_nodelay(true);
-        let local: SocketAddr = match addr {
-            SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
-            SocketAddr::V6(_) => ([0u16; 8], 0).into(),
-        };
-        let udp =
-            UdpSocket::bind(local).map_err(|e| fail(format!("bind UDP: {e}{}", fd_hint(&e))))?;
-        udp.connect(addr)
-            .map_err(|e| fail(format!("connect UDP to {addr}: {e}")))?;
+        let from = bind.map(|ip| SocketAddr::new(ip, 0));
+        let udp = bind::udp_connect(from, addr)
+            .and_then(|udp| udp.set_nonblocking(true).map(|()| UdpSocket::from_std(udp)))
+            .map_err(|e| fail(format!("UDP to {addr}: {e}{}", fd_hint(&e))))?;
         let username = format!("s{index}");
         let room = format!("{room_prefix}-{}", index / setup.room_size);
         let hello = Hello {
@@ -508,9 +535,13 @@ impl Member {
                     .ok()
                     .filter(|s| s.stream == sender && self.inbox.accept(s))
             });
-            match checked {
-                Some(s) => tally.delivered(s.sent_ns, now),
-                None => tally.corrupted += 1,
+            match (checked, target) {
+                (Some(s), Target::Server { spread, .. }) if self.relay_peers.is_some() => {
+                    let cross = !spread.same_relay(s.stream as usize, self.index);
+                    tally.delivered_via(s.sent_ns, now, cross);
+                }
+                (Some(s), _) => tally.delivered(s.sent_ns, now),
+                (None, _) => tally.corrupted += 1,
             }
         }
     }
@@ -534,6 +565,9 @@ impl Member {
                 self.pkt += 1;
                 self.frame = (self.frame + 1) & packet::MAX_COUNTER;
                 tally.sent(due_ns, now);
+                if let Some((same, cross)) = self.relay_peers {
+                    tally.expect_via(same, cross);
+                }
             }
             Err(_) => tally.send_skipped += 1,
         }

@@ -8,7 +8,7 @@
 //! whatever mask a frame carries.
 
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
 use mio::net::TcpStream;
@@ -21,6 +21,7 @@ use super::outbuf::OutBuf;
 use super::stamp::{self, PCM_MESSAGE_LEN, STAMP_LEN};
 use super::tally::{Inbox, Tally};
 use super::{Endpoint, LoadError, Protocol, WorkerSetup, fd_hint};
+use crate::bind;
 
 /// Largest message accepted from the server (the relay's default limit).
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -59,7 +60,7 @@ struct Peer {
 }
 
 pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<Tally, LoadError> {
-    let (addr, host, origin, line_keys) = match &*endpoint
+    let (addr, host, origin, line_keys, binds) = match &*endpoint
         .lock()
         .map_err(|_| LoadError::Plan("endpoint poisoned".into()))?
     {
@@ -68,7 +69,14 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
             host,
             origin,
             line_keys,
-        } => (*addr, host.clone(), origin.clone(), line_keys.clone()),
+            binds,
+        } => (
+            *addr,
+            host.clone(),
+            origin.clone(),
+            line_keys.clone(),
+            binds.clone(),
+        ),
         _ => return Err(LoadError::Plan("not a WebSocket endpoint".into())),
     };
     let mut poll = Poll::new().map_err(LoadError::io("create an epoll instance"))?;
@@ -78,7 +86,9 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
         let key = line_keys.get(room).ok_or_else(|| {
             LoadError::Plan(format!("no apikey for line {room}: give one per line"))
         })?;
-        let mut peer = Peer::connect(index, addr, &host, &origin, key, &setup)?;
+        // Stream i leaves from the i-th source address, round the list.
+        let from = binds.get(index % binds.len().max(1)).copied();
+        let mut peer = Peer::connect(index, (from, addr), &host, &origin, key, &setup)?;
         poll.registry()
             .register(
                 &mut peer.sock,
@@ -140,13 +150,13 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
 impl Peer {
     fn connect(
         index: usize,
-        addr: SocketAddr,
+        (from, addr): (Option<IpAddr>, SocketAddr),
         host: &str,
         origin: &str,
         line_key: &str,
         setup: &WorkerSetup,
     ) -> Result<Peer, LoadError> {
-        let sock = TcpStream::connect(addr).map_err(|e| {
+        let sock = bind::mio_tcp_connect(from, addr).map_err(|e| {
             LoadError::stream(index, format!("connect to {addr}: {e}{}", fd_hint(&e)))
         })?;
         let _ = sock.set_nodelay(true);

@@ -87,7 +87,12 @@ impl Call {
             .transpose()
             .map_err(CallError::io("create recording directory"))?;
         let (tx, rx) = mpsc::channel();
-        let links = Links::connect(&config.server, config.connect_timeout, tx.clone())?;
+        let links = Links::connect(
+            &config.server,
+            config.bind,
+            config.connect_timeout,
+            tx.clone(),
+        )?;
         let password_hash = config.password.as_deref().and_then(password_field);
         let hello = Hello {
             username: &config.username,

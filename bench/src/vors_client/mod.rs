@@ -23,6 +23,7 @@
 //! # Ok::<(), moose_bench::vors_client::CallError>(())
 //! ```
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -74,6 +75,9 @@ pub struct CallConfig {
     pub duration: Option<Duration>,
     /// How long to wait for the TCP connection.
     pub connect_timeout: Duration,
+    /// The local address both sockets leave from (port 0: any); `None` lets the kernel
+    /// choose, as for any client.
+    pub bind: Option<SocketAddr>,
 }
 
 impl CallConfig {
@@ -89,6 +93,7 @@ impl CallConfig {
             record_dir: None,
             duration: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            bind: None,
         }
     }
 

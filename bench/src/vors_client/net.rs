@@ -14,6 +14,7 @@ use moose_proto::vors::packet::MAX_MEDIA_LEN;
 
 use super::command::Command;
 use super::error::CallError;
+use crate::bind;
 
 /// How long a blocking TCP write may take before the server counts as gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,20 +45,21 @@ pub(crate) struct Links {
 
 impl Links {
     /// Connects TCP to the first address of `server` that answers within `timeout`, and a
-    /// UDP socket to the same address (VoRS uses one port for both), then starts the
-    /// readers.
+    /// UDP socket to the same address (VoRS uses one port for both), both from `bind` when
+    /// given, then starts the readers.
     pub(crate) fn connect(
         server: &str,
+        bind: Option<SocketAddr>,
         timeout: Duration,
         tx: Sender<Input>,
     ) -> Result<Links, CallError> {
-        let tcp = connect_tcp(server, timeout)?;
+        let tcp = connect_tcp(server, bind, timeout)?;
         tcp.set_nodelay(true)
             .map_err(CallError::io("TCP_NODELAY"))?;
         tcp.set_write_timeout(Some(WRITE_TIMEOUT))
             .map_err(CallError::io("TCP write timeout"))?;
         let peer = tcp.peer_addr().map_err(CallError::io("TCP peer address"))?;
-        let udp = connect_udp(peer)?;
+        let udp = connect_udp(bind, peer)?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let tcp_reader = tcp.try_clone().map_err(CallError::io("clone TCP socket"))?;
@@ -91,17 +93,30 @@ impl Links {
     }
 }
 
-fn connect_tcp(server: &str, timeout: Duration) -> Result<TcpStream, CallError> {
+fn connect_tcp(
+    server: &str,
+    bind: Option<SocketAddr>,
+    timeout: Duration,
+) -> Result<TcpStream, CallError> {
     let addrs: Vec<SocketAddr> = server
         .to_socket_addrs()
         .map_err(|source| CallError::Resolve {
             addr: server.to_owned(),
             source,
         })?
+        // A source address reaches only servers of its own family: `localhost` may resolve
+        // to ::1 first, which 127.0.0.7 cannot reach.
+        .filter(|to| bind.is_none_or(|from| bind::same_family(from, *to)))
         .collect();
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    let mut last = match bind {
+        Some(from) => io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no address of the family of --bind {from}"),
+        ),
+        None => io::Error::new(io::ErrorKind::NotFound, "no address"),
+    };
     for addr in &addrs {
-        match TcpStream::connect_timeout(addr, timeout) {
+        match bind::tcp_connect(bind, *addr, timeout) {
             Ok(stream) => return Ok(stream),
             Err(e) => last = e,
         }
@@ -112,15 +127,9 @@ fn connect_tcp(server: &str, timeout: Duration) -> Result<TcpStream, CallError> 
     })
 }
 
-fn connect_udp(server: SocketAddr) -> Result<UdpSocket, CallError> {
-    let local: SocketAddr = match server {
-        SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
-        SocketAddr::V6(_) => ([0u16; 8], 0).into(),
-    };
-    let udp = UdpSocket::bind(local).map_err(CallError::io("bind UDP socket"))?;
+fn connect_udp(bind: Option<SocketAddr>, server: SocketAddr) -> Result<UdpSocket, CallError> {
     // Connected: the kernel drops datagrams from anyone but the server.
-    udp.connect(server)
-        .map_err(CallError::io("connect UDP socket"))?;
+    let udp = bind::udp_connect(bind, server).map_err(CallError::io("open UDP socket"))?;
     udp.set_read_timeout(Some(UDP_POLL))
         .map_err(CallError::io("UDP read timeout"))?;
     Ok(udp)
@@ -191,7 +200,12 @@ mod tests {
             .expect("bind")
             .port();
         let (tx, _rx) = mpsc::channel();
-        match Links::connect(&format!("127.0.0.1:{port}"), Duration::from_secs(2), tx) {
+        match Links::connect(
+            &format!("127.0.0.1:{port}"),
+            None,
+            Duration::from_secs(2),
+            tx,
+        ) {
             Err(CallError::Connect { .. }) => {}
             other => panic!("expected Connect error, got {other:?}"),
         }
@@ -200,7 +214,7 @@ mod tests {
     #[test]
     fn unresolvable_address_is_a_resolve_error() {
         let (tx, _rx) = mpsc::channel();
-        match Links::connect("no-port-here", Duration::from_secs(1), tx) {
+        match Links::connect("no-port-here", None, Duration::from_secs(1), tx) {
             Err(CallError::Resolve { .. }) => {}
             other => panic!("expected Resolve error, got {other:?}"),
         }
@@ -212,7 +226,8 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let server_udp = UdpSocket::bind(addr).expect("bind udp on the same port");
         let (tx, rx) = mpsc::channel();
-        let links = Links::connect(&addr.to_string(), Duration::from_secs(2), tx).expect("connect");
+        let links =
+            Links::connect(&addr.to_string(), None, Duration::from_secs(2), tx).expect("connect");
         let (mut accepted, _) = listener.accept().expect("accept");
 
         io::Write::write_all(&mut accepted, b"abc").expect("write");
