@@ -22,10 +22,14 @@ use moose_proto::vors::hello::HelloOwned;
 use moose_proto::vors::server::{ServerEvent, ServerSession};
 use tracing::{debug, info};
 
+use moose_proto::cluster::RoomId;
+
 use super::control_rate::{ControlKind, ControlRate};
 use super::room::{MemberConn, RoomCell};
 use super::rooms::VorsCore;
 use super::turns::{self, BUDGET_WAIT};
+use crate::cluster::JoinError;
+use crate::cluster::service::Reservation;
 use crate::limits::address::AddressSlot;
 use crate::limits::rooms::{RoomQuota, RoomRefusal};
 use crate::outbound::queue::Cut;
@@ -79,6 +83,11 @@ pub(crate) enum Admission {
 /// Asks the room `hello` names (made if need be, charged to the client at `from`) to admit
 /// its sender, and answers message 2 through `session`. `peer` is the IP of the member's
 /// connection: its cookie must come from it.
+///
+/// With a cluster, `reserved` is the cluster's answer to this join (see [`reserve`]): a
+/// refusal is message 2's ERR, and an admitted member takes the SID the cluster gave it (the
+/// cluster checked password, name and member limit over every relay). A reservation the room
+/// here cannot use (the relay's own room quota) is given back.
 pub(crate) fn join(
     owner: OwnerCore<'_>,
     hello: &HelloOwned,
@@ -86,6 +95,7 @@ pub(crate) fn join(
     mut session: Box<ServerSession>,
     peer: IpAddr,
     now: Instant,
+    reserved: Option<&Reserved>,
 ) -> Admission {
     let OwnerCore {
         vors,
@@ -93,9 +103,22 @@ pub(crate) fn join(
         stats,
         chat_per_minute,
     } = owner;
+    let reservation = match reserved.map(|r| (r.room, &r.answer)) {
+        None => None,
+        Some((room, Ok(reservation))) => Some((room, reservation)),
+        Some((_, Err(e))) => {
+            stats.vors_rejects.inc();
+            info!(reason = e.reason(), "vors member refused by the cluster");
+            let _ = session.reject(now, e.reason());
+            return Admission::Refused(session);
+        }
+    };
     let cell = match vors.room(&hello.room, rooms, from) {
         Ok(cell) => cell,
         Err(refusal) => {
+            if let (Some((room, reservation)), Some(handle)) = (reservation, vors.cluster()) {
+                handle.leave(room, reservation.sid);
+            }
             stats.vors_rejects.inc();
             match refusal {
                 RoomRefusal::ServerFull => stats.vors_server_full.inc(),
@@ -108,9 +131,22 @@ pub(crate) fn join(
         }
     };
     let cookie = vors.new_cookie();
-    let sid = match cell.join(&hello.username, hello.password_hash.as_ref(), cookie) {
+    let joined = match reservation {
+        None => cell.join(&hello.username, hello.password_hash.as_ref(), cookie),
+        Some((_, reservation)) => {
+            if let Some(view) = &reservation.view {
+                cell.apply_view(view);
+            }
+            cell.join_reserved(reservation.sid, &hello.username, cookie)
+        }
+    };
+    let sid = match joined {
         Ok(sid) => sid,
         Err(reject) => {
+            // The SID is taken here (stale news from the cluster): give the reservation back.
+            if let (Some((room, reservation)), Some(handle)) = (reservation, vors.cluster()) {
+                handle.leave(room, reservation.sid);
+            }
             stats.vors_rejects.inc();
             info!(reason = reject.reason(), "vors member refused");
             let _ = session.reject(now, reject.reason());
@@ -162,11 +198,29 @@ pub(crate) async fn admit(
     // Control messages are small and rate-limited: a member's kernel send buffer need not grow
     // to megabytes, and one that stops reading pins little there (docs/security.md).
     sys::limit_send_buffer(stream.as_raw_fd(), CONTROL_SEND_BUFFER);
+    let reserved = reserve(&shard, &hello).await;
     let Some(turn) = turns::budget_turn(&shard, Instant::now() + BUDGET_WAIT).await else {
+        if let Some(Reserved {
+            room,
+            answer: Ok(reservation),
+        }) = &reserved
+            && let Some(handle) = shard.vors.cluster()
+        {
+            handle.leave(*room, reservation.sid);
+        }
         return;
     };
     let admission = turns::spend_budget(&shard, |now| {
-        join(OwnerCore::of(&shard), &hello, from, session, peer.ip(), now)
+        let owner = OwnerCore::of(&shard);
+        join(
+            owner,
+            &hello,
+            from,
+            session,
+            peer.ip(),
+            now,
+            reserved.as_ref(),
+        )
     });
     drop(turn);
     let (cell, member) = match admission {
@@ -183,6 +237,24 @@ pub(crate) async fn admit(
         "vors member joining"
     );
     run_member(shard.clone(), stream, cell, member).await;
+}
+
+/// A cluster's answer to a join: the room's cluster id and the reservation or refusal.
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    pub room: RoomId,
+    pub answer: Result<Reservation, JoinError>,
+}
+
+/// With a cluster, asks it to admit `hello`'s member to its room, owned here by this core:
+/// the core awaits the answer (its other tasks go on) and never blocks. `None` standalone.
+async fn reserve(shard: &Shard, hello: &HelloOwned) -> Option<Reserved> {
+    let handle = shard.vors.cluster()?;
+    let room = handle.room_id(&hello.room);
+    let core = u8::try_from(shard.core).unwrap_or(u8::MAX);
+    let password = hello.password_hash.as_ref();
+    let answer = handle.reserve(room, core, &hello.username, password).await;
+    Some(Reserved { room, answer })
 }
 
 /// Writes what a refused session has to say, then drops the connection.
@@ -303,13 +375,13 @@ pub(crate) fn process(
             ServerEvent::Muted | ServerEvent::Unmuted => {
                 let wish = matches!(event, ServerEvent::Muted);
                 match member.rate.borrow_mut().mute_change(wish, now) {
-                    Some(muted) => cell.with_room(|room| room.set_muted(member.sid, muted)),
+                    Some(muted) => cell.set_muted(member.sid, muted),
                     None => owner.stats.vors_rate_limited(ControlKind::Mute),
                 }
             }
             ServerEvent::Chat(msg) => {
                 if member.rate.borrow_mut().allow_chat(now) {
-                    cell.with_room(|room| room.chat(member.sid, &msg));
+                    cell.chat(member.sid, &msg);
                 } else {
                     owner.stats.vors_rate_limited(ControlKind::Chat);
                 }
@@ -334,7 +406,7 @@ pub(crate) fn apply_due_mute(cell: &RoomCell, member: &MemberConn, now: Instant)
     }
     let due = member.rate.borrow_mut().due_mute(now);
     if let Some(muted) = due {
-        cell.with_room(|room| room.set_muted(member.sid, muted));
+        cell.set_muted(member.sid, muted);
         cell.pump(now);
     }
 }

@@ -16,10 +16,13 @@
 //! plain values, not the whole `Shard`, and `testing` drives them with real client sessions.
 
 pub(crate) mod control_rate;
+pub(crate) mod events;
 pub mod keyfile;
+pub(crate) mod link;
 pub(crate) mod listener;
 pub(crate) mod media;
 pub(crate) mod member;
+pub(crate) mod remote;
 pub(crate) mod replay;
 pub(crate) mod room;
 pub(crate) mod rooms;
