@@ -1,6 +1,7 @@
 //! The admin endpoint (`--admin-listen`, loopback by default): `/metrics` in Prometheus text
-//! format, `/healthz` (the process is alive) and `/readyz` (it serves: 503 once draining). It
-//! runs on core 0 and reads every core's single-writer counters; `metrics` writes the exposition.
+//! format, `/healthz` (the process is alive) and `/readyz` (it serves: 503 once draining, or
+//! while its cluster cannot admit joins). It runs on core 0 and reads every core's
+//! single-writer counters; `metrics` writes the exposition.
 
 use std::rc::Rc;
 
