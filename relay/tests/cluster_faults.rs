@@ -2,16 +2,19 @@
 //! (its members get DEL on the others within 5 s, who keep talking), Redis killed (calls go on
 //! losing nothing, joins are refused with a clear ERR and `/readyz` says 503, and the room is
 //! whole again once Redis is back), and forged link datagrams during a call (every one counted,
-//! none forwarded, the call loses nothing).
+//! none forwarded, the call loses nothing). A relay with another cluster key is refused at
+//! start, with exit status 78.
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use moose_proto::vors::client::ClientEvent;
 use moose_testkit::cluster::Cluster;
+use moose_testkit::cluster::free_udp_port;
 use moose_testkit::http::http_get;
 use moose_testkit::metrics::wait_metrics;
-use moose_testkit::relay::Relay;
+use moose_testkit::relay::{Relay, run_relay};
+use moose_testkit::temp::TempDir;
 use moose_testkit::vors_member::{VorsMember, settle, talk};
 
 const WITHIN: Duration = Duration::from_secs(10);
@@ -151,4 +154,51 @@ fn forged_link_datagrams_are_counted_and_none_is_forwarded() {
         0
     );
     assert_eq!(bob.echoes, 0);
+}
+
+#[test]
+fn a_relay_with_another_cluster_key_is_refused_at_start() {
+    let cluster = Cluster::start(1, &[]);
+    let dir = TempDir::new("other-key");
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, format!("{}\n", "a7".repeat(32))).expect("key file");
+    let (url, listen) = (
+        cluster.redis.url(),
+        format!("127.0.0.1:{}", free_udp_port()),
+    );
+    let vors_key = dir.path().join("vors.key");
+    let out = run_relay(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--vors-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--vors-key",
+            vors_key.to_str().expect("utf-8"),
+            "--cluster-redis",
+            &url,
+            "--cluster-key",
+            other.to_str().expect("utf-8"),
+            "--cluster-listen",
+            &listen,
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("--cluster-key is not this cluster's key"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&"a7".repeat(8)),
+        "no key bytes in the error"
+    );
+    assert_eq!(
+        moose_testkit::metrics::Metrics::read(&cluster.relays[0]).get("moose_cluster_relays"),
+        1,
+        "the refused relay never joined"
+    );
 }
