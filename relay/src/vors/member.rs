@@ -22,14 +22,11 @@ use moose_proto::vors::hello::HelloOwned;
 use moose_proto::vors::server::{ServerEvent, ServerSession};
 use tracing::{debug, info};
 
-use moose_proto::cluster::RoomId;
-
 use super::control_rate::{ControlKind, ControlRate};
+use super::reserve::{Hold, Reserved, give_back, reserve};
 use super::room::{MemberConn, RoomCell};
 use super::rooms::VorsCore;
 use super::turns::{self, BUDGET_WAIT};
-use crate::cluster::JoinError;
-use crate::cluster::service::Reservation;
 use crate::limits::address::AddressSlot;
 use crate::limits::rooms::{RoomQuota, RoomRefusal};
 use crate::outbound::queue::Cut;
@@ -86,8 +83,9 @@ pub(crate) enum Admission {
 ///
 /// With a cluster, `reserved` is the cluster's answer to this join (see [`reserve`]): a
 /// refusal is message 2's ERR, and an admitted member takes the SID the cluster gave it (the
-/// cluster checked password, name and member limit over every relay). A reservation the room
-/// here cannot use (the relay's own room quota) is given back.
+/// cluster checked password, name and member limit over every relay; the room's view was
+/// applied by `reserve::Hold`). A reservation refused here (the relay's own room quota) is
+/// the caller's to give back.
 pub(crate) fn join(
     owner: OwnerCore<'_>,
     hello: &HelloOwned,
@@ -103,10 +101,10 @@ pub(crate) fn join(
         stats,
         chat_per_minute,
     } = owner;
-    let reservation = match reserved.map(|r| (r.room, &r.answer)) {
+    let reservation = match reserved.map(|r| &r.answer) {
         None => None,
-        Some((room, Ok(reservation))) => Some((room, reservation)),
-        Some((_, Err(e))) => {
+        Some(Ok(reservation)) => Some(reservation),
+        Some(Err(e)) => {
             stats.vors_rejects.inc();
             info!(reason = e.reason(), "vors member refused by the cluster");
             let _ = session.reject(now, e.reason());
@@ -116,9 +114,6 @@ pub(crate) fn join(
     let cell = match vors.room(&hello.room, rooms, from) {
         Ok(cell) => cell,
         Err(refusal) => {
-            if let (Some((room, reservation)), Some(handle)) = (reservation, vors.cluster()) {
-                handle.leave(room, reservation.sid);
-            }
             stats.vors_rejects.inc();
             match refusal {
                 RoomRefusal::ServerFull => stats.vors_server_full.inc(),
@@ -133,20 +128,12 @@ pub(crate) fn join(
     let cookie = vors.new_cookie();
     let joined = match reservation {
         None => cell.join(&hello.username, hello.password_hash.as_ref(), cookie),
-        Some((_, reservation)) => {
-            if let Some(view) = &reservation.view {
-                cell.apply_view(view);
-            }
-            cell.join_reserved(reservation.sid, &hello.username, cookie)
-        }
+        Some(reservation) => cell.join_reserved(reservation.sid, &hello.username, cookie),
     };
     let sid = match joined {
         Ok(sid) => sid,
         Err(reject) => {
-            // The SID is taken here (stale news from the cluster): give the reservation back.
-            if let (Some((room, reservation)), Some(handle)) = (reservation, vors.cluster()) {
-                handle.leave(room, reservation.sid);
-            }
+            // With a cluster: the SID is taken here (stale news); the caller gives it back.
             stats.vors_rejects.inc();
             info!(reason = reject.reason(), "vors member refused");
             let _ = session.reject(now, reject.reason());
@@ -199,33 +186,38 @@ pub(crate) async fn admit(
     // to megabytes, and one that stops reading pins little there (docs/security.md).
     sys::limit_send_buffer(stream.as_raw_fd(), CONTROL_SEND_BUFFER);
     let reserved = reserve(&shard, &hello).await;
-    let Some(turn) = turns::budget_turn(&shard, Instant::now() + BUDGET_WAIT).await else {
-        if let Some(Reserved {
-            room,
-            answer: Ok(reservation),
-        }) = &reserved
-            && let Some(handle) = shard.vors.cluster()
-        {
-            handle.leave(*room, reservation.sid);
-        }
+    // From the cluster's answer on, the room is held here, so that its events find it.
+    let held = reserved
+        .as_ref()
+        .and_then(|r| Hold::take(&shard.vors, &shard.limits.rooms, &hello, from, r));
+    let turn = turns::budget_turn(&shard, Instant::now() + BUDGET_WAIT).await;
+    let admission = turn.map(|turn| {
+        let admission = turns::spend_budget(&shard, |now| {
+            let owner = OwnerCore::of(&shard);
+            join(
+                owner,
+                &hello,
+                from,
+                session,
+                peer.ip(),
+                now,
+                reserved.as_ref(),
+            )
+        });
+        drop(turn);
+        admission
+    });
+    if let Some(held) = held {
+        held.release(&shard.vors, &shard.limits.rooms);
+    }
+    let Some(admission) = admission else {
+        give_back(&shard, reserved.as_ref());
         return;
     };
-    let admission = turns::spend_budget(&shard, |now| {
-        let owner = OwnerCore::of(&shard);
-        join(
-            owner,
-            &hello,
-            from,
-            session,
-            peer.ip(),
-            now,
-            reserved.as_ref(),
-        )
-    });
-    drop(turn);
     let (cell, member) = match admission {
         Admission::Joined { cell, member } => (cell, member),
         Admission::Refused(mut session) => {
+            give_back(&shard, reserved.as_ref());
             return send_and_close(&shard, stream, &mut session).await;
         }
         Admission::Failed => return,
@@ -237,24 +229,6 @@ pub(crate) async fn admit(
         "vors member joining"
     );
     run_member(shard.clone(), stream, cell, member).await;
-}
-
-/// A cluster's answer to a join: the room's cluster id and the reservation or refusal.
-#[derive(Debug)]
-pub(crate) struct Reserved {
-    pub room: RoomId,
-    pub answer: Result<Reservation, JoinError>,
-}
-
-/// With a cluster, asks it to admit `hello`'s member to its room, owned here by this core:
-/// the core awaits the answer (its other tasks go on) and never blocks. `None` standalone.
-async fn reserve(shard: &Shard, hello: &HelloOwned) -> Option<Reserved> {
-    let handle = shard.vors.cluster()?;
-    let room = handle.room_id(&hello.room);
-    let core = u8::try_from(shard.core).unwrap_or(u8::MAX);
-    let password = hello.password_hash.as_ref();
-    let answer = handle.reserve(room, core, &hello.username, password).await;
-    Some(Reserved { room, answer })
 }
 
 /// Writes what a refused session has to say, then drops the connection.

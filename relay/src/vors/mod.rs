@@ -25,6 +25,7 @@ pub(crate) mod media;
 pub(crate) mod member;
 pub(crate) mod remote;
 pub(crate) mod replay;
+pub(crate) mod reserve;
 pub(crate) mod room;
 pub(crate) mod room_remote;
 pub(crate) mod rooms;

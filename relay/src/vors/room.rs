@@ -89,6 +89,9 @@ pub(crate) struct RoomCell {
     targets: RefCell<(Vec<Sid>, Vec<SockAddr>)>,
     /// The room's side in the cluster (`remote`); `None` on a standalone relay.
     cluster: Option<ClusterRoom>,
+    /// Members the cluster admitted that are not in the room yet (`reserve::Hold`): the room
+    /// is not empty while they come.
+    held: Cell<u32>,
 }
 
 impl RoomCell {
@@ -98,6 +101,7 @@ impl RoomCell {
             members: RefCell::new(HashMap::new()),
             targets: RefCell::new((Vec::new(), Vec::new())),
             cluster,
+            held: Cell::new(0),
         }
     }
 
@@ -119,8 +123,19 @@ impl RoomCell {
         self.room.borrow().len()
     }
 
+    /// Nobody is in the room, joining, or held for (see `reserve::Hold`).
     pub(crate) fn is_empty(&self) -> bool {
-        self.room.borrow().is_empty()
+        self.held.get() == 0 && self.room.borrow().is_empty()
+    }
+
+    /// A member the cluster admitted is coming: keep the room.
+    pub(crate) fn hold(&self) {
+        self.held.set(self.held.get() + 1);
+    }
+
+    /// A held member's join is decided.
+    pub(crate) fn unhold(&self) {
+        self.held.set(self.held.get().saturating_sub(1));
     }
 
     /// Asks the room to admit a member (see `Room::join`).
