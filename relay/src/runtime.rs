@@ -9,11 +9,13 @@ use anyhow::Context as _;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use glommio::{LocalExecutorBuilder, Placement};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::accept::spares::SparePool;
 use crate::accept::{Acceptor, WhenExhausted};
-use crate::config::Config;
+use crate::cluster::link::{LinkEdge, LinkSender};
+use crate::cluster::startup::{self, CoreCluster, StartupError};
+use crate::config::{Config, EXIT_CONFIG};
 use crate::drain::{self, Lifecycle};
 use crate::handoff::Handoff;
 use crate::http::{self, admin, upgrade};
@@ -24,6 +26,7 @@ use crate::shard::{Shard, Shared};
 use crate::sockets::{self, CoreSockets};
 use crate::stats::CoreStats;
 use crate::sys;
+use crate::vors::link::CoreLink;
 use crate::vors::{self, keyfile::ServerKey};
 
 /// Hand-offs one core may have in flight to another before the sender waits.
@@ -64,6 +67,25 @@ pub fn run(
         vors: bound.vors_addr,
         admin: bound.admin_addr,
     };
+    let mut cluster = match &config.cluster {
+        None => None,
+        Some(settings) => match startup::start(settings, cores, config.max_members) {
+            Ok(started) => Some(started),
+            Err(e @ StartupError::KeyMismatch(_)) => {
+                error!("{e}");
+                return Ok(EXIT_CONFIG);
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let handle = cluster.as_ref().map(|c| c.cluster.handle.clone());
+    let mut core_clusters: Vec<Option<CoreCluster>> = match &mut cluster {
+        Some(started) => std::mem::take(&mut started.cores)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..cores).map(|_| None).collect(),
+    };
     let config = Arc::new(config);
     let vors_key = Arc::new(vors_key);
     let all_stats: Arc<[Arc<CoreStats>]> =
@@ -77,7 +99,12 @@ pub fn run(
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut admin = Some(bound.admin);
     let mut executors = Vec::with_capacity(cores);
-    for (core, sockets) in bound.cores.into_iter().enumerate() {
+    for ((core, sockets), cluster) in bound
+        .cores
+        .into_iter()
+        .enumerate()
+        .zip(core_clusters.drain(..))
+    {
         let start = CoreStart {
             core,
             config: config.clone(),
@@ -89,8 +116,10 @@ pub fn run(
                 lifecycle: lifecycle.clone(),
                 limits: limits.clone(),
                 spares: spares.clone(),
+                cluster: handle.clone(),
             },
             sockets,
+            cluster,
             admin: admin.take(),
             ready: ready_tx.clone(),
         };
@@ -116,6 +145,10 @@ pub fn run(
     );
     on_ready(listening);
     let status = drain::supervise(&signals, &lifecycle, &all_stats, config.drain);
+    // A clean stop: this relay's members get DEL on every other relay at once.
+    if let Some(started) = &mut cluster {
+        started.cluster.stop(true);
+    }
     // The executors are not joined: their tasks wait on sockets forever. Returning ends the
     // process, and with it their threads.
     drop(executors);
@@ -132,6 +165,8 @@ struct CoreStart {
     vors_key: Arc<ServerKey>,
     shared: Shared,
     sockets: CoreSockets,
+    /// This core's share of the cluster; `None` standalone.
+    cluster: Option<CoreCluster>,
     admin: Option<OwnedFd>,
     ready: mpsc::Sender<usize>,
 }
@@ -147,7 +182,17 @@ async fn core_main(start: CoreStart) {
         },
         None => (None, None),
     };
-    let shard = Rc::new(Shard::new(
+    let (link, events) = match start.cluster {
+        None => (None, None),
+        Some(c) => {
+            let core = start.core as u8;
+            let socket = Rc::new(sys::glommio_udp(c.link));
+            let edge = LinkEdge::new(c.me, core, c.link_key.clone());
+            let sender = LinkSender::new(c.me, core, c.link_key);
+            (Some(CoreLink::new(socket, edge, sender)), Some(c.events))
+        }
+    };
+    let mut shard = Shard::new(
         start.core,
         start.config,
         start.all_stats,
@@ -155,7 +200,9 @@ async fn core_main(start: CoreStart) {
         senders,
         start.vors_key,
         start.shared,
-    ));
+    );
+    shard.link = link;
+    let shard = Rc::new(shard);
     if let Some(mut receivers) = receivers {
         for (_, receiver) in receivers.streams() {
             glommio::spawn_local(receive_handoffs(shard.clone(), receiver)).detach();
@@ -168,6 +215,10 @@ async fn core_main(start: CoreStart) {
     let udp = Rc::new(sys::glommio_udp(start.sockets.vors_udp));
     let _ = shard.vors.udp.set(udp);
     glommio::spawn_local(vors::media::receive(shard.clone())).detach();
+    if let Some(events) = events {
+        glommio::spawn_local(vors::link_in::receive(shard.clone())).detach();
+        glommio::spawn_local(vors::events::apply_all(shard.clone(), events)).detach();
+    }
     glommio::spawn_local(vors::silence::sweep(shard.clone())).detach();
     let vors_accept = glommio::spawn_local(vors::listener::accept(
         shard.clone(),

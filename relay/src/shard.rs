@@ -6,6 +6,7 @@ use glommio::channels::channel_mesh::Senders;
 
 use crate::accept::spares::SparePool;
 use crate::accept::warnings::AcceptWarnings;
+use crate::cluster::ClusterHandle;
 use crate::config::Config;
 use crate::drain::Lifecycle;
 use crate::handoff::Handoff;
@@ -16,6 +17,7 @@ use crate::line::Lines;
 use crate::owner::Owners;
 use crate::stats::CoreStats;
 use crate::vors::keyfile::ServerKey;
+use crate::vors::link::CoreLink;
 use crate::vors::rooms::VorsCore;
 
 /// Everything one executor owns. Lives in an `Rc` on its core; nothing in it is shared with
@@ -46,6 +48,8 @@ pub(crate) struct Shard {
     /// Senders to every core's hand-off receiver (`None` with a single core).
     pub mesh: Option<Senders<Handoff>>,
     pub vors: VorsCore,
+    /// This core's side of the relay link; `None` on a standalone relay.
+    pub link: Option<CoreLink>,
     pub vors_key: Arc<ServerKey>,
     /// Read-only here: is the relay draining?
     pub lifecycle: Arc<Lifecycle>,
@@ -57,6 +61,8 @@ pub(crate) struct Shared {
     pub lifecycle: Arc<Lifecycle>,
     pub limits: Arc<Limits>,
     pub spares: Arc<SparePool>,
+    /// The cluster's handle; `None` on a standalone relay.
+    pub cluster: Option<ClusterHandle>,
 }
 
 impl Shard {
@@ -73,6 +79,7 @@ impl Shard {
             lifecycle,
             limits,
             spares,
+            cluster,
         } = shared;
         let stats = all_stats[core].clone();
         Shard {
@@ -92,7 +99,9 @@ impl Shard {
             accept_warnings: AcceptWarnings::default(),
             spares,
             limits,
-            vors: VorsCore::new(core, config.cores(), config.vors_rooms()),
+            vors: VorsCore::new(core, config.cores(), config.vors_rooms()).with_cluster(cluster),
+            // Set by the executor, which makes the link's socket (`runtime`).
+            link: None,
             config,
             stats,
             all_stats,

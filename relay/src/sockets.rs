@@ -143,6 +143,26 @@ pub(crate) fn bind_all(
     })
 }
 
+/// The relay link's sockets (`--cluster-listen`), one per core in a reuseport group: a link
+/// datagram goes to the core its first byte names, the core that owns its room here
+/// (docs/cluster.md, section 7), exactly as VoRS media does. Returns them in core order and the
+/// address they ended up on.
+pub(crate) fn bind_link(
+    cores: usize,
+    addr: SocketAddr,
+) -> Result<(Vec<OwnedFd>, SocketAddr), BindError> {
+    let err = |source| BindError {
+        setting: "--cluster-listen",
+        addr,
+        source,
+    };
+    let (fds, bound) = group(addr, Type::DGRAM, cores).map_err(err)?;
+    if cores > 1 {
+        sys::steer_udp_by_first_byte(fds[0].as_raw_fd(), cores as u32).map_err(err)?;
+    }
+    Ok((fds, bound))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ pub mod bench;
 pub mod binary;
 pub mod browser;
 pub mod call;
+pub mod cluster;
 pub mod http;
 pub mod lossy_path;
 pub mod metrics;

@@ -9,7 +9,8 @@
 //! - [`service`]: the two threads (commands, inbox) and the handle and event channels the
 //!   cores use: nothing here runs on a core's forwarding loop;
 //! - [`link`]: the relay-link checks and sequence numbers a core runs on link datagrams;
-//! - [`stats`]: the `moose_cluster_*` figures.
+//! - [`stats`]: the `moose_cluster_*` figures;
+//! - [`startup`]: the link sockets and the threads, started before the executors.
 
 pub mod inbox;
 pub mod link;
@@ -18,6 +19,7 @@ pub mod registry;
 mod scripts;
 pub mod service;
 pub mod settings;
+pub(crate) mod startup;
 pub mod stats;
 
 pub use registry::{Registry, RegistryError};

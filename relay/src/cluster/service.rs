@@ -41,8 +41,11 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 pub const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// How often the relay tries Redis again while it is unreachable.
 pub const RECONNECT_EVERY: Duration = Duration::from_millis(250);
-/// The ERR text of a join refused while Redis is unreachable.
-pub const UNAVAILABLE: &str = "cluster unavailable, try again";
+/// The ERR text of a join refused while Redis is unreachable. Message 2 has one length
+/// whatever it says, so its reason holds at most `REPLY_REASON_LEN` (19) bytes: a longer text
+/// reached clients cut short.
+pub const UNAVAILABLE: &str = "cluster unavailable";
+const _: () = assert!(UNAVAILABLE.len() <= moose_proto::vors::handshake::REPLY_REASON_LEN);
 
 /// What the threads need to start.
 #[derive(Debug, Clone)]

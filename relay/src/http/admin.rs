@@ -1,6 +1,7 @@
 //! The admin endpoint (`--admin-listen`, loopback by default): `/metrics` in Prometheus text
-//! format, `/healthz` (the process is alive) and `/readyz` (it serves: 503 once draining). It
-//! runs on core 0 and reads every core's single-writer counters; `metrics` writes the exposition.
+//! format, `/healthz` (the process is alive) and `/readyz` (it serves: 503 once draining, or
+//! while its cluster cannot admit joins). It runs on core 0 and reads every core's
+//! single-writer counters; `metrics` writes the exposition.
 
 use std::rc::Rc;
 
@@ -45,13 +46,23 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
         "/metrics" => (
             Status::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            metrics::render(&shard.all_stats, shard.lifecycle.is_draining()),
+            metrics::render(
+                &shard.all_stats,
+                shard.lifecycle.is_draining(),
+                shard.vors.cluster().map(|c| c.stats()),
+            ),
         ),
         "/healthz" => (Status::OK, "text/plain; charset=utf-8", "ok\n".to_owned()),
         "/readyz" if shard.lifecycle.is_draining() => (
             Status::SERVICE_UNAVAILABLE,
             "text/plain; charset=utf-8",
             "draining\n".to_owned(),
+        ),
+        // New callers are sent elsewhere while the cluster cannot admit them (Redis away).
+        "/readyz" if shard.vors.cluster().is_some_and(|c| !c.stats().ready()) => (
+            Status::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "cluster unavailable\n".to_owned(),
         ),
         "/readyz" => (
             Status::OK,

@@ -72,15 +72,19 @@ pub(crate) struct Scrape<'a> {
 }
 
 /// The cluster figures of a relay without cluster threads: standalone, every count zero.
-/// (The cluster's wiring passes the threads' own block instead.)
 static STANDALONE: ClusterStats = ClusterStats::new();
 
-/// The exposition of every family, in the order of [`FAMILIES`].
-pub(crate) fn render(cores: &[Arc<CoreStats>], draining: bool) -> String {
+/// The exposition of every family, in the order of [`FAMILIES`]; `cluster` is the cluster
+/// threads' figures (`None`: standalone).
+pub(crate) fn render(
+    cores: &[Arc<CoreStats>],
+    draining: bool,
+    cluster: Option<&ClusterStats>,
+) -> String {
     render_scrape(&Scrape {
         cores,
         draining,
-        cluster: &STANDALONE,
+        cluster: cluster.unwrap_or(&STANDALONE),
     })
 }
 
@@ -260,7 +264,7 @@ mod tests {
 
     #[test]
     fn every_exported_metric_is_documented_and_every_documented_one_exported() {
-        let exported = families_in(&render(&fresh_cores(2), false));
+        let exported = families_in(&render(&fresh_cores(2), false, None));
         let documented = documented();
         let undocumented: Vec<&String> = exported
             .keys()
@@ -339,7 +343,7 @@ mod tests {
         cores[0].link_dropped(LinkDrop::BadTag);
         cores[1].link_dropped(LinkDrop::BadTag);
         cores[1].link_datagrams_out.add(5);
-        let standalone = render(&cores, false);
+        let standalone = render(&cores, false, None);
         assert!(
             standalone.contains("\nmoose_cluster_state 0\n"),
             "{standalone}"
@@ -382,7 +386,7 @@ mod tests {
         cores[1]
             .ws_forward_latency
             .record(std::time::Duration::from_millis(3));
-        let text = render(&cores, false);
+        let text = render(&cores, false, None);
         assert!(text.contains("\nmoose_ws_messages_in_total 7\n"), "{text}");
         assert!(text.contains("\nmoose_draining 0\n"), "{text}");
         let bucket = |le: &str| {
@@ -405,7 +409,7 @@ mod tests {
         cores[0].connection_refused(ConnectionRefusal::NoDescriptors);
         cores[1].connection_refused(ConnectionRefusal::NoDescriptors);
         cores[1].handshake_refused(HandshakeRefusal::Rate);
-        let text = render(&cores, false);
+        let text = render(&cores, false, None);
         assert!(
             text.contains("moose_connections_refused_total{reason=\"no_descriptors\"} 2\n"),
             "{text}"

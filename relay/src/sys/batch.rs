@@ -196,21 +196,73 @@ pub fn send_batch(fd: RawFd, batch: &RecvBatch, copies: &[(usize, socket2::SockA
         }
         // SAFETY: the first `chunk.len()` headers are initialised above; each points at an
         // address in `copies` and at its own iovec, which points into `batch`'s buffers; all
-        // outlive the call, the kernel only reads them (and writes msg_len into `msgs`, which
-        // we own).
-        let n = unsafe {
-            libc::sendmmsg(
-                fd,
-                msgs.as_mut_ptr().cast::<libc::mmsghdr>(),
-                chunk.len() as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n <= 0 {
+        // outlive the call.
+        let n = unsafe { send_prepared(fd, &mut msgs, chunk.len()) };
+        sent += n;
+        if n < chunk.len() {
             break;
         }
-        sent += n as usize;
-        if (n as usize) < chunk.len() {
+    }
+    sent
+}
+
+/// Hands the first `len` headers of `msgs` to one `sendmmsg` without waiting; how many
+/// datagrams the kernel took (0 when it took none: send buffer full, or an error).
+///
+/// # Safety
+/// The first `len` headers must be initialised, and the addresses, iovecs and buffers they
+/// point at must be valid for the call. The kernel only reads them (and writes `msg_len` into
+/// `msgs`, which the caller owns).
+#[inline]
+unsafe fn send_prepared(
+    fd: RawFd,
+    msgs: &mut [MaybeUninit<libc::mmsghdr>; MAX_DATAGRAMS],
+    len: usize,
+) -> usize {
+    // SAFETY: as the caller promised.
+    let n = unsafe {
+        libc::sendmmsg(
+            fd,
+            msgs.as_mut_ptr().cast::<libc::mmsghdr>(),
+            len as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).unwrap_or(0)
+}
+
+/// One datagram for [`send_gathered`]: the concatenation of its parts (an empty part adds
+/// nothing), to `to`.
+pub type Gathered<'a> = ([&'a [u8]; 3], &'a socket2::SockAddr);
+
+/// Sends every datagram of `datagrams` from the UDP socket `fd`, each gathered from its three
+/// parts (a relay-link datagram: header, the unchanged media packet, tag; or a packet cut out of
+/// a received link datagram), with as few `sendmmsg` calls as possible and without waiting. No
+/// part is copied. Returns how many the kernel took, a prefix of `datagrams`, as
+/// [`send_batch`].
+pub fn send_gathered(fd: RawFd, datagrams: &[Gathered<'_>]) -> usize {
+    let mut sent = 0;
+    for chunk in datagrams.chunks(MAX_DATAGRAMS) {
+        let mut iovs = [const { MaybeUninit::<[libc::iovec; 3]>::uninit() }; MAX_DATAGRAMS];
+        let mut msgs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; MAX_DATAGRAMS];
+        for (k, (parts, addr)) in chunk.iter().enumerate() {
+            let iov = iovs[k].write(parts.map(|part| libc::iovec {
+                iov_base: part.as_ptr() as *mut libc::c_void,
+                iov_len: part.len(),
+            }));
+            let msg = msgs[k].write(message(
+                addr.as_ptr() as *mut libc::c_void,
+                addr.len(),
+                &mut iov[0],
+            ));
+            msg.msg_hdr.msg_iovlen = 3;
+        }
+        // SAFETY: the first `chunk.len()` headers are initialised above; each points at an
+        // address in `datagrams` and at its own three iovecs, which point into the caller's
+        // slices; all outlive the call.
+        let n = unsafe { send_prepared(fd, &mut msgs, chunk.len()) };
+        sent += n;
+        if n < chunk.len() {
             break;
         }
     }
@@ -254,5 +306,23 @@ mod tests {
         }
         batch.clear();
         assert_eq!(batch.recv_now(relay.as_raw_fd()).expect("empty again"), 0);
+    }
+
+    #[test]
+    fn gathered_parts_leave_as_one_datagram_each() {
+        use std::net::UdpSocket;
+        let relay = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let peer = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let to = socket2::SockAddr::from(peer.local_addr().expect("addr"));
+        let datagrams: [Gathered<'_>; 2] = [
+            ([b"head", b"-body-", b"tag"], &to),
+            ([b"solo", b"", b""], &to),
+        ];
+        assert_eq!(send_gathered(relay.as_raw_fd(), &datagrams), 2);
+        for want in [&b"head-body-tag"[..], b"solo"] {
+            let mut buf = [0u8; 32];
+            let n = peer.recv(&mut buf).expect("datagram");
+            assert_eq!(&buf[..n], want);
+        }
     }
 }

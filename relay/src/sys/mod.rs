@@ -19,7 +19,7 @@ mod stream_send;
 mod uring;
 
 pub use backlog::{accept_waiting, connection_waiting};
-pub use batch::{MAX_DATAGRAMS, RECV_BATCH, RecvBatch, send_batch};
+pub use batch::{Gathered, MAX_DATAGRAMS, RECV_BATCH, RecvBatch, send_batch, send_gathered};
 pub use cpus::allowed_cpus;
 pub use fd::{
     dup_fd, glommio_listener, glommio_stream, glommio_udp, limit_send_buffer, reset, shutdown,

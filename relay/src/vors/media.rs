@@ -19,6 +19,8 @@ use moose_proto::vors::room::{DropReason, EdgeVerdict};
 use socket2::SockAddr;
 use tracing::debug;
 
+use super::link::{CoreLink, LinkCopy, link_copies};
+use super::room::RoomCell;
 use super::rooms::VorsCore;
 use crate::shard::Shard;
 use crate::stats::CoreStats;
@@ -48,19 +50,47 @@ impl Forwarder {
             fanout: Fanout {
                 copies: Vec::with_capacity(RECV_BATCH * 4),
                 firsts: Vec::with_capacity(RECV_BATCH),
+                links: Vec::new(),
             },
         }
     }
 
     /// Judges every datagram of the batch, then sends all the copies of those verified from
     /// this core's socket `fd` with one `sendmmsg`.
-    fn forward(&mut self, vors: &VorsCore, stats: &CoreStats, fd: RawFd, received: Instant) {
+    ///
+    /// With a cluster (`link`, looked at once per batch), the packets of rooms with remote
+    /// hosts also go once to each such relay, with a second `sendmmsg` on the link socket.
+    fn forward(
+        &mut self,
+        vors: &VorsCore,
+        stats: &CoreStats,
+        fd: RawFd,
+        received: Instant,
+        link: Option<&CoreLink>,
+    ) {
         let fanout = &mut self.fanout;
         fanout.copies.clear();
         fanout.firsts.clear();
-        for index in 0..self.batch.len() {
-            let (datagram, from) = self.batch.get(index);
-            judge(vors, stats, index, datagram, from, received, fanout);
+        match link {
+            None => {
+                for index in 0..self.batch.len() {
+                    let (datagram, from) = self.batch.get(index);
+                    judge(vors, stats, index, datagram, from, received, fanout);
+                }
+            }
+            Some(link) => {
+                fanout.links.clear();
+                for index in 0..self.batch.len() {
+                    let (datagram, from) = self.batch.get(index);
+                    let forwarded = judge(vors, stats, index, datagram, from, received, fanout);
+                    if let Some(cell) = forwarded {
+                        link_copies(&cell, index, &mut fanout.links);
+                    }
+                }
+                if !fanout.links.is_empty() {
+                    link.send_out(&self.batch, &fanout.links, stats);
+                }
+            }
         }
         if fanout.copies.is_empty() {
             return;
@@ -114,7 +144,8 @@ pub(crate) async fn receive(shard: Rc<Shard>) {
         drained = count < RECV_BATCH;
         // The start of the forward latency: one clock read (vDSO) per batch.
         let received = Instant::now();
-        forwarder.forward(&shard.vors, &shard.stats, fd, received);
+        let link = shard.link.as_ref();
+        forwarder.forward(&shard.vors, &shard.stats, fd, received, link);
         // A busy socket must not keep the core from the members' TCP tasks and timers.
         glommio::yield_if_needed().await;
     }
@@ -127,6 +158,8 @@ pub(crate) struct Fanout {
     pub copies: Vec<(usize, SockAddr)>,
     /// Per forwarded packet, the index of its first copy in `copies`.
     pub firsts: Vec<usize>,
+    /// With a cluster: the batch's link datagrams, one per packet and remote relay.
+    pub links: Vec<LinkCopy>,
 }
 
 /// Judges `datagram`, number `index` of a batch read at `received`, from `from`, against this
@@ -134,6 +167,7 @@ pub(crate) struct Fanout {
 /// recipient of its room to `fanout`; a cookie registers its member's address (the room's
 /// answer is queued on its members' connections). `received` is also the datagram's arrival
 /// time for the room's rules (silence, rate, PKT jumps): no clock read per datagram.
+/// Returns the room of a verified packet (for the relay link), `None` for anything else.
 pub(crate) fn judge(
     vors: &VorsCore,
     stats: &CoreStats,
@@ -142,18 +176,18 @@ pub(crate) fn judge(
     from: Option<SocketAddr>,
     received: Instant,
     fanout: &mut Fanout,
-) {
+) -> Option<Rc<RoomCell>> {
     stats.vors_datagrams_in.inc();
     stats.vors_bytes_in.add(datagram.len() as u64);
     let Some(from) = from else {
         stats.vors_dropped(DropReason::UnknownSource);
-        return;
+        return None;
     };
     let cell = match vors.room_of(from, datagram) {
         Ok(cell) => cell,
         Err(reason) => {
             stats.vors_dropped(reason);
-            return;
+            return None;
         }
     };
     match cell.verify(received, from, datagram) {
@@ -163,16 +197,19 @@ pub(crate) fn judge(
             if cell.fan_out(index, sender, &mut fanout.copies) > 0 {
                 fanout.firsts.push(first);
             }
+            return Some(cell);
         }
         EdgeVerdict::Keepalive(_) => {}
         EdgeVerdict::Registered(sid) => {
             // `verify` has put its address in the fan-out table already.
             vors.registered(from, datagram, &cell);
+            cell.announce(sid);
             cell.pump(received);
             debug!(sid = sid.0, "vors member registered its address");
         }
         EdgeVerdict::Drop(reason) => stats.vors_dropped(reason),
     }
+    None
 }
 
 #[cfg(test)]

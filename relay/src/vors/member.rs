@@ -23,6 +23,7 @@ use moose_proto::vors::server::{ServerEvent, ServerSession};
 use tracing::{debug, info};
 
 use super::control_rate::{ControlKind, ControlRate};
+use super::reserve::{Hold, Reserved, give_back, reserve};
 use super::room::{MemberConn, RoomCell};
 use super::rooms::VorsCore;
 use super::turns::{self, BUDGET_WAIT};
@@ -79,6 +80,12 @@ pub(crate) enum Admission {
 /// Asks the room `hello` names (made if need be, charged to the client at `from`) to admit
 /// its sender, and answers message 2 through `session`. `peer` is the IP of the member's
 /// connection: its cookie must come from it.
+///
+/// With a cluster, `reserved` is the cluster's answer to this join (see [`reserve`]): a
+/// refusal is message 2's ERR, and an admitted member takes the SID the cluster gave it (the
+/// cluster checked password, name and member limit over every relay; the room's view was
+/// applied by `reserve::Hold`). A reservation refused here (the relay's own room quota) is
+/// the caller's to give back.
 pub(crate) fn join(
     owner: OwnerCore<'_>,
     hello: &HelloOwned,
@@ -86,6 +93,7 @@ pub(crate) fn join(
     mut session: Box<ServerSession>,
     peer: IpAddr,
     now: Instant,
+    reserved: Option<&Reserved>,
 ) -> Admission {
     let OwnerCore {
         vors,
@@ -93,6 +101,16 @@ pub(crate) fn join(
         stats,
         chat_per_minute,
     } = owner;
+    let reservation = match reserved.map(|r| &r.answer) {
+        None => None,
+        Some(Ok(reservation)) => Some(reservation),
+        Some(Err(e)) => {
+            stats.vors_rejects.inc();
+            info!(reason = e.reason(), "vors member refused by the cluster");
+            let _ = session.reject(now, e.reason());
+            return Admission::Refused(session);
+        }
+    };
     let cell = match vors.room(&hello.room, rooms, from) {
         Ok(cell) => cell,
         Err(refusal) => {
@@ -108,9 +126,14 @@ pub(crate) fn join(
         }
     };
     let cookie = vors.new_cookie();
-    let sid = match cell.join(&hello.username, hello.password_hash.as_ref(), cookie) {
+    let joined = match reservation {
+        None => cell.join(&hello.username, hello.password_hash.as_ref(), cookie),
+        Some(reservation) => cell.join_reserved(reservation.sid, &hello.username, cookie),
+    };
+    let sid = match joined {
         Ok(sid) => sid,
         Err(reject) => {
+            // With a cluster: the SID is taken here (stale news); the caller gives it back.
             stats.vors_rejects.inc();
             info!(reason = reject.reason(), "vors member refused");
             let _ = session.reject(now, reject.reason());
@@ -162,16 +185,39 @@ pub(crate) async fn admit(
     // Control messages are small and rate-limited: a member's kernel send buffer need not grow
     // to megabytes, and one that stops reading pins little there (docs/security.md).
     sys::limit_send_buffer(stream.as_raw_fd(), CONTROL_SEND_BUFFER);
-    let Some(turn) = turns::budget_turn(&shard, Instant::now() + BUDGET_WAIT).await else {
+    let reserved = reserve(&shard, &hello).await;
+    // From the cluster's answer on, the room is held here, so that its events find it.
+    let held = reserved
+        .as_ref()
+        .and_then(|r| Hold::take(&shard.vors, &shard.limits.rooms, &hello, from, r));
+    let turn = turns::budget_turn(&shard, Instant::now() + BUDGET_WAIT).await;
+    let admission = turn.map(|turn| {
+        let admission = turns::spend_budget(&shard, |now| {
+            let owner = OwnerCore::of(&shard);
+            join(
+                owner,
+                &hello,
+                from,
+                session,
+                peer.ip(),
+                now,
+                reserved.as_ref(),
+            )
+        });
+        drop(turn);
+        admission
+    });
+    if let Some(held) = held {
+        held.release(&shard.vors, &shard.limits.rooms);
+    }
+    let Some(admission) = admission else {
+        give_back(&shard, reserved.as_ref());
         return;
     };
-    let admission = turns::spend_budget(&shard, |now| {
-        join(OwnerCore::of(&shard), &hello, from, session, peer.ip(), now)
-    });
-    drop(turn);
     let (cell, member) = match admission {
         Admission::Joined { cell, member } => (cell, member),
         Admission::Refused(mut session) => {
+            give_back(&shard, reserved.as_ref());
             return send_and_close(&shard, stream, &mut session).await;
         }
         Admission::Failed => return,
@@ -303,13 +349,13 @@ pub(crate) fn process(
             ServerEvent::Muted | ServerEvent::Unmuted => {
                 let wish = matches!(event, ServerEvent::Muted);
                 match member.rate.borrow_mut().mute_change(wish, now) {
-                    Some(muted) => cell.with_room(|room| room.set_muted(member.sid, muted)),
+                    Some(muted) => cell.set_muted(member.sid, muted),
                     None => owner.stats.vors_rate_limited(ControlKind::Mute),
                 }
             }
             ServerEvent::Chat(msg) => {
                 if member.rate.borrow_mut().allow_chat(now) {
-                    cell.with_room(|room| room.chat(member.sid, &msg));
+                    cell.chat(member.sid, &msg);
                 } else {
                     owner.stats.vors_rate_limited(ControlKind::Chat);
                 }
@@ -334,7 +380,7 @@ pub(crate) fn apply_due_mute(cell: &RoomCell, member: &MemberConn, now: Instant)
     }
     let due = member.rate.borrow_mut().due_mute(now);
     if let Some(muted) = due {
-        cell.with_room(|room| room.set_muted(member.sid, muted));
+        cell.set_muted(member.sid, muted);
         cell.pump(now);
     }
 }

@@ -16,12 +16,18 @@
 //! plain values, not the whole `Shard`, and `testing` drives them with real client sessions.
 
 pub(crate) mod control_rate;
+pub(crate) mod events;
 pub mod keyfile;
+pub(crate) mod link;
+pub(crate) mod link_in;
 pub(crate) mod listener;
 pub(crate) mod media;
 pub(crate) mod member;
+pub(crate) mod remote;
 pub(crate) mod replay;
+pub(crate) mod reserve;
 pub(crate) mod room;
+pub(crate) mod room_remote;
 pub(crate) mod rooms;
 pub(crate) mod silence;
 #[cfg(test)]

@@ -24,6 +24,7 @@ use socket2::SockAddr;
 use tracing::debug;
 
 use super::control_rate::ControlRate;
+use super::remote::ClusterRoom;
 use crate::outbound::queue::OutQueue;
 
 /// Control traffic a member may have queued. Control messages are small and rare, and a
@@ -86,15 +87,32 @@ pub(crate) struct RoomCell {
     members: RefCell<HashMap<Sid, Rc<MemberConn>>>,
     /// The room's media recipients in SID order, and their addresses ready for `sendmmsg`.
     targets: RefCell<(Vec<Sid>, Vec<SockAddr>)>,
+    /// The room's side in the cluster (`remote`); `None` on a standalone relay.
+    cluster: Option<ClusterRoom>,
+    /// Members the cluster admitted that are not in the room yet (`reserve::Hold`): the room
+    /// is not empty while they come.
+    held: Cell<u32>,
 }
 
 impl RoomCell {
-    pub(crate) fn new(name: &str, config: RoomConfig) -> Self {
+    pub(crate) fn new(name: &str, config: RoomConfig, cluster: Option<ClusterRoom>) -> Self {
         RoomCell {
             room: RefCell::new(Room::new(name, config)),
             members: RefCell::new(HashMap::new()),
             targets: RefCell::new((Vec::new(), Vec::new())),
+            cluster,
+            held: Cell::new(0),
         }
+    }
+
+    /// The room's side in the cluster; `None` on a standalone relay.
+    pub(crate) fn cluster(&self) -> Option<&ClusterRoom> {
+        self.cluster.as_ref()
+    }
+
+    /// The connection of local member `sid`.
+    pub(crate) fn member(&self, sid: Sid) -> Option<Rc<MemberConn>> {
+        self.members.borrow().get(&sid).cloned()
     }
 
     pub(crate) fn name(&self) -> String {
@@ -105,8 +123,19 @@ impl RoomCell {
         self.room.borrow().len()
     }
 
+    /// Nobody is in the room, joining, or held for (see `reserve::Hold`).
     pub(crate) fn is_empty(&self) -> bool {
-        self.room.borrow().is_empty()
+        self.held.get() == 0 && self.room.borrow().is_empty()
+    }
+
+    /// A member the cluster admitted is coming: keep the room.
+    pub(crate) fn hold(&self) {
+        self.held.set(self.held.get() + 1);
+    }
+
+    /// A held member's join is decided.
+    pub(crate) fn unhold(&self) {
+        self.held.set(self.held.get().saturating_sub(1));
     }
 
     /// Asks the room to admit a member (see `Room::join`).
@@ -117,6 +146,19 @@ impl RoomCell {
         cookie: [u8; COOKIE_LEN],
     ) -> Result<Sid, Reject> {
         self.room.borrow_mut().join(username, password_hash, cookie)
+    }
+
+    /// Admits a member under the SID the cluster reserved for it (see `Room::join_reserved`).
+    pub(crate) fn join_reserved(
+        &self,
+        sid: Sid,
+        username: &str,
+        cookie: [u8; COOKIE_LEN],
+    ) -> Result<Sid, Reject> {
+        self.room
+            .borrow_mut()
+            .join_reserved(sid, username, cookie)
+            .map(|()| sid)
     }
 
     /// Seats an admitted member with its media keys: its cookie is accepted from now on, from
@@ -132,8 +174,13 @@ impl RoomCell {
     /// had registered.
     pub(crate) fn leave(&self, sid: Sid) -> Option<SocketAddr> {
         let addr = self.room.borrow().udp_addr(sid);
-        self.room.borrow_mut().leave(sid);
+        let was_member = self.room.borrow_mut().leave(sid);
         self.members.borrow_mut().remove(&sid);
+        if let Some(cluster) = &self.cluster
+            && was_member
+        {
+            cluster.handle().leave(cluster.id(), sid);
+        }
         addr
     }
 

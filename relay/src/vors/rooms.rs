@@ -19,7 +19,11 @@ use glommio::net::UdpSocket;
 use moose_proto::vors::packet::COOKIE_LEN;
 use moose_proto::vors::room::{DropReason, RoomConfig, SilentMembers};
 
+use moose_proto::cluster::RoomId;
+
+use super::remote::ClusterRoom;
 use super::room::RoomCell;
+use crate::cluster::ClusterHandle;
 use crate::limits::rooms::{RoomPlace, RoomQuota, RoomRefusal};
 
 /// The VoRS state of one core.
@@ -36,6 +40,10 @@ pub(crate) struct VorsCore {
     sources: RefCell<HashMap<SocketAddr, Rc<RoomCell>>>,
     /// This core's UDP socket (set once the executor runs).
     pub udp: OnceCell<Rc<UdpSocket>>,
+    /// The cluster (`None`: standalone). Its rooms have a side in it (`remote`).
+    cluster: Option<ClusterHandle>,
+    /// The rooms by cluster id, for the cluster's events and the relay link.
+    by_id: RefCell<HashMap<RoomId, Rc<RoomCell>>>,
 }
 
 impl VorsCore {
@@ -56,7 +64,27 @@ impl VorsCore {
             cookies: RefCell::new(HashMap::new()),
             sources: RefCell::new(HashMap::new()),
             udp: OnceCell::new(),
+            cluster: None,
+            by_id: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// The same, as a relay of the cluster `handle` talks to.
+    pub(crate) fn with_cluster(self, handle: Option<ClusterHandle>) -> Self {
+        VorsCore {
+            cluster: handle,
+            ..self
+        }
+    }
+
+    /// The cluster this core's rooms belong to; `None` standalone.
+    pub(crate) fn cluster(&self) -> Option<&ClusterHandle> {
+        self.cluster.as_ref()
+    }
+
+    /// The room of cluster id `id` on this core, if it has one.
+    pub(crate) fn room_by_id(&self, id: &RoomId) -> Option<Rc<RoomCell>> {
+        self.by_id.borrow().get(id).cloned()
     }
 
     /// The room called `name`, made empty if it does not exist and `quota` (`--max-rooms` and
@@ -74,8 +102,16 @@ impl VorsCore {
         }
         let place = quota.try_take(creator)?;
         self.places.borrow_mut().insert(name.to_owned(), place);
-        let cell = Rc::new(RoomCell::new(name, self.config));
+        let cluster = self.cluster.as_ref().map(|handle| {
+            let id = handle.room_id(name);
+            ClusterRoom::new(handle.clone(), id)
+        });
+        let id = cluster.as_ref().map(ClusterRoom::id);
+        let cell = Rc::new(RoomCell::new(name, self.config, cluster));
         rooms.insert(name.to_owned(), cell.clone());
+        if let Some(id) = id {
+            self.by_id.borrow_mut().insert(id, cell.clone());
+        }
         Ok(cell)
     }
 
@@ -152,6 +188,9 @@ impl VorsCore {
             let place = self.places.borrow_mut().remove(&name);
             if let (Some(_), Some(place)) = (removed, place) {
                 quota.give_back(place);
+            }
+            if let Some(cluster) = cell.cluster() {
+                self.by_id.borrow_mut().remove(&cluster.id());
             }
             self.cookies
                 .borrow_mut()

@@ -105,7 +105,7 @@ impl Core {
         let Some(ServerEvent::Hello(hello)) = session.poll_event() else {
             panic!("message 1 gives the hello");
         };
-        let admission = member::join(self.owner(), &hello, from, session, from, self.now);
+        let admission = member::join(self.owner(), &hello, from, session, from, self.now, None);
         (client, admission)
     }
 

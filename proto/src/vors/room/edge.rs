@@ -285,6 +285,7 @@ impl Room {
                     .push_back((sid, ControlOwned::Muted(Some(other))));
             }
         }
+        self.queue_remote_roster(sid);
         if let Some(add) = self.add_message(sid) {
             self.broadcast(sid, add);
         }

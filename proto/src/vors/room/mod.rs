@@ -33,6 +33,7 @@ use super::packet::COOKIE_LEN;
 use super::sid::{Sid, SidSet};
 
 mod edge;
+mod remote;
 mod udp;
 
 pub use edge::{DropReason, EdgeVerdict, RoomStats};
@@ -174,6 +175,8 @@ pub struct Room {
     /// `recipients` changed since [`Room::take_recipients_changed`] last said so.
     recipients_changed: bool,
     by_addr: HashMap<SocketAddr, Sid>,
+    /// Members other relays host (a cluster, `remote`): in the roster, never in the fan-out.
+    remote: Vec<(Sid, remote::RemoteMember)>,
     outbox: VecDeque<(Sid, ControlOwned)>,
     stats: RoomStats,
 }
@@ -199,6 +202,7 @@ impl Room {
             recipients: SidSet::new(),
             recipients_changed: false,
             by_addr: HashMap::new(),
+            remote: Vec::new(),
             outbox: VecDeque::new(),
             stats: RoomStats::default(),
         }
@@ -322,7 +326,14 @@ impl Room {
             .find(|sid| sid.0 % lanes == lane && self.member(*sid).is_none())
             .ok_or(Reject::RoomFull)?;
         self.next_sid = ((usize::from(sid.0) + 1) % MAX_MEMBERS) as u8;
-        // Below 255: `max_members` is at most `MAX_MEMBERS` and the room was not full.
+        // `max_members` is at most `MAX_MEMBERS` and the room was not full.
+        self.push_member(sid, username, cookie);
+        Ok(sid)
+    }
+
+    /// Adds a joining member under a free `sid`; the room holds fewer than [`MAX_MEMBERS`]
+    /// (so its index is below 255, never [`NO_SLOT`]).
+    fn push_member(&mut self, sid: Sid, username: &str, cookie: [u8; COOKIE_LEN]) {
         self.slot_of[usize::from(sid.0)] = self.members.len() as u8;
         self.members.push((
             sid,
@@ -335,7 +346,6 @@ impl Room {
                 muted: false,
             },
         ));
-        Ok(sid)
     }
 
     /// Records the member's media keys (from `ServerSession::accept`) and the IP address of
@@ -391,12 +401,7 @@ impl Room {
         }
         member.muted = muted;
         if self.registered.contains(sid) {
-            let msg = if muted {
-                ControlOwned::Muted(Some(sid))
-            } else {
-                ControlOwned::Unmuted(Some(sid))
-            };
-            self.broadcast(sid, msg);
+            self.broadcast(sid, mute_message(sid, muted));
         }
     }
 
@@ -404,13 +409,7 @@ impl Room {
     /// author does not get an echo).
     pub fn chat(&mut self, sid: Sid, msg: &str) {
         if self.registered.contains(sid) {
-            self.broadcast(
-                sid,
-                ControlOwned::Chat {
-                    sid: Some(sid),
-                    msg: msg.to_owned(),
-                },
-            );
+            self.broadcast(sid, chat_message(sid, msg));
         }
     }
 
@@ -439,6 +438,23 @@ impl Room {
     }
 }
 
+/// `MUTED`/`UNMUTED` naming `sid`.
+fn mute_message(sid: Sid, muted: bool) -> ControlOwned {
+    if muted {
+        ControlOwned::Muted(Some(sid))
+    } else {
+        ControlOwned::Unmuted(Some(sid))
+    }
+}
+
+/// `CHAT` from `sid`.
+fn chat_message(sid: Sid, msg: &str) -> ControlOwned {
+    ControlOwned::Chat {
+        sid: Some(sid),
+        msg: msg.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,11 +466,11 @@ mod tests {
     }
 
     /// The IP of every member's control connection (and of its cookie).
-    fn ip() -> IpAddr {
+    pub(super) fn ip() -> IpAddr {
         IpAddr::from([192, 0, 2, 1])
     }
 
-    fn keys(n: u8) -> SessionKeys {
+    pub(super) fn keys(n: u8) -> SessionKeys {
         SessionKeys::from_wire(&[n; 48])
     }
 
@@ -473,7 +489,7 @@ mod tests {
         sid
     }
 
-    fn drain(room: &mut Room) -> Vec<(Sid, ControlOwned)> {
+    pub(super) fn drain(room: &mut Room) -> Vec<(Sid, ControlOwned)> {
         std::iter::from_fn(|| room.poll_message()).collect()
     }
 

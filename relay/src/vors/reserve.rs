@@ -1,0 +1,139 @@
+//! A join through the cluster, on the room's owner core: the cluster's answer
+//! ([`reserve`], awaited without blocking the core), the room held from that answer on
+//! ([`Hold`]), and a reservation given back when the member does not come in ([`give_back`]).
+//!
+//! **Why hold the room.** Between the cluster's answer and the member's place in the room lie
+//! the handshake budget's turn (up to `turns::BUDGET_WAIT`) and message 2. Events for the room
+//! (an `ADD` from another relay) may arrive meanwhile; without a room here they would find
+//! nothing and be dropped, and the new member would miss that peer until the next resync. So
+//! the room is made (or found) as soon as the answer comes, takes the answer's view, and counts
+//! the member as joining, which keeps it from being forgotten as empty.
+
+use std::net::IpAddr;
+use std::rc::Rc;
+
+use moose_proto::cluster::RoomId;
+use moose_proto::vors::hello::HelloOwned;
+
+use super::room::RoomCell;
+use super::rooms::VorsCore;
+use crate::cluster::JoinError;
+use crate::cluster::service::Reservation;
+use crate::limits::rooms::RoomQuota;
+use crate::shard::Shard;
+
+/// A cluster's answer to a join: the room's cluster id and the reservation or refusal.
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    pub room: RoomId,
+    pub answer: Result<Reservation, JoinError>,
+}
+
+/// With a cluster, asks it to admit `hello`'s member to its room, owned here by this core:
+/// the core awaits the answer (its other tasks go on) and never blocks. `None` standalone.
+pub(crate) async fn reserve(shard: &Shard, hello: &HelloOwned) -> Option<Reserved> {
+    let handle = shard.vors.cluster()?;
+    let room = handle.room_id(&hello.room);
+    let core = u8::try_from(shard.core).unwrap_or(u8::MAX);
+    let password = hello.password_hash.as_ref();
+    let answer = handle.reserve(room, core, &hello.username, password).await;
+    Some(Reserved { room, answer })
+}
+
+/// Gives an unused reservation back to the cluster (the member never came in).
+pub(crate) fn give_back(shard: &Shard, reserved: Option<&Reserved>) {
+    if let (Some(reserved), Some(handle)) = (reserved, shard.vors.cluster())
+        && let Ok(reservation) = &reserved.answer
+    {
+        handle.leave(reserved.room, reservation.sid);
+    }
+}
+
+/// A room held for a member the cluster admitted, until its join is decided.
+#[derive(Debug)]
+pub(crate) struct Hold(Rc<RoomCell>);
+
+impl Hold {
+    /// Holds the room `hello` names for an admitted member (made, charged to `from`, if need
+    /// be) and applies the reservation's view. `None` for a refusal, or when the relay's room
+    /// quota has no place (the join then refuses the member).
+    pub(crate) fn take(
+        vors: &VorsCore,
+        rooms: &RoomQuota,
+        hello: &HelloOwned,
+        from: IpAddr,
+        reserved: &Reserved,
+    ) -> Option<Hold> {
+        let reservation = reserved.answer.as_ref().ok()?;
+        let cell = vors.room(&hello.room, rooms, from).ok()?;
+        if let Some(view) = &reservation.view {
+            cell.apply_view(view);
+        }
+        cell.hold();
+        Some(Hold(cell))
+    }
+
+    /// The join is decided: the room is no longer held, and goes if nobody is in it.
+    pub(crate) fn release(self, vors: &VorsCore, rooms: &RoomQuota) {
+        self.0.unhold();
+        vors.forget_if_empty(&self.0, rooms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use moose_proto::vors::Sid;
+    use moose_proto::vors::room::RoomConfig;
+
+    use super::*;
+
+    fn hello(room: &str) -> HelloOwned {
+        HelloOwned {
+            username: "ann".to_owned(),
+            room: room.to_owned(),
+            password_hash: None,
+        }
+    }
+
+    fn admitted() -> Reserved {
+        Reserved {
+            room: RoomId([1; 16]),
+            answer: Ok(Reservation {
+                sid: Sid(3),
+                view: None,
+            }),
+        }
+    }
+
+    const FROM: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+    #[test]
+    fn a_held_room_outlives_its_last_member_until_the_join_is_decided() {
+        let quota = RoomQuota::new(0, 0);
+        let vors = VorsCore::new(0, 1, RoomConfig::default());
+        let held = Hold::take(&vors, &quota, &hello("r"), FROM, &admitted()).expect("held");
+        let cell = vors.room("r", &quota, FROM).expect("the same room");
+        assert!(Rc::ptr_eq(&cell, &held.0));
+        // Somebody else's leave looks for empty rooms: this one is not, while held.
+        vors.forget_if_empty(&cell, &quota);
+        assert_eq!(vors.census().0, 1);
+        assert_eq!(quota.used(), 1);
+        held.release(&vors, &quota);
+        assert_eq!(vors.census().0, 0, "nobody came: the room goes");
+        assert_eq!(quota.used(), 0, "and its place is given back");
+    }
+
+    #[test]
+    fn a_refusal_or_a_full_quota_holds_nothing() {
+        let quota = RoomQuota::new(1, 0);
+        let vors = VorsCore::new(0, 1, RoomConfig::default());
+        let refused = Reserved {
+            room: RoomId([1; 16]),
+            answer: Err(JoinError::Unavailable),
+        };
+        assert!(Hold::take(&vors, &quota, &hello("r"), FROM, &refused).is_none());
+        assert_eq!(vors.census().0, 0);
+        let _first = vors.room("first", &quota, FROM).expect("room");
+        assert!(Hold::take(&vors, &quota, &hello("second"), FROM, &admitted()).is_none());
+    }
+}

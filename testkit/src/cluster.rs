@@ -1,0 +1,89 @@
+//! Relays of one cluster for a test: one real redis-server, a cluster key file they share, and
+//! each relay started with `--cluster-redis`, `--cluster-key` and its own relay-link port on
+//! loopback (docs/cluster.md).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::metrics::wait_metrics;
+use crate::redis::Redis;
+use crate::relay::Relay;
+use crate::temp::TempDir;
+
+/// A cluster's Redis and key, and the relays started on them.
+#[derive(Debug)]
+pub struct Cluster {
+    pub redis: Redis,
+    key_dir: TempDir,
+    /// The relays, in the order they were started.
+    pub relays: Vec<Relay>,
+    /// Each relay's link address (`--cluster-listen`), in the same order.
+    pub links: Vec<SocketAddr>,
+}
+
+impl Cluster {
+    /// A fresh Redis and `n` relays on it, each with `args` besides the cluster's flags; returns
+    /// once every relay sees all `n` live (its media can cross the link).
+    pub fn start(n: usize, args: &[&str]) -> Cluster {
+        let key_dir = TempDir::new("cluster-key");
+        std::fs::write(
+            key_dir.path().join("cluster.key"),
+            format!("{}\n", "5a".repeat(32)),
+        )
+        .unwrap();
+        let mut cluster = Cluster {
+            redis: Redis::start(),
+            key_dir,
+            relays: Vec::new(),
+            links: Vec::new(),
+        };
+        for _ in 0..n {
+            cluster.add_relay(args);
+        }
+        cluster.wait_relays(n);
+        cluster
+    }
+
+    /// The shared key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_dir.path().join("cluster.key")
+    }
+
+    /// Starts one more relay of the cluster with `args`; its index.
+    pub fn add_relay(&mut self, args: &[&str]) -> usize {
+        let link = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+        let (url, key, listen) = (self.redis.url(), self.key_path(), link.to_string());
+        let mut all = vec![
+            "--cluster-redis",
+            &url,
+            "--cluster-key",
+            key.to_str().unwrap(),
+            "--cluster-listen",
+            &listen,
+        ];
+        all.extend_from_slice(args);
+        self.relays.push(Relay::start(&all, &[]));
+        self.links.push(link);
+        self.relays.len() - 1
+    }
+
+    /// Waits until every relay counts `n` live relays (`moose_cluster_relays`).
+    pub fn wait_relays(&self, n: usize) {
+        for relay in &self.relays {
+            wait_metrics(
+                relay,
+                Duration::from_secs(10),
+                "every relay live",
+                || {},
+                |m| m.get("moose_cluster_relays") == n as u64,
+            );
+        }
+    }
+}
+
+/// A UDP port free on loopback at this instant (the relay binds it a moment later).
+pub fn free_udp_port() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
+}
