@@ -170,12 +170,38 @@ fn cluster_settings(
     sources: &Sources,
 ) -> Result<Option<ClusterSettings>, ConfigError> {
     let listen_given = sources.of("cluster_listen") != Source::Default;
-    ClusterSettings::from_args(&args.cluster, listen_given).map_err(|e| ConfigError::Invalid {
-        setting: e.setting.to_owned(),
-        value: e.value,
-        from: sources.of(e.setting),
-        problem: e.problem,
-    })
+    let settings = ClusterSettings::from_args(&args.cluster, listen_given).map_err(|e| {
+        ConfigError::Invalid {
+            setting: e.setting.to_owned(),
+            value: e.value,
+            from: sources.of(e.setting),
+            problem: e.problem,
+        }
+    })?;
+    // Both are UDP groups with SO_REUSEPORT: on one port the kernel would merge them and split
+    // media and link datagrams between them at random, so say so at start instead.
+    if let Some(cluster) = &settings {
+        if overlap(cluster.listen, args.vors_listen) {
+            return Err(ConfigError::Invalid {
+                setting: "cluster_listen".to_owned(),
+                value: cluster.listen.to_string(),
+                from: sources.of("cluster_listen"),
+                problem: format!(
+                    "must not share a UDP port with vors_listen ({})",
+                    args.vors_listen
+                ),
+            });
+        }
+    }
+    Ok(settings)
+}
+
+/// Whether two UDP listen addresses take the same port on a common address (an unspecified
+/// address covers every one).
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// The queue bound for `queue_ms` of PCM audio, never less than one largest message.
@@ -438,6 +464,37 @@ mod tests {
             "Config::default is the flags' defaults, in every field"
         );
         assert!(config.queue_bytes >= 200 * PCM_BYTES_PER_MS);
+    }
+
+    #[test]
+    fn the_relay_link_never_shares_the_vors_port() {
+        let dir = std::env::temp_dir().join(format!("moose-config-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let key = dir.join("cluster.key");
+        std::fs::write(&key, format!("{}\n", "5a".repeat(32))).expect("write key");
+        let key = key.to_str().expect("utf-8");
+        let with = |vors: &str, link: &str| {
+            parse(&[
+                "--cluster-redis",
+                "redis://127.0.0.1:6379",
+                "--cluster-key",
+                key,
+                "--vors-listen",
+                vors,
+                "--cluster-listen",
+                link,
+            ])
+        };
+        let err = with("127.0.0.1:12979", "127.0.0.1:12979").expect_err("same port");
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting cluster_listen = 127.0.0.1:12979 "),
+            "{err}"
+        );
+        assert!(with("0.0.0.0:12978", "10.0.0.5:12978").is_err(), "wildcard VoRS");
+        assert!(with("127.0.0.1:12979", "10.0.0.5:12979").is_ok(), "other address");
+        assert!(with("127.0.0.1:12977", "127.0.0.1:12979").is_ok(), "other port");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
