@@ -180,18 +180,18 @@ fn cluster_settings(
     })?;
     // Both are UDP groups with SO_REUSEPORT: on one port the kernel would merge them and split
     // media and link datagrams between them at random, so say so at start instead.
-    if let Some(cluster) = &settings {
-        if overlap(cluster.listen, args.vors_listen) {
-            return Err(ConfigError::Invalid {
-                setting: "cluster_listen".to_owned(),
-                value: cluster.listen.to_string(),
-                from: sources.of("cluster_listen"),
-                problem: format!(
-                    "must not share a UDP port with vors_listen ({})",
-                    args.vors_listen
-                ),
-            });
-        }
+    if let Some(cluster) = &settings
+        && overlap(cluster.listen, args.vors_listen)
+    {
+        return Err(ConfigError::Invalid {
+            setting: "cluster_listen".to_owned(),
+            value: cluster.listen.to_string(),
+            from: sources.of("cluster_listen"),
+            problem: format!(
+                "must not share a UDP port with vors_listen ({})",
+                args.vors_listen
+            ),
+        });
     }
     Ok(settings)
 }
@@ -491,9 +491,18 @@ mod tests {
                 .starts_with("invalid setting cluster_listen = 127.0.0.1:12979 "),
             "{err}"
         );
-        assert!(with("0.0.0.0:12978", "10.0.0.5:12978").is_err(), "wildcard VoRS");
-        assert!(with("127.0.0.1:12979", "10.0.0.5:12979").is_ok(), "other address");
-        assert!(with("127.0.0.1:12977", "127.0.0.1:12979").is_ok(), "other port");
+        assert!(
+            with("0.0.0.0:12978", "10.0.0.5:12978").is_err(),
+            "wildcard VoRS"
+        );
+        assert!(
+            with("127.0.0.1:12979", "10.0.0.5:12979").is_ok(),
+            "other address"
+        );
+        assert!(
+            with("127.0.0.1:12977", "127.0.0.1:12979").is_ok(),
+            "other port"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

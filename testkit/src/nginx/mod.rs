@@ -134,10 +134,51 @@ impl Nginx {
         prefix: &Path,
         values_for: impl Fn(u16, u16) -> Vec<(&'static str, String)>,
     ) -> (Nginx, u16, u16) {
+        let (nginx, ports) = Self::start_on(prefix, 2, |ports| {
+            write_nginx_configs(prefix, &values_for(ports[0], ports[1]));
+            prefix.join("nginx.conf")
+        });
+        (nginx, ports[0], ports[1])
+    }
+
+    /// Starts nginx with one stream template of deploy/nginx/ (`name`, e.g.
+    /// moose-cluster-stream.conf) filled with `values_for(port)`, in the smallest main config
+    /// that loads it as nginx.conf would: the stream module and a `stream {}` block including
+    /// it. Waits and retries as [`Nginx::start`]; returns nginx and its port.
+    pub fn start_stream(
+        prefix: &Path,
+        name: &str,
+        values_for: impl Fn(u16) -> Vec<(&'static str, String)>,
+    ) -> (Nginx, u16) {
+        let template = fs::read_to_string(deploy_dir().join("nginx").join(name))
+            .unwrap_or_else(|e| panic!("read deploy/nginx/{name}: {e}"));
+        let (nginx, ports) = Self::start_on(prefix, 1, |ports| {
+            let filled = fill(name, &template, &values_for(ports[0]));
+            fs::write(prefix.join(name), filled).expect("write config");
+            let main = prefix.join("stream-main.conf");
+            let text = format!(
+                "load_module {DEBIAN_MODULES}/ngx_stream_module.so;\n\
+                 events {{}}\n\
+                 stream {{ include {name}; }}\n"
+            );
+            fs::write(&main, text).expect("write the main config");
+            main
+        });
+        (nginx, ports[0])
+    }
+
+    /// Picks `count` free ports, has `write` write the configs for them (returning the main
+    /// config's path), starts nginx and waits until every port listens; new ports when one was
+    /// taken meanwhile.
+    fn start_on(
+        prefix: &Path,
+        count: usize,
+        write: impl Fn(&[u16]) -> PathBuf,
+    ) -> (Nginx, Vec<u16>) {
         fs::create_dir_all(prefix.join("logs")).expect("make logs dir");
         for attempt in 1..=5 {
-            let (https, vors) = (free_port(), free_port());
-            write_nginx_configs(prefix, &values_for(https, vors));
+            let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+            let main = write(&ports);
             let error_log = prefix.join("logs/error.log");
             let _ = fs::remove_file(&error_log);
             let globals = format!(
@@ -149,7 +190,7 @@ impl Nginx {
                 .arg("-p")
                 .arg(prefix)
                 .arg("-c")
-                .arg(prefix.join("nginx.conf"))
+                .arg(&main)
                 .args(["-g", &globals])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -160,8 +201,8 @@ impl Nginx {
                 child,
                 prefix: prefix.to_owned(),
             };
-            match nginx.wait_listening(&[https, vors], Duration::from_secs(10)) {
-                Ok(()) => return (nginx, https, vors),
+            match nginx.wait_listening(&ports, Duration::from_secs(10)) {
+                Ok(()) => return (nginx, ports),
                 Err(why) if why.contains("Address already in use") && attempt < 5 => continue,
                 Err(why) => panic!("nginx did not start: {why}"),
             }
