@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use moose_bench::vors_client::{Call, CallConfig, CallEvent, Command, parse_public_key};
 use moose_testkit::call::CallProc;
-use moose_testkit::metrics::{Metrics, OnPanic, wait_metrics};
+use moose_testkit::metrics::{Metrics, OnPanic, wait_metrics, wait_rooms_gone};
 use moose_testkit::relay::Relay;
 use moose_testkit::temp::temp_dir;
 use moose_testkit::tone::tone_wav;
@@ -119,13 +119,7 @@ fn commands_queued_in_process() {
     assert_eq!(events.len(), 3, "{events:?}");
 
     // One member joined and left; nothing it sent was dropped.
-    let m = wait_metrics(
-        &relay,
-        LINE,
-        "room gone",
-        || {},
-        |m| m.sum("moose_vors_rooms") == 0,
-    );
+    let m = wait_rooms_gone(&relay, LINE);
     assert_eq!(m.get("moose_vors_joins_total"), 1, "{}", m.vors());
     assert_eq!(m.drops_except(&["cookie_repeat"]), [], "{}", m.vors());
 }

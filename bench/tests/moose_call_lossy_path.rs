@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use moose_testkit::call::tone_call;
 use moose_testkit::lossy_path::LossyPath;
-use moose_testkit::metrics::{OnPanic, wait_metrics};
+use moose_testkit::metrics::{OnPanic, wait_rooms_gone};
 use moose_testkit::relay::Relay;
 use moose_testkit::temp::temp_dir;
 use moose_testkit::tone::{assert_tone, tone_wav};
@@ -28,13 +28,7 @@ fn lossy_path() {
 
     let sent = alice.summary().sent;
     assert_eq!(sent, 150, "3 s of steady tone, no DTX:\n{}", alice.stderr);
-    let m = wait_metrics(
-        &relay,
-        LINE,
-        "room gone",
-        || {},
-        |m| m.sum("moose_vors_rooms") == 0,
-    );
+    let m = wait_rooms_gone(&relay, LINE);
     assert_eq!(
         m.get("moose_vors_packets_forwarded_total"),
         sent,

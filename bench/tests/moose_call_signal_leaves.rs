@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use moose_testkit::call::CallProc;
-use moose_testkit::metrics::{OnPanic, wait_metrics};
+use moose_testkit::metrics::{OnPanic, wait_rooms_gone};
 use moose_testkit::relay::Relay;
 
 const ROOM: &str = "signals";
@@ -47,12 +47,6 @@ fn signal_leaves() {
             "left carol"
         ]
     );
-    let m = wait_metrics(
-        &relay,
-        LINE,
-        "room gone",
-        || {},
-        |m| m.sum("moose_vors_rooms") == 0,
-    );
+    let m = wait_rooms_gone(&relay, LINE);
     assert_eq!(m.get("moose_vors_joins_total"), 3, "{}", m.vors());
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use moose_testkit::call::CallProc;
-use moose_testkit::metrics::{Metrics, OnPanic, wait_metrics};
+use moose_testkit::metrics::{Metrics, OnPanic, wait_rooms_gone};
 use moose_testkit::relay::Relay;
 
 const ROOM: &str = "locked";
@@ -93,13 +93,7 @@ fn rejections() {
     );
 
     // The room is gone with its last member; the next first member sets a new password.
-    wait_metrics(
-        &relay,
-        LINE,
-        "room gone",
-        || {},
-        |m| m.sum("moose_vors_rooms") == 0,
-    );
+    wait_rooms_gone(&relay, LINE);
     let mut carol = CallProc::start(&relay, "carol", ROOM, &["--password", "other"]);
     carol.expect_line("joined carol", LINE);
     carol.close_stdin();
