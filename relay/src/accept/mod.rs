@@ -139,9 +139,11 @@ impl Acceptor {
                 glommio::timer::sleep(ERROR_BACKOFF).await;
                 continue;
             }
-            if self.when_exhausted == WhenExhausted::Serve
-                && let Some(fd) = spares.accept_on_spare(self.fd)
-            {
+            let spare = match self.when_exhausted {
+                WhenExhausted::Serve => spares.accept_on_spare(self.fd),
+                WhenExhausted::Shed => None,
+            };
+            if let Some(fd) = spare {
                 shard.accept_warnings.exhausted(shard.core, 0, &error);
                 return Accepted::OnSpare(sys::glommio_stream(fd));
             }

@@ -425,7 +425,8 @@ impl Commander {
             };
             match requests.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(Request::Stop { retire, done }) => {
-                    if retire && let Some(registry) = &mut self.registry {
+                    let registry = if retire { self.registry.as_mut() } else { None };
+                    if let Some(registry) = registry {
                         match registry.retire() {
                             Ok(()) => info!(relay = %self.me, "cluster: relay retired"),
                             Err(e) => warn!(error = %e, "cluster: retiring failed"),
@@ -623,10 +624,9 @@ impl Commander {
                         Err(JoinError::Unavailable)
                     }
                 };
-                if reply.send(answer.clone()).is_err()
-                    && let Ok(reservation) = answer
-                {
-                    // The member's connection went while it waited: give its place back.
+                let gone = reply.send(answer.clone()).is_err();
+                // The member's connection went while it waited: give its place back.
+                if let (true, Ok(reservation)) = (gone, answer) {
                     self.mirror.left(join.room, reservation.sid);
                     self.call(|r| r.leave(join.room, reservation.sid));
                 }

@@ -180,9 +180,10 @@ fn cluster_settings(
     })?;
     // Both are UDP groups with SO_REUSEPORT: on one port the kernel would merge them and split
     // media and link datagrams between them at random, so say so at start instead.
-    if let Some(cluster) = &settings
-        && overlap(cluster.listen, args.vors_listen)
-    {
+    let clash = settings
+        .as_ref()
+        .filter(|cluster| overlap(cluster.listen, args.vors_listen));
+    if let Some(cluster) = clash {
         return Err(ConfigError::Invalid {
             setting: "cluster_listen".to_owned(),
             value: cluster.listen.to_string(),

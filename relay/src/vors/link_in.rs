@@ -36,8 +36,10 @@ pub(crate) async fn receive(shard: Rc<Shard>) {
     let mut peek = [0u8; 1];
     let mut drained = true;
     loop {
-        if drained && let Err(e) = link.socket.peek_from(&mut peek).await {
-            debug!(error = %e, "link recv failed");
+        if drained {
+            if let Err(e) = link.socket.peek_from(&mut peek).await {
+                debug!(error = %e, "link recv failed");
+            }
         }
         batch.clear();
         let count = match batch.recv_now(fd) {

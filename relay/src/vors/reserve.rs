@@ -42,10 +42,10 @@ pub(crate) async fn reserve(shard: &Shard, hello: &HelloOwned) -> Option<Reserve
 
 /// Gives an unused reservation back to the cluster (the member never came in).
 pub(crate) fn give_back(shard: &Shard, reserved: Option<&Reserved>) {
-    if let (Some(reserved), Some(handle)) = (reserved, shard.vors.cluster())
-        && let Ok(reservation) = &reserved.answer
-    {
-        handle.leave(reserved.room, reservation.sid);
+    if let (Some(reserved), Some(handle)) = (reserved, shard.vors.cluster()) {
+        if let Ok(reservation) = &reserved.answer {
+            handle.leave(reserved.room, reservation.sid);
+        }
     }
 }
 

@@ -146,13 +146,13 @@ impl VorsCore {
     ) -> Result<Rc<RoomCell>, DropReason> {
         let sources = self.sources.borrow();
         let registered = sources.get(&from);
-        if datagram.len() == COOKIE_LEN
-            && let Some(cell) = self.cookies.borrow().get(datagram)
-        {
-            return match registered {
-                None => Ok(cell.clone()),
-                Some(_) => Err(DropReason::AddressTaken),
-            };
+        if datagram.len() == COOKIE_LEN {
+            if let Some(cell) = self.cookies.borrow().get(datagram) {
+                return match registered {
+                    None => Ok(cell.clone()),
+                    Some(_) => Err(DropReason::AddressTaken),
+                };
+            }
         }
         registered.cloned().ok_or(DropReason::UnknownSource)
     }
