@@ -217,7 +217,7 @@ async fn core_main(start: CoreStart) {
     glommio::spawn_local(vors::media::receive(shard.clone())).detach();
     if let Some(events) = events {
         glommio::spawn_local(vors::link_in::receive(shard.clone())).detach();
-        glommio::spawn_local(vors::events::apply_all(shard.clone(), events)).detach();
+        glommio::spawn_local(vors::event_task::apply_all(shard.clone(), events)).detach();
     }
     glommio::spawn_local(vors::silence::sweep(shard.clone())).detach();
     let vors_accept = glommio::spawn_local(vors::listener::accept(

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use moose_testkit::call::CallProc;
-use moose_testkit::cluster::Cluster;
+use moose_testkit::cluster::{Cluster, PER_CLIENT_LIMITS_OFF};
 use moose_testkit::nginx::Nginx;
 use moose_testkit::temp::temp_dir;
 use moose_testkit::tone::{assert_tone, tone_wav};
@@ -67,21 +67,8 @@ fn a_room_stays_whole_behind_nginx() {
     // they dial; the first relay makes it). nginx is every client's address as the relays see
     // it, so the per-client limits are off, as deploy/moose-relay.service.d/behind-nginx.conf
     // turns them off.
-    let cluster = Cluster::start(
-        3,
-        &[
-            "--vors-key",
-            vors_key.to_str().expect("utf-8"),
-            "--max-connections-per-address",
-            "0",
-            "--max-handshakes-per-address",
-            "0",
-            "--handshakes-per-minute",
-            "0",
-            "--max-rooms-per-address",
-            "0",
-        ],
-    );
+    let key = ["--vors-key", vors_key.to_str().expect("utf-8")];
+    let cluster = Cluster::start(3, &[&key[..], &PER_CLIENT_LIMITS_OFF].concat());
     let prefix = dir.join("nginx");
     let logs = prefix.join("logs").display().to_string();
     let (_nginx, port) = Nginx::start_stream(&prefix, "moose-cluster-stream.conf", |port| {

@@ -23,10 +23,12 @@ use moose_proto::vors::server::{ServerEvent, ServerSession};
 use tracing::{debug, info};
 
 use super::control_rate::{ControlKind, ControlRate};
-use super::reserve::{Hold, Reserved, give_back, reserve};
+use super::events::{self, Eviction};
+use super::reserve::{Hold, Reserved, decided, give_back, reserve};
 use super::room::{MemberConn, RoomCell};
 use super::rooms::VorsCore;
 use super::turns::{self, BUDGET_WAIT};
+use crate::cluster::CoreEvent;
 use crate::limits::address::AddressSlot;
 use crate::limits::rooms::{RoomQuota, RoomRefusal};
 use crate::outbound::queue::Cut;
@@ -161,6 +163,15 @@ pub(crate) fn join(
     Admission::Joined { cell, member }
 }
 
+/// Applies one of the cluster's events on this core (`events::apply`), and ends the session
+/// of a member the cluster evicted: its place was taken while this relay was cut off (its
+/// writer resets the connection, which wakes its reader).
+pub(crate) fn apply_event(shard: &Shard, event: CoreEvent, now: Instant) {
+    if let Some(Eviction { cell, conn }) = events::apply(shard, event, now) {
+        leave(OwnerCore::of(shard), &cell, &conn, now);
+    }
+}
+
 /// The kernel send buffer of a member's connection: a quarter of its backlog bound in the
 /// relay, so a non-reading member holds at most about 384 KiB (256 KiB queued, 128 KiB as the
 /// kernel counts this buffer) instead of up to 4 MiB more in the kernel.
@@ -190,6 +201,13 @@ pub(crate) async fn admit(
     let held = reserved
         .as_ref()
         .and_then(|r| Hold::take(&shard.vors, &shard.limits.rooms, &hello, from, r));
+    // Events for the room that came before it was held here, newer than the answer's view
+    // the room has just taken (`early`).
+    if let (Some(_), Some(reserved)) = (&held, &reserved) {
+        for event in shard.vors.early.take(&reserved.room) {
+            apply_event(&shard, event, Instant::now());
+        }
+    }
     let turn = turns::budget_turn(&shard, Instant::now() + BUDGET_WAIT).await;
     let admission = turn.map(|turn| {
         let admission = turns::spend_budget(&shard, |now| {
@@ -210,6 +228,7 @@ pub(crate) async fn admit(
     if let Some(held) = held {
         held.release(&shard.vors, &shard.limits.rooms);
     }
+    decided(&shard, reserved.as_ref());
     let Some(admission) = admission else {
         give_back(&shard, reserved.as_ref());
         return;

@@ -16,6 +16,8 @@
 //! plain values, not the whole `Shard`, and `testing` drives them with real client sessions.
 
 pub(crate) mod control_rate;
+pub(crate) mod early;
+pub(crate) mod event_task;
 pub(crate) mod events;
 pub mod keyfile;
 pub(crate) mod link;

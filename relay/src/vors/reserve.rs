@@ -36,8 +36,19 @@ pub(crate) async fn reserve(shard: &Shard, hello: &HelloOwned) -> Option<Reserve
     let room = handle.room_id(&hello.room);
     let core = u8::try_from(shard.core).unwrap_or(u8::MAX);
     let password = hello.password_hash.as_ref();
+    // From Redis's answer on, events for the room may come before the answer does: they are
+    // kept until the join is decided (`early`; the caller replays them, then calls `decided`).
+    shard.vors.early.expect(room);
     let answer = handle.reserve(room, core, &hello.username, password).await;
     Some(Reserved { room, answer })
+}
+
+/// The join of `reserved` is decided (in or not): events for its room are no longer kept for
+/// it.
+pub(crate) fn decided(shard: &Shard, reserved: Option<&Reserved>) {
+    if let Some(reserved) = reserved {
+        shard.vors.early.done(&reserved.room);
+    }
 }
 
 /// Gives an unused reservation back to the cluster (the member never came in).

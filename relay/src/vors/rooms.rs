@@ -21,6 +21,7 @@ use moose_proto::vors::room::{DropReason, RoomConfig, SilentMembers};
 
 use moose_proto::cluster::RoomId;
 
+use super::early::EarlyEvents;
 use super::remote::ClusterRoom;
 use super::room::RoomCell;
 use crate::cluster::ClusterHandle;
@@ -44,6 +45,8 @@ pub(crate) struct VorsCore {
     cluster: Option<ClusterHandle>,
     /// The rooms by cluster id, for the cluster's events and the relay link.
     by_id: RefCell<HashMap<RoomId, Rc<RoomCell>>>,
+    /// Cluster events for rooms a join here is about to make.
+    pub early: EarlyEvents,
 }
 
 impl VorsCore {
@@ -66,6 +69,7 @@ impl VorsCore {
             udp: OnceCell::new(),
             cluster: None,
             by_id: RefCell::new(HashMap::new()),
+            early: EarlyEvents::default(),
         }
     }
 
