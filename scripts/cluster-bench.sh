@@ -143,17 +143,8 @@ start_cluster_relay() {
         --cluster-redis "redis://127.0.0.1:$redis_port" --cluster-key "$work/cluster.key" \
         --cluster-listen "127.0.0.1:$link" >"$out" 2>"$err" &
     pids[i]=$!
-    for _ in $(seq 100); do
-        grep -q '^listening ' "$out" 2>/dev/null && break
-        kill -0 "${pids[i]}" 2>/dev/null || break
-        sleep 0.1
-    done
     local ready
-    ready=$(grep '^listening ' "$out") || {
-        cat "$err" >&2
-        echo "$(basename "$0"): relay ${names[i]} did not start" >&2
-        exit 1
-    }
+    ready=$(await_listening "$out" "$err" "${pids[i]}" "relay ${names[i]}") || exit 1
     admins[i]=$(relay_field admin "$ready")
     vors[i]=$(relay_field vors "$ready")
     pubkey=$(relay_field vors_pubkey "$ready")

@@ -8,7 +8,8 @@
 # handshake CPU budget off (MOOSE_HANDSHAKE_CPU_PERCENT, 100 unless set: the load joins all
 # its streams at once), plus any FLAGs, and sets relay_pid, http, vors_addr and pubkey. The
 # newer settings go in the environment, which builds that predate them ignore. stop_relay
-# stops it. median prints the median of the numbers on its input, one per line.
+# stops it. median prints the median of the numbers on its input, one per line. await_listening
+# waits for a relay's ready line (start_relay uses it; scripts that start several relays too).
 
 relay_pid=
 
@@ -21,22 +22,46 @@ start_relay() {
         --handshakes-per-minute 0 --max-lines 100000 --max-rooms 100000 "$@" \
         >"$work/relay.out" 2>"$work/relay.err" &
     relay_pid=$!
-    for _ in $(seq 100); do
-        grep -q '^listening ' "$work/relay.out" 2>/dev/null && break
-        sleep 0.1
-    done
     local ready
-    ready=$(grep '^listening ' "$work/relay.out") || {
-        cat "$work/relay.err" >&2
-        echo "$(basename "$0"): the relay did not start" >&2
-        exit 1
-    }
+    ready=$(await_listening "$work/relay.out" "$work/relay.err" "$relay_pid" "the relay") || exit 1
     http=$(relay_field http "$ready")
     vors_addr=$(relay_field vors "$ready")
     pubkey=$(relay_field vors_pubkey "$ready")
 }
 
 # relay_field NAME LINE: the value of NAME=VALUE in the relay's `listening` line.
+# await_listening OUT ERR PID WHAT waits up to 10 s for the ready line of the relay PID (its
+# stdout in OUT) and prints it; if none comes (or the relay exits first), shows its stderr
+# (ERR) and says WHAT did not start, and fails.
+await_listening() {
+    for _ in $(seq 100); do
+        grep -q '^listening ' "$1" 2>/dev/null && break
+        kill -0 "$3" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep '^listening ' "$1" || {
+        cat "$2" >&2
+        echo "$(basename "$0"): $4 did not start" >&2
+        return 1
+    }
+}
+
+# await_listening OUT ERR PID WHAT waits up to 10 s for the ready line of the relay PID (its
+# stdout in OUT) and prints it; if none comes (or the relay exits first), shows its stderr
+# (ERR), says WHAT did not start, and fails.
+await_listening() {
+    for _ in $(seq 100); do
+        grep -q '^listening ' "$1" 2>/dev/null && break
+        kill -0 "$3" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep '^listening ' "$1" || {
+        cat "$2" >&2
+        echo "$(basename "$0"): $4 did not start" >&2
+        return 1
+    }
+}
+
 relay_field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 stop_relay() {
