@@ -196,11 +196,14 @@ pub(crate) async fn admit(
     // Control messages are small and rate-limited: a member's kernel send buffer need not grow
     // to megabytes, and one that stops reading pins little there (docs/security.md).
     sys::limit_send_buffer(stream.as_raw_fd(), CONTROL_SEND_BUFFER);
-    let reserved = reserve(&shard, &hello).await;
+    let mut reserved = reserve(&shard, &hello).await;
     // From the cluster's answer on, the room is held here, so that its events find it.
     let held = reserved
         .as_ref()
         .and_then(|r| Hold::take(&shard.vors, &shard.limits.rooms, &hello, from, r));
+    if let Some(reserved) = &mut reserved {
+        reserved.let_go(&shard.vors, &shard.limits.rooms);
+    }
     // Events for the room that came before it was held here, newer than the answer's view
     // the room has just taken (`early`).
     if let (Some(_), Some(reserved)) = (&held, &reserved) {

@@ -8,6 +8,15 @@
 //! nothing and be dropped, and the new member would miss that peer until the next resync. So
 //! the room is made (or found) as soon as the answer comes, takes the answer's view, and counts
 //! the member as joining, which keeps it from being forgotten as empty.
+//!
+//! **Why keep a room while asking.** The reservation carries the room's view (its other hosts
+//! and announced members) only when this relay is new to the room in Redis. If the room is
+//! here when the request is sent, Redis counts this relay as a host, so the answer carries no
+//! view: the room here must still be the one holding the remote members when the answer
+//! comes, even if its last local member leaves meanwhile. So a room found at the request is
+//! kept ([`Reserved::let_go`] ends that) until the answer's own hold takes over. A room not
+//! here at the request has sent its last `leave` before (one channel, in order), so Redis
+//! answers with the view.
 
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -27,6 +36,19 @@ use crate::shard::Shard;
 pub(crate) struct Reserved {
     pub room: RoomId,
     pub answer: Result<Reservation, JoinError>,
+    /// The room as it was here when the request went out, kept until [`Reserved::let_go`].
+    kept: Option<Rc<RoomCell>>,
+}
+
+impl Reserved {
+    /// The answer has been applied (the room held by [`Hold`], or the join refused): the room
+    /// kept while asking is no longer, and goes if nobody is in it.
+    pub(crate) fn let_go(&mut self, vors: &VorsCore, rooms: &RoomQuota) {
+        if let Some(cell) = self.kept.take() {
+            cell.unhold();
+            vors.forget_if_empty(&cell, rooms);
+        }
+    }
 }
 
 /// With a cluster, asks it to admit `hello`'s member to its room, owned here by this core:
@@ -39,8 +61,18 @@ pub(crate) async fn reserve(shard: &Shard, hello: &HelloOwned) -> Option<Reserve
     // From Redis's answer on, events for the room may come before the answer does: they are
     // kept until the join is decided (`early`; the caller replays them, then calls `decided`).
     shard.vors.early.expect(room);
+    let kept = keep(shard.vors.room_by_id(&room));
     let answer = handle.reserve(room, core, &hello.username, password).await;
-    Some(Reserved { room, answer })
+    Some(Reserved { room, answer, kept })
+}
+
+/// Keeps `room`, the join's room if it is here, while the cluster is asked (see the module's
+/// notes).
+fn keep(room: Option<Rc<RoomCell>>) -> Option<Rc<RoomCell>> {
+    if let Some(cell) = &room {
+        cell.hold();
+    }
+    room
 }
 
 /// The join of `reserved` is decided (in or not): events for its room are no longer kept for
@@ -113,6 +145,7 @@ mod tests {
                 sid: Sid(3),
                 view: None,
             }),
+            kept: None,
         }
     }
 
@@ -135,12 +168,57 @@ mod tests {
     }
 
     #[test]
+    fn a_room_kept_while_asking_is_the_one_the_answer_finds() {
+        // The answer carries no view when the room was here at the request: the room that
+        // holds the remote members must still be here when it comes.
+        let quota = RoomQuota::new(0, 0);
+        let vors = VorsCore::new(0, 1, RoomConfig::default());
+        let cell = vors.room("r", &quota, FROM).expect("room");
+        let mut reserved = Reserved {
+            kept: keep(Some(cell.clone())),
+            ..admitted()
+        };
+        // The last local member leaves while the request is out.
+        vors.forget_if_empty(&cell, &quota);
+        assert_eq!(vors.census().0, 1, "kept while asking");
+        let held = Hold::take(&vors, &quota, &hello("r"), FROM, &reserved).expect("held");
+        assert!(Rc::ptr_eq(&held.0, &cell), "the answer finds the kept room");
+        reserved.let_go(&vors, &quota);
+        assert_eq!(vors.census().0, 1, "now held for the coming member");
+        held.release(&vors, &quota);
+        assert_eq!(vors.census().0, 0);
+        assert_eq!(quota.used(), 0);
+    }
+
+    #[test]
+    fn a_refused_join_lets_the_kept_room_go() {
+        let quota = RoomQuota::new(0, 0);
+        let vors = VorsCore::new(0, 1, RoomConfig::default());
+        let cell = vors.room("r", &quota, FROM).expect("room");
+        let mut refused = Reserved {
+            room: RoomId([1; 16]),
+            answer: Err(JoinError::Unavailable),
+            kept: keep(Some(cell.clone())),
+        };
+        vors.forget_if_empty(&cell, &quota);
+        assert!(Hold::take(&vors, &quota, &hello("r"), FROM, &refused).is_none());
+        refused.let_go(&vors, &quota);
+        assert_eq!(
+            vors.census().0,
+            0,
+            "nobody in it, nobody coming: the room goes"
+        );
+        assert_eq!(quota.used(), 0);
+    }
+
+    #[test]
     fn a_refusal_or_a_full_quota_holds_nothing() {
         let quota = RoomQuota::new(1, 0);
         let vors = VorsCore::new(0, 1, RoomConfig::default());
         let refused = Reserved {
             room: RoomId([1; 16]),
             answer: Err(JoinError::Unavailable),
+            kept: None,
         };
         assert!(Hold::take(&vors, &quota, &hello("r"), FROM, &refused).is_none());
         assert_eq!(vors.census().0, 0);

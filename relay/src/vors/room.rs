@@ -176,10 +176,9 @@ impl RoomCell {
         let addr = self.room.borrow().udp_addr(sid);
         let was_member = self.room.borrow_mut().leave(sid);
         self.members.borrow_mut().remove(&sid);
-        if let Some(cluster) = &self.cluster
-            && was_member
-        {
-            cluster.handle().leave(cluster.id(), sid);
+        match &self.cluster {
+            Some(cluster) if was_member => cluster.handle().leave(cluster.id(), sid),
+            _ => {}
         }
         addr
     }
