@@ -47,11 +47,17 @@ fn events_reach_every_other_relay_hosting_the_room_and_no_other() {
         origin_core,
         muted,
         sealed,
+        link,
     } = kinds[0]
     else {
         panic!("ADD first: {kinds:?}");
     };
     assert_eq!((*sid, *origin_core, *muted), (ann, 0, false));
+    assert_eq!(
+        *link,
+        Some(link_addr(1)),
+        "a's link address, from the relay table"
+    );
     assert_eq!(
         open_member(k.seal(), &lobby, ann, sealed).unwrap(),
         record("ann", 1)

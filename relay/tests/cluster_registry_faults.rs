@@ -130,7 +130,7 @@ fn events_reach_the_core_that_owns_the_room() {
     assert_eq!(bob.sid.0 % 2, 1, "b's SID is in core 1's lane");
     let ann = enter_through(&a, "lobby", "ann", 1);
     let member = next_event(&b, 1, Duration::from_secs(5), |e| match e {
-        CoreEvent::Add { room, member } if room == lobby => Some(member),
+        CoreEvent::Add { room, member, .. } if room == lobby => Some(member),
         _ => None,
     });
     assert_eq!(

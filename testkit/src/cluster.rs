@@ -65,11 +65,28 @@ impl Cluster {
 
     /// Starts one more relay of the cluster with `args`; its index.
     pub fn add_relay(&mut self, args: &[&str]) -> usize {
+        let url = self.redis.url();
+        self.launch_relay(&url, args)
+    }
+
+    /// Starts one more relay that speaks to Redis as the ACL user `user` with `password` (given
+    /// in a `--cluster-redis-password-file`), so that a test can cut this relay alone off from
+    /// Redis (`ACL SETUSER user off` and `CLIENT KILL USER user`); its index.
+    pub fn add_relay_as(&mut self, user: &str, password: &str, args: &[&str]) -> usize {
+        let file = self.key_dir.path().join(format!("{user}.password"));
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        let url = format!("redis://{user}@{}", self.redis.addr());
+        let mut all = vec!["--cluster-redis-password-file", file.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.launch_relay(&url, &all)
+    }
+
+    fn launch_relay(&mut self, url: &str, args: &[&str]) -> usize {
         let link = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
-        let (url, key, listen) = (self.redis.url(), self.key_path(), link.to_string());
+        let (key, listen) = (self.key_path(), link.to_string());
         let mut all = vec![
             "--cluster-redis",
-            &url,
+            url,
             "--cluster-key",
             key.to_str().unwrap(),
             "--cluster-listen",

@@ -244,6 +244,11 @@ impl VorsMember {
         &self.sent_hello
     }
 
+    /// Whether the session has ended (the relay closed the connection, or we left).
+    pub fn is_closed(&self) -> bool {
+        self.session.is_closed()
+    }
+
     /// Our SID.
     pub fn sid(&self) -> Sid {
         self.session.sid().expect("joined")

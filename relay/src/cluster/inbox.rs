@@ -8,6 +8,7 @@
 //! cursor, which [`Inbox::reconnect`] notices; the relay then reads it from the start and
 //! rebuilds its rooms from snapshots (docs/cluster.md, "Faults").
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use moose_proto::cluster::{RelayId, RoomId};
@@ -43,6 +44,8 @@ pub enum EventKind {
         origin_core: u8,
         muted: bool,
         sealed: Vec<u8>,
+        /// `from`'s link address as the relay table had it (absent or unreadable: `None`).
+        link: Option<SocketAddr>,
     },
     /// A member left (or its relay died).
     Del { sid: Sid },
@@ -192,6 +195,7 @@ fn parse_event(fields: &[Value]) -> Option<InboxEvent> {
             origin_core: u8::try_from(int(get("oc")?)?).ok()?,
             muted: text(get("muted")?)? == "1",
             sealed: bytes(get("rec")?)?.to_vec(),
+            link: get("la").and_then(text).and_then(|la| la.parse().ok()),
         },
         "DEL" => EventKind::Del { sid: member },
         "MUTED" => EventKind::Muted {
@@ -255,9 +259,25 @@ mod tests {
                 sid: Sid(7),
                 origin_core: 0,
                 muted: true,
-                sealed: b"xyz".to_vec()
+                sealed: b"xyz".to_vec(),
+                link: None,
             }
         );
+        // The link address, when the relay table had one; junk there is no address.
+        let fields = [
+            ("oc", "0"),
+            ("muted", "0"),
+            ("rec", "r"),
+            ("la", "127.0.0.9:4000"),
+        ];
+        let with_link = parse_event(&base("ADD", &fields)).expect("add with link");
+        assert!(matches!(
+            with_link.kind,
+            EventKind::Add { link: Some(a), .. } if a == SocketAddr::from(([127, 0, 0, 9], 4000))
+        ));
+        let fields = [("oc", "0"), ("muted", "0"), ("rec", "r"), ("la", "nowhere")];
+        let junk = parse_event(&base("ADD", &fields)).expect("add with junk link");
+        assert!(matches!(junk.kind, EventKind::Add { link: None, .. }));
         assert_eq!(
             parse_event(&base("UNMUTED", &[])).expect("unmuted").kind,
             EventKind::Muted {

@@ -63,6 +63,14 @@ impl LinkEdge {
         }
     }
 
+    /// `relay` is registered in Redis (an announcement of its member says so): its datagrams
+    /// are taken, with a fresh window if it had none. This relay's own id is never an origin.
+    pub fn vouch(&mut self, relay: RelayId) {
+        if relay != self.me {
+            self.origins.entry(relay).or_default();
+        }
+    }
+
     /// Checks one datagram, cheapest first: its form, its core, its origin, its sequence
     /// number, its tag; only then does the origin's window move. Counts it in `stats`: in, and
     /// the reason of a drop. (The caller counts `UnknownRoom` and `accepted`, once it has
@@ -225,6 +233,35 @@ mod tests {
         assert_eq!(stats.link_datagrams_in.get(), 5);
         assert_eq!(stats.link_drops(LinkDrop::Replayed), 1);
         assert_eq!(stats.link_drops(LinkDrop::UnknownRelay), 1);
+    }
+
+    #[test]
+    fn a_vouched_relay_is_taken_until_a_sweep_says_it_is_gone() {
+        let stats = CoreStats::default();
+        let mut sender = LinkSender::new(A, 0, KEY.clone());
+        let mut edge = LinkEdge::new(B, 1, KEY.clone());
+        edge.set_relays(&[(B, addr())]);
+        // A registered after the last sweep; an announcement of its member vouches for it.
+        edge.vouch(A);
+        assert!(edge.judge(&send(&mut sender, B, 1), &stats).is_ok());
+        // Vouching again keeps its window: an old number is still a replay.
+        let old = send(&mut sender, B, 1);
+        assert!(edge.judge(&old, &stats).is_ok());
+        edge.vouch(A);
+        assert_eq!(edge.judge(&old, &stats), Err(LinkDrop::Replayed));
+        // Nobody vouches for this relay as an origin.
+        edge.vouch(B);
+        let mut me = LinkSender::new(B, 0, KEY.clone());
+        assert_eq!(
+            edge.judge(&send(&mut me, B, 1), &stats),
+            Err(LinkDrop::UnknownRelay)
+        );
+        // The next sweep's table rules.
+        edge.set_relays(&[(B, addr())]);
+        assert_eq!(
+            edge.judge(&send(&mut sender, B, 1), &stats),
+            Err(LinkDrop::UnknownRelay)
+        );
     }
 
     #[test]

@@ -87,6 +87,10 @@ pub enum CoreEvent {
     Add {
         room: RoomId,
         member: RemoteMemberInfo,
+        /// The member's relay's link address, from Redis's relay table at the announcement:
+        /// the core takes that relay's link datagrams (and sends it media) from now on, even if
+        /// it registered after the last sweep (`CoreLink::vouch`).
+        link: Option<SocketAddr>,
     },
     /// A member of another relay left: DEL.
     Del {
@@ -549,6 +553,7 @@ impl Commander {
             for (room, core, sid) in evicted {
                 self.mirror.left(room, sid);
                 warn!(%room, sid = sid.0, "cluster: member evicted on re-registration");
+                self.stats.evicted();
                 send(&self.cores, core, CoreEvent::Evicted { room, sid });
             }
             Ok(rooms.len())
@@ -775,6 +780,7 @@ impl Reader {
                 origin_core,
                 muted,
                 sealed,
+                link,
             } => match open_member(self.keys.seal(), &room, sid, &sealed) {
                 Ok(record) => CoreEvent::Add {
                     room,
@@ -785,6 +791,7 @@ impl Reader {
                         muted,
                         record,
                     },
+                    link,
                 },
                 Err(e) => {
                     self.stats.event_dropped();

@@ -41,6 +41,7 @@ pub struct ClusterStats {
     relays: AtomicU64,
     redis_errors: AtomicU64,
     reregistrations: AtomicU64,
+    evicted_members: AtomicU64,
     swept_relays: AtomicU64,
     events_in: AtomicU64,
     events_dropped: AtomicU64,
@@ -61,6 +62,7 @@ impl ClusterStats {
             relays: AtomicU64::new(0),
             redis_errors: AtomicU64::new(0),
             reregistrations: AtomicU64::new(0),
+            evicted_members: AtomicU64::new(0),
             swept_relays: AtomicU64::new(0),
             events_in: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
@@ -103,6 +105,14 @@ impl ClusterStats {
 
     pub fn reregistered(&self) {
         self.reregistrations.fetch_add(1, Relaxed);
+    }
+
+    pub fn evicted_members(&self) -> u64 {
+        self.evicted_members.load(Relaxed)
+    }
+
+    pub fn evicted(&self) {
+        self.evicted_members.fetch_add(1, Relaxed);
     }
 
     pub fn swept_relays(&self) -> u64 {

@@ -324,6 +324,11 @@ pub(crate) const FAMILIES: &[Family] = &[
         Process(|scrape| scrape.cluster.reregistrations()),
     ),
     counter(
+        "moose_cluster_evicted_members_total",
+        "Members whose session ended when the relay restored its rooms: taken meanwhile.",
+        Process(|scrape| scrape.cluster.evicted_members()),
+    ),
+    counter(
         "moose_cluster_swept_relays_total",
         "Dead relays this relay removed from the cluster (their members got DEL).",
         Process(|scrape| scrape.cluster.swept_relays()),

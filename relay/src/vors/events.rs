@@ -50,7 +50,12 @@ pub(crate) fn apply(shard: &Shard, event: CoreEvent, now: Instant) -> Option<Evi
     };
     let mut evicted = None;
     match event {
-        CoreEvent::Add { member, .. } => cell.add_remote(&member),
+        CoreEvent::Add { member, link, .. } => {
+            if let (Some(core_link), Some(addr)) = (&shard.link, link) {
+                core_link.vouch(member.relay, addr);
+            }
+            cell.add_remote(&member);
+        }
         CoreEvent::Del { sid, .. } => cell.remove_remote(sid),
         CoreEvent::Muted { sid, muted, .. } => {
             cell.with_room(|room| room.set_remote_muted(sid, muted));

@@ -57,6 +57,19 @@ impl CoreLink {
             .collect();
     }
 
+    /// Redis announced a member of `relay`, whose link address is `addr`: the relay is
+    /// registered, even if it was not at the last sweep (it started or came back since), so
+    /// its datagrams are taken and media goes to it from now on rather than after the next
+    /// sweep. A relay already known keeps its window and address; the next sweep's table
+    /// rules as before.
+    pub(crate) fn vouch(&self, relay: RelayId, addr: SocketAddr) {
+        self.edge.borrow_mut().vouch(relay);
+        self.relays
+            .borrow_mut()
+            .entry(relay)
+            .or_insert_with(|| SockAddr::from(addr));
+    }
+
     /// Sends the link datagrams `links` of `batch` (one `sendmmsg`), counting them in `stats`.
     /// A relay whose address is not known (yet) counts as a send drop.
     pub(crate) fn send_out(&self, batch: &RecvBatch, links: &[LinkCopy], stats: &CoreStats) {

@@ -47,10 +47,14 @@ local function publish(room, from, fields)
   return sent
 end
 
--- The ADD event of an announced member's value.
+-- The ADD event of an announced member's value. It carries the member's relay's link address
+-- (`la`), so that a relay hearing of a relay that registered since its last sweep takes its
+-- link datagrams at once instead of after that sweep.
 local function add_fields(room, rid, sid, v)
   local oc = redis.call('HGET', hosts_key(room), rid) or '0'
-  return {'t', 'ADD', 'sid', sid, 'oc', oc, 'muted', member_muted(v), 'rec', member_record(v)}
+  local la = redis.call('HGET', RELAYS, rid) or ''
+  return {'t', 'ADD', 'sid', sid, 'oc', oc, 'muted', member_muted(v), 'rec', member_record(v),
+    'la', la}
 end
 
 -- Makes `rid` a host of `room` (its owner core there is `core`) if it is not one yet.
