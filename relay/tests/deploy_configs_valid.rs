@@ -14,6 +14,7 @@ use std::process::{Command, Output};
 use moose_testkit::nginx::{self, DEBIAN_MODULES, NGINX_FILES, nginx_binary, self_signed_cert};
 use moose_testkit::tone::tone_wav;
 use moose_testkit::workspace::deploy_dir;
+use moose_testkit::yaml;
 use serde_json::Value;
 
 /// `--drain-seconds` as the deploy files pass it (also the relay's default).
@@ -322,31 +323,7 @@ fn per_client_vors_limits_are_off_only_behind_nginx() {
 
 /// deploy/kubernetes/`file` as JSON values, one per YAML document.
 fn kubernetes_documents(file: &str) -> Vec<Value> {
-    let path = deploy_dir().join("kubernetes").join(file);
-    let script = "import json, sys, yaml\n\
-                  json.dump(list(yaml.safe_load_all(open(sys.argv[1]))), sys.stdout)";
-    let out = ["python3", "/usr/bin/python3"]
-        .iter()
-        .filter_map(|py| {
-            Command::new(py)
-                .args(["-c", script])
-                .arg(&path)
-                .output()
-                .ok()
-        })
-        .find(|out| out.status.success() || !text(out).contains("No module named 'yaml'"))
-        .expect(
-            "python3 with PyYAML is needed: run scripts/install-nginx.sh (installs python3-yaml)",
-        );
-    assert!(
-        out.status.success(),
-        "deploy/kubernetes/{file} does not parse:\n{}",
-        text(&out)
-    );
-    match serde_json::from_slice(&out.stdout).expect("PyYAML's JSON") {
-        Value::Array(docs) => docs,
-        other => panic!("expected a list of documents, got {other}"),
-    }
+    yaml::documents(&deploy_dir().join("kubernetes").join(file))
 }
 
 fn kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {

@@ -1,5 +1,6 @@
-# What the install scripts share (install-nginx.sh, install-redis.sh): installs Debian packages
-# quietly, showing apt's output only when it fails. Source it from a POSIX sh script, then call
+# What the install scripts share (install-nginx.sh, install-redis.sh, install-prometheus.sh):
+# installs Debian packages quietly, showing apt's output only when it fails. Source it from a
+# POSIX sh script, then call
 #
 #   apt_install NAME SERVICE PACKAGES
 #
@@ -31,4 +32,19 @@ apt_install() {
         echo "$name: still missing after apt-get install:$packages" >&2
         exit 1
     fi
+}
+
+# The tail of an install script: with MODE `--check`, exit 0 when PACKAGES is empty and 1
+# otherwise; else install PACKAGES (nothing when empty) as apt_install does.
+#
+#   check_or_install NAME SERVICE PACKAGES "${1:-}"
+check_or_install() {
+    if [ "$4" = --check ]; then
+        [ -z "$3" ]
+        exit
+    fi
+    if [ -z "$3" ]; then
+        exit 0
+    fi
+    apt_install "$1" "$2" "$3"
 }

@@ -1,7 +1,8 @@
 # What the measuring scripts (soak.sh, idle-memory.sh, targets.sh) share. Source it from the
 # repository root: it makes a scratch directory `work`, removed on exit together with the
 # relay and any background job, builds the release binaries into `bin`, and defines the
-# helpers below. RELAY=PATH runs another build of moose-relay instead.
+# helpers below. RELAY=PATH runs another build of moose-relay instead; MOOSE_BIN=DIR takes
+# every program (moose-relay, moose-bench, moose-baseline) from DIR and builds nothing.
 #
 # start_relay [FLAG...] starts one with the per-address limits lifted (one machine is one
 # address: they would stop the load itself), the line and room limits raised and the
@@ -74,11 +75,11 @@ stop_relay() {
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 work=$(mktemp -d)
-bin=target/release
+bin=${MOOSE_BIN:-target/release}
 cleanup() {
     stop_relay
     jobs -p | xargs -r kill 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
-cargo build --quiet --release -p moose-relay -p moose-bench
+[ -n "${MOOSE_BIN:-}" ] || cargo build --quiet --release -p moose-relay -p moose-bench

@@ -25,6 +25,7 @@ mod outbuf;
 pub mod plot;
 pub mod procstat;
 pub mod ramp;
+mod refusal;
 pub mod report;
 pub mod schedule;
 pub mod spread;

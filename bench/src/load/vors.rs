@@ -27,7 +27,7 @@ use super::outbuf::OutBuf;
 use super::spread::Spread;
 use super::stamp::{self, opus_len};
 use super::tally::{Inbox, Tally};
-use super::{Endpoint, LoadError, Protocol, WorkerSetup, fd_hint};
+use super::{Endpoint, LoadError, Protocol, WorkerSetup, fd_hint, refusal};
 use crate::bind;
 
 /// Handshakes in flight per worker: enough to join quickly, few enough not to overrun the
@@ -50,6 +50,9 @@ enum Link {
         out: OutBuf,
         sid_stream: Box<[u32; 256]>,
         next_timer: Option<std::time::Instant>,
+        /// Streams of the run that leave from this stream's source address, for the error
+        /// when the server ends the handshake (its per-address limits).
+        sharing: usize,
     },
     /// The baseline forwarder: keys known to everyone, keepalive by hand.
     Baseline { next_keepalive_ns: u64 },
@@ -77,6 +80,8 @@ struct Member {
 struct Source {
     addr: SocketAddr,
     bind: Option<IpAddr>,
+    /// Streams of the run that leave from `bind` (or the default address).
+    sharing: usize,
 }
 
 /// What a worker needs to start its streams.
@@ -170,6 +175,7 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
                 let from = Source {
                     addr: spread.addr_of(index),
                     bind,
+                    sharing: setup.total_streams.div_ceil(binds.len().max(1)),
                 };
                 let pubkey = pubkeys
                     .get(spread.target_of(index))
@@ -278,7 +284,11 @@ impl Member {
     /// Starts joining a server's room: connects, and queues the magic and message 1.
     fn join(
         index: usize,
-        Source { addr, bind }: Source,
+        Source {
+            addr,
+            bind,
+            sharing,
+        }: Source,
         pubkey: &[u8; 32],
         room_prefix: &str,
         setup: &WorkerSetup,
@@ -312,6 +322,7 @@ impl Member {
             out: OutBuf::default(),
             sid_stream: Box::new([u32::MAX; 256]),
             next_timer: None,
+            sharing,
         };
         Ok(Member::new(index, udp, link, setup))
     }
@@ -347,6 +358,7 @@ impl Member {
             connected,
             session,
             out,
+            sharing,
             ..
         } = &mut self.link
         else {
@@ -382,7 +394,14 @@ impl Member {
                     Err(e) => {
                         session.handle_tcp_closed(clock.instant(clock.now_ns()));
                         if !past_end {
-                            return Err(fail(format!("read: {e}")));
+                            // A reset before the keys: the relay closed the connection at
+                            // accept (its per-address connection limit) or mid-handshake.
+                            return Err(fail(match session.keys() {
+                                None if e.kind() == io::ErrorKind::ConnectionReset => {
+                                    refusal::handshake_ended(&format!("read: {e}"), *sharing)
+                                }
+                                _ => format!("read: {e}"),
+                            }));
                         }
                         break;
                     }
@@ -403,6 +422,7 @@ impl Member {
             out,
             sid_stream,
             next_timer,
+            sharing,
         } = &mut self.link
         else {
             return Ok(());
@@ -439,10 +459,13 @@ impl Member {
                 ClientEvent::Rejected(reason) => refusal = Some(reason),
                 ClientEvent::Closed(reason) if !past_end => {
                     return Err(fail(match refusal.take() {
-                        Some(reason) => format!("the server refused the join: {reason}"),
-                        None if session.keys().is_none() => format!(
-                            "the server ended the handshake ({reason:?}): is --pubkey its key?"
+                        Some(reason) => format!(
+                            "the server refused the join: {reason}{}",
+                            refusal::join_refused_hint(&reason)
                         ),
+                        None if session.keys().is_none() => {
+                            refusal::handshake_ended(&format!("{reason:?}"), *sharing)
+                        }
                         None => format!("the session ended: {reason:?}"),
                     }));
                 }

@@ -3,7 +3,7 @@
 
 use super::Samples::{ByLabel, Histograms, PerCore, Process, Total};
 use super::Unit::{Count, Nanos};
-use super::{Family, Samples, Type};
+use super::{Family, Samples, Type, process};
 use crate::cluster::stats::LinkDrop;
 use crate::limits::handshakes::{HandshakeRefusal, HandshakeStage};
 use crate::limits::replay::HelloRefusal;
@@ -39,6 +39,21 @@ pub(crate) const FAMILIES: &[Family] = &[
         "moose_cores",
         "Executors (one pinned thread each).",
         Process(|scrape| scrape.cores.len() as u64),
+    ),
+    gauge(
+        "moose_process_max_fds",
+        "The soft limit on open file descriptors (RLIMIT_NOFILE).",
+        Process(|_| process::max_fds()),
+    ),
+    gauge(
+        "moose_process_resident_memory_bytes",
+        "Resident memory of the process (VmRSS).",
+        Process(|_| process::resident_memory_bytes()),
+    ),
+    gauge(
+        "moose_process_memory_limit_bytes",
+        "memory.max of the relay's cgroup, where the OOM killer ends it; 0 when there is none.",
+        Process(|_| process::memory_limit_bytes()),
     ),
     counter(
         "moose_ws_messages_in_total",

@@ -4,6 +4,7 @@
 //! the same names, types and labels.
 
 mod families;
+mod process;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
