@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what the cluster's tests need (relay/tests/cluster_*.rs, testkit/src/redis.rs):
-# Debian's redis-server (Redis 7), which the tests start themselves on free loopback ports.
+# Debian's redis-server (Redis 7), which the tests start themselves on free loopback ports, and
+# openssl, which makes the certificates of the TLS Redis (rediss://) a test starts.
 #
 #   scripts/install-redis.sh           install what is missing (root), nothing when all is there
 #   scripts/install-redis.sh --check   exit 0 when all is there, 1 otherwise; installs nothing
@@ -11,6 +12,7 @@ set -eu
 
 packages=""
 [ -x /usr/bin/redis-server ] || packages="$packages redis-server"
+[ -x /usr/bin/openssl ] || packages="$packages openssl"
 
 if [ "${1:-}" = --check ]; then
     [ -z "$packages" ]

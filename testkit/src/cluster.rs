@@ -39,6 +39,12 @@ impl Cluster {
     /// A fresh Redis and `n` relays on it, each with `args` besides the cluster's flags; returns
     /// once every relay sees all `n` live (its media can cross the link).
     pub fn start(n: usize, args: &[&str]) -> Cluster {
+        Self::start_on(Redis::start(), n, args)
+    }
+
+    /// As [`start`](Self::start), on `redis` (a TLS one: the relays trust its test CA through
+    /// `SSL_CERT_FILE`, as an operator would point them at a private CA).
+    pub fn start_on(redis: Redis, n: usize, args: &[&str]) -> Cluster {
         let key_dir = TempDir::new("cluster-key");
         std::fs::write(
             key_dir.path().join("cluster.key"),
@@ -46,7 +52,7 @@ impl Cluster {
         )
         .unwrap();
         let mut cluster = Cluster {
-            redis: Redis::start(),
+            redis,
             key_dir,
             relays: Vec::new(),
             links: Vec::new(),
@@ -66,7 +72,16 @@ impl Cluster {
     /// Starts one more relay of the cluster with `args`; its index.
     pub fn add_relay(&mut self, args: &[&str]) -> usize {
         let url = self.redis.url();
-        self.launch_relay(&url, args)
+        let ca = self.redis.tls_ca().map(|p| p.to_str().unwrap().to_owned());
+        let envs: Vec<(&str, &str)> = ca.iter().map(|ca| ("SSL_CERT_FILE", ca.as_str())).collect();
+        self.launch_relay(&url, args, &envs)
+    }
+
+    /// Starts one more relay with `args` and the environment `envs` (for example another
+    /// `SSL_CERT_FILE` than the test CA's); its index.
+    pub fn add_relay_with_env(&mut self, args: &[&str], envs: &[(&str, &str)]) -> usize {
+        let url = self.redis.url();
+        self.launch_relay(&url, args, envs)
     }
 
     /// Starts one more relay that speaks to Redis as the ACL user `user` with `password` (given
@@ -78,10 +93,10 @@ impl Cluster {
         let url = format!("redis://{user}@{}", self.redis.addr());
         let mut all = vec!["--cluster-redis-password-file", file.to_str().unwrap()];
         all.extend_from_slice(args);
-        self.launch_relay(&url, &all)
+        self.launch_relay(&url, &all, &[])
     }
 
-    fn launch_relay(&mut self, url: &str, args: &[&str]) -> usize {
+    fn launch_relay(&mut self, url: &str, args: &[&str], envs: &[(&str, &str)]) -> usize {
         let link = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
         let (key, listen) = (self.key_path(), link.to_string());
         let mut all = vec![
@@ -93,7 +108,7 @@ impl Cluster {
             &listen,
         ];
         all.extend_from_slice(args);
-        self.relays.push(Relay::start(&all, &[]));
+        self.relays.push(Relay::start(&all, envs));
         self.links.push(link);
         self.relays.len() - 1
     }

@@ -2,6 +2,8 @@
 //! started on a free loopback port in a temporary directory, with no persistence (a restart
 //! loses everything, as a Redis without disk would), optionally with a password, and stopped
 //! on drop. [`Redis::kill`] and [`Redis::restart`] make the outages the tests need.
+//! [`Redis::with_tls`] serves TLS only (`rediss://`), with a certificate from a test CA that
+//! `openssl` makes in the server's directory.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -33,25 +35,36 @@ pub struct Redis {
     dir: TempDir,
     port: u16,
     password: Option<String>,
+    /// TLS only: the test CA's certificate, which signed the server's.
+    tls_ca: Option<PathBuf>,
 }
 
 impl Redis {
     /// A server without a password.
     pub fn start() -> Redis {
-        Self::launch(None)
+        Self::launch(None, false)
     }
 
     /// A server that requires `password` (`requirepass`).
     pub fn with_password(password: &str) -> Redis {
-        Self::launch(Some(password.to_owned()))
+        Self::launch(Some(password.to_owned()), false)
     }
 
-    fn launch(password: Option<String>) -> Redis {
+    /// A server that speaks TLS only, its certificate (for 127.0.0.1) signed by a CA made for
+    /// it ([`tls_ca`](Self::tls_ca)); clients need no certificate of their own.
+    pub fn with_tls() -> Redis {
+        Self::launch(None, true)
+    }
+
+    fn launch(password: Option<String>, tls: bool) -> Redis {
+        let dir = TempDir::new("redis");
+        let tls_ca = tls.then(|| make_test_certificates(dir.path()));
         let mut redis = Redis {
             child: None,
-            dir: TempDir::new("redis"),
+            dir,
             port: 0,
             password,
+            tls_ca,
         };
         for _ in 0..5 {
             redis.port = free_port();
@@ -69,9 +82,21 @@ impl Redis {
     /// taken meanwhile) or does not answer within 10 s.
     fn spawn(&mut self) -> Result<(), String> {
         let mut command = Command::new(redis_binary());
+        if self.tls_ca.is_some() {
+            let file = |name: &str| self.dir.path().join(name);
+            command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(file("server.pem"))
+                .arg("--tls-key-file")
+                .arg(file("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(file("ca.pem"))
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            command.arg("--port").arg(self.port.to_string());
+        }
         command
-            .arg("--port")
-            .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--protected-mode", "no"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
@@ -107,6 +132,15 @@ impl Redis {
 
     /// Whether the server answers PING (`+PONG`, or `-NOAUTH` when it wants a password).
     fn answers(&self) -> bool {
+        if let Some(ca) = &self.tls_ca {
+            // Over TLS: Debian's redis-cli (with the server, from redis-tools) speaks it.
+            return Command::new("redis-cli")
+                .args(["--tls", "--cacert"])
+                .arg(ca)
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "PING"])
+                .output()
+                .is_ok_and(|out| out.stdout.starts_with(b"PONG"));
+        }
         let Ok(mut stream) = TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200))
         else {
             return false;
@@ -125,9 +159,20 @@ impl Redis {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// `redis://127.0.0.1:PORT` (the password, if any, is not in it: it goes in a file).
+    /// `redis://127.0.0.1:PORT`, or `rediss://` for a TLS server (the password, if any, is
+    /// not in it: it goes in a file).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// A TLS server's CA certificate (PEM): what a client must trust to reach it.
+    pub fn tls_ca(&self) -> Option<&std::path::Path> {
+        self.tls_ca.as_deref()
     }
 
     /// The password given at start.
@@ -179,6 +224,67 @@ impl Drop for Redis {
             eprintln!("--- redis-server log:\n{}", self.log());
         }
     }
+}
+
+/// Makes, with `openssl`, a CA (`ca.pem`) and a certificate for 127.0.0.1 it signed
+/// (`server.pem`, `server.key`) in `dir`, valid for two days; the CA's path.
+fn make_test_certificates(dir: &std::path::Path) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl (scripts/install-redis.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let p256 = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let ca = [
+        &["req", "-x509"][..],
+        &p256,
+        &["-keyout", "ca.key", "-out", "ca.pem"],
+    ];
+    openssl(
+        &[
+            &ca.concat()[..],
+            &["-days", "2", "-subj", "/CN=moose test CA"],
+        ]
+        .concat(),
+    );
+    let csr = [
+        &["req"][..],
+        &p256,
+        &["-keyout", "server.key", "-out", "server.csr"],
+    ];
+    openssl(&[&csr.concat()[..], &["-subj", "/CN=127.0.0.1"]].concat());
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    dir.join("ca.pem")
 }
 
 /// A TCP port free on 127.0.0.1 right now (it may be taken before redis binds it:
