@@ -52,19 +52,19 @@ impl EarlyEvents {
         }
     }
 
-    /// Keeps `event` for `room`, which this core does not have yet, if a join of it waits;
-    /// gives it back otherwise (nobody will make the room: it can be dropped).
-    pub(crate) fn keep(&self, room: &RoomId, event: CoreEvent) -> Result<(), CoreEvent> {
+    /// Keeps `event` for `room`, which this core does not have yet, if a join of it waits
+    /// (true); false when none does: nobody will make the room, and the event is dropped.
+    pub(crate) fn keep(&self, room: &RoomId, event: CoreEvent) -> bool {
         let mut rooms = self.rooms.borrow_mut();
         let Some(early) = rooms.get_mut(room) else {
-            return Err(event);
+            return false;
         };
         if early.events.len() < MAX_KEPT {
             early.events.push(event);
         } else {
             debug!("cluster event dropped: too many for a room not made yet");
         }
-        Ok(())
+        true
     }
 
     /// The events kept for `room`, in the order they came, now that it exists.
@@ -96,24 +96,21 @@ mod tests {
     fn events_are_kept_in_order_only_while_a_join_waits() {
         let early = EarlyEvents::default();
         let room = RoomId([7; 16]);
-        assert_eq!(
-            early.keep(&room, del(room, 1)),
-            Err(del(room, 1)),
-            "nobody waits"
-        );
+        assert!(!early.keep(&room, del(room, 1)), "nobody waits");
         early.expect(room);
         early.expect(room);
-        early.keep(&room, del(room, 1)).expect("kept");
-        early.keep(&room, del(room, 2)).expect("kept");
+        assert!(early.keep(&room, del(room, 1)), "kept");
+        assert!(early.keep(&room, del(room, 2)), "kept");
         assert_eq!(early.take(&room), [del(room, 1), del(room, 2)]);
         assert!(early.take(&room).is_empty(), "taken once");
         early.done(&room);
-        early
-            .keep(&room, del(room, 3))
-            .expect("the second join still waits");
+        assert!(
+            early.keep(&room, del(room, 3)),
+            "the second join still waits"
+        );
         early.done(&room);
         assert!(early.take(&room).is_empty(), "nothing kept once none waits");
-        assert!(early.keep(&room, del(room, 4)).is_err());
+        assert!(!early.keep(&room, del(room, 4)));
     }
 
     #[test]
@@ -122,7 +119,7 @@ mod tests {
         let room = RoomId([8; 16]);
         early.expect(room);
         for i in 0..MAX_KEPT + 10 {
-            early.keep(&room, del(room, i as u8)).expect("taken");
+            assert!(early.keep(&room, del(room, i as u8)), "taken");
         }
         assert_eq!(early.take(&room).len(), MAX_KEPT);
     }

@@ -43,7 +43,7 @@ pub(crate) fn apply(shard: &Shard, event: CoreEvent, now: Instant) -> Option<Evi
         | CoreEvent::Evicted { room, .. } => *room,
     };
     let Some(cell) = shard.vors.room_by_id(&room) else {
-        if shard.vors.early.keep(&room, event).is_err() {
+        if !shard.vors.early.keep(&room, event) {
             debug!("cluster event for a room this core no longer holds");
         }
         return None;
