@@ -9,6 +9,7 @@ use cluster_support::*;
 use moose_proto::cluster::seal::{NONCE_LEN, open_chat, open_member, seal_chat};
 use moose_proto::vors::keys::{KEY_WIRE_LEN, hash_password};
 use moose_relay::cluster::inbox::EventKind;
+use moose_relay::cluster::registry::JoinRequest;
 use moose_testkit::redis::Redis;
 
 #[test]
@@ -113,6 +114,17 @@ fn a_relay_new_to_a_room_gets_the_room_as_it_stands() {
     );
     let second = reserve(&mut b, &simple(&k, "lobby", "ben")).unwrap();
     assert!(second.view.is_none(), "b hosts the room already");
+    // A relay with no room of that name yet (two of its joins asked at once) asks for it.
+    let asking = JoinRequest {
+        want_view: true,
+        ..simple(&k, "lobby", "bea")
+    };
+    let third = reserve(&mut b, &asking).unwrap();
+    assert_eq!(
+        third.view,
+        Some(view.clone()),
+        "the view, though b hosts the room"
+    );
     // The snapshot says the same, for any relay, at any time; c sees a and b as hosts.
     assert_eq!(b.snapshot(lobby).unwrap(), view);
     let seen_by_c = c.snapshot(lobby).unwrap();

@@ -60,7 +60,7 @@ fn next_event<T>(
 fn enter_through(cluster: &Cluster, room: &str, name: &str, n: u8) -> Sid {
     let handle = &cluster.handle;
     let id = handle.room_id(room);
-    let reserved = block_on(handle.reserve(id, 0, name, None)).unwrap();
+    let reserved = block_on(handle.reserve(id, 0, name, None, false)).unwrap();
     handle.announce(id, reserved.sid, record(name, n));
     reserved.sid
 }
@@ -126,7 +126,7 @@ fn events_reach_the_core_that_owns_the_room() {
     let (b, _) = service(&redis, 2, 2);
     let lobby = a.handle.room_id("lobby");
     // On b the room is owned by core 1 (b's own choice; the cluster records it).
-    let bob = block_on(b.handle.reserve(lobby, 1, "bob", None)).unwrap();
+    let bob = block_on(b.handle.reserve(lobby, 1, "bob", None, false)).unwrap();
     assert_eq!(bob.sid.0 % 2, 1, "b's SID is in core 1's lane");
     let ann = enter_through(&a, "lobby", "ann", 1);
     let member = next_event(&b, 1, Duration::from_secs(5), |e| match e {
@@ -182,7 +182,7 @@ fn redis_down_refuses_joins_and_redis_back_restores_the_rooms_within_5_s() {
             .then_some(())
     });
     assert!(!a_stats.ready());
-    let refused = block_on(a.handle.reserve(lobby, 0, "cat", None));
+    let refused = block_on(a.handle.reserve(lobby, 0, "cat", None, false));
     assert_eq!(refused, Err(JoinError::Unavailable));
     assert_eq!(JoinError::Unavailable.reason(), "cluster unavailable");
     assert!(a_stats.joins_unavailable() >= 1);
@@ -221,10 +221,10 @@ fn redis_down_refuses_joins_and_redis_back_restores_the_rooms_within_5_s() {
     });
     // And joins work again, with the rules intact: ann's name is still taken.
     assert_eq!(
-        block_on(b.handle.reserve(lobby, 0, "ann", None)),
+        block_on(b.handle.reserve(lobby, 0, "ann", None, false)),
         Err(JoinError::Refused(Refusal::NameTaken))
     );
-    assert!(block_on(b.handle.reserve(lobby, 0, "cat", None)).is_ok());
+    assert!(block_on(b.handle.reserve(lobby, 0, "cat", None, false)).is_ok());
 }
 
 #[test]
@@ -321,7 +321,10 @@ fn a_relay_that_finds_another_clusters_key_after_redis_was_emptied_stays_down() 
     );
     assert!(!a_stats.ready());
     assert_eq!(
-        block_on(a.handle.reserve(a.handle.room_id("lobby"), 0, "bob", None)),
+        block_on(
+            a.handle
+                .reserve(a.handle.room_id("lobby"), 0, "bob", None, false)
+        ),
         Err(JoinError::Unavailable)
     );
     // It put nothing of its own into the other cluster's Redis.

@@ -77,6 +77,9 @@ pub struct JoinRequest {
     pub max_members: usize,
     pub tag: NameTag,
     pub verifier: PasswordVerifier,
+    /// Answer with the room's view even if this relay hosts the room already: the relay has
+    /// no room of that name yet (another of its joins is being asked at the same time).
+    pub want_view: bool,
 }
 
 /// A member of the room on another relay, announced (its UDP address registered there).
@@ -224,6 +227,7 @@ impl Registry {
             .arg(join.max_members)
             .arg(join.tag.to_hex())
             .arg(join.verifier.0.as_slice())
+            .arg(if join.want_view { "1" } else { "0" })
             .invoke(&mut self.conn)?;
         match status(&reply)? {
             "ok" => {

@@ -219,13 +219,15 @@ impl ClusterHandle {
     }
 
     /// Asks the cluster to admit `username` to `room`, owned here by `core`, with the
-    /// password field of its message 1. Refused at once while Redis is unreachable.
+    /// password field of its message 1; with `want_view`, the answer carries the room's view
+    /// even if this relay hosts it already. Refused at once while Redis is unreachable.
     pub async fn reserve(
         &self,
         room: RoomId,
         core: u8,
         username: &str,
         password: Option<&[u8; PASSWORD_HASH_LEN]>,
+        want_view: bool,
     ) -> Result<Reservation, JoinError> {
         if self.stats.state() != ClusterState::Up {
             self.stats.join_unavailable();
@@ -238,6 +240,7 @@ impl ClusterHandle {
             max_members: self.max_members,
             tag: self.keys.name_tag(&room, username),
             verifier: self.keys.password_verifier(&room, password),
+            want_view,
         };
         let (reply, answer) = flume::bounded(1);
         if self

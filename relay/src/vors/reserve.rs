@@ -15,8 +15,15 @@
 //! view: the room here must still be the one holding the remote members when the answer
 //! comes, even if its last local member leaves meanwhile. So a room found at the request is
 //! kept ([`Reserved::let_go`] ends that) until the answer's own hold takes over. A room not
-//! here at the request has sent its last `leave` before (one channel, in order), so Redis
-//! answers with the view.
+//! here at the request has sent its last `leave` before (one channel, in order).
+//!
+//! **Which answer's view counts.** Several joins of a room not here may be asked at once; the
+//! answers can be applied in any order, and whichever comes first makes the room. So a join
+//! that finds no room asks for the view even if Redis counts this relay as a host already
+//! (`want_view`), and a view is applied only by the answer that makes the room: that room then
+//! holds the view and, replayed from `early`, every event since the first of those joins
+//! began to wait (each sid ends as its last event says, or as the view has it if no event
+//! touched it). A later answer's view may be older than that state and is not applied.
 
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -62,7 +69,12 @@ pub(crate) async fn reserve(shard: &Shard, hello: &HelloOwned) -> Option<Reserve
     // kept until the join is decided (`early`; the caller replays them, then calls `decided`).
     shard.vors.early.expect(room);
     let kept = keep(shard.vors.room_by_id(&room));
-    let answer = handle.reserve(room, core, &hello.username, password).await;
+    // No room here: whichever answer makes it must carry the view (another join of the room
+    // may be asked at the same time, and its answer may come first).
+    let want_view = kept.is_none();
+    let answer = handle
+        .reserve(room, core, &hello.username, password, want_view)
+        .await;
     Some(Reserved { room, answer, kept })
 }
 
@@ -108,8 +120,11 @@ impl Hold {
         reserved: &Reserved,
     ) -> Option<Hold> {
         let reservation = reserved.answer.as_ref().ok()?;
+        let made_here = vors.room_by_id(&reserved.room).is_none();
         let cell = vors.room(&hello.room, rooms, from).ok()?;
-        if let Some(view) = &reservation.view {
+        // A room already here holds a view and every event since (another join's answer made
+        // it): this answer's view may be older than that, and applying it would undo them.
+        if let (true, Some(view)) = (made_here, &reservation.view) {
             cell.apply_view(view);
         }
         cell.hold();

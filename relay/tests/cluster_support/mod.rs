@@ -71,6 +71,7 @@ pub(crate) fn join(
         max_members,
         tag: keys.name_tag(&room, username),
         verifier: keys.password_verifier(&room, password),
+        want_view: false,
     }
 }
 
