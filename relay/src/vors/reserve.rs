@@ -10,9 +10,9 @@
 //! the member as joining, which keeps it from being forgotten as empty.
 //!
 //! **Why keep a room while asking.** The reservation carries the room's view (its other hosts
-//! and announced members) only when this relay is new to the room in Redis. If the room is
-//! here when the request is sent, Redis counts this relay as a host, so the answer carries no
-//! view: the room here must still be the one holding the remote members when the answer
+//! and announced members) only when this relay is new to the room in Redis or has no room of
+//! that name (below). If the room is here when the request is sent, Redis counts this relay as
+//! a host, so the answer carries no view: the room here must still be the one holding the remote members when the answer
 //! comes, even if its last local member leaves meanwhile. So a room found at the request is
 //! kept ([`Reserved::let_go`] ends that) until the answer's own hold takes over. A room not
 //! here at the request has sent its last `leave` before (one channel, in order).
