@@ -16,7 +16,6 @@ mod rlimits;
 mod signals;
 mod steering;
 mod stream_send;
-mod thread_time;
 mod uring;
 
 pub use backlog::{accept_waiting, connection_waiting};
@@ -31,7 +30,6 @@ pub use rlimits::{memlock_limit, nofile_limit, raise_nofile_limit, set_memlock_s
 pub use signals::{StopSignals, block_stop_signals};
 pub use steering::steer_udp_by_first_byte;
 pub use stream_send::{MAX_IOVECS, send_vectored_now};
-pub use thread_time::thread_cpu_time;
 pub use uring::probe_io_uring;
 
 #[cfg(test)]

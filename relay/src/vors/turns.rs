@@ -14,7 +14,6 @@ use tracing::debug;
 
 use crate::limits::handshakes::HandshakeRefusal;
 use crate::shard::Shard;
-use crate::sys;
 
 /// Longest a handshake's expensive step waits for its core's handshake budget.
 pub(crate) const BUDGET_WAIT: Duration = Duration::from_secs(2);
@@ -55,20 +54,11 @@ pub(crate) async fn budget_turn(shard: &Shard, give_up_at: Instant) -> Option<Pe
 /// Runs `step`, one of a handshake's expensive steps (`now` is when it starts), and takes the
 /// time it took from this core's handshake budget. Call it holding the turn
 /// [`budget_turn`] gave, with no await in between.
-///
-/// What is taken is the CPU time the core's thread spent in `step`, not the wall time: on a
-/// host whose CPU is shared (other processes, a noisy neighbour), a step preempted halfway
-/// would otherwise be charged for time the relay did not use, and the budget would shrink
-/// below its share exactly when the host is busy.
 pub(crate) fn spend_budget<T>(shard: &Shard, step: impl FnOnce(Instant) -> T) -> T {
     let started = Instant::now();
-    let cpu_before = sys::thread_cpu_time();
     let done = step(started);
     let ended = Instant::now();
-    let took = match (cpu_before, sys::thread_cpu_time()) {
-        (Some(before), Some(after)) => after.saturating_sub(before),
-        _ => ended.saturating_duration_since(started),
-    };
+    let took = ended.saturating_duration_since(started);
     shard.handshake_budget.spend(took, ended);
     shard
         .stats
