@@ -30,7 +30,6 @@ start_relay() {
     pubkey=$(relay_field vors_pubkey "$ready")
 }
 
-# relay_field NAME LINE: the value of NAME=VALUE in the relay's `listening` line.
 # await_listening OUT ERR PID WHAT waits up to 10 s for the ready line of the relay PID (its
 # stdout in OUT) and prints it; if none comes (or the relay exits first), shows its stderr
 # (ERR) and says WHAT did not start, and fails.
@@ -47,22 +46,7 @@ await_listening() {
     }
 }
 
-# await_listening OUT ERR PID WHAT waits up to 10 s for the ready line of the relay PID (its
-# stdout in OUT) and prints it; if none comes (or the relay exits first), shows its stderr
-# (ERR), says WHAT did not start, and fails.
-await_listening() {
-    for _ in $(seq 100); do
-        grep -q '^listening ' "$1" 2>/dev/null && break
-        kill -0 "$3" 2>/dev/null || break
-        sleep 0.1
-    done
-    grep '^listening ' "$1" || {
-        cat "$2" >&2
-        echo "$(basename "$0"): $4 did not start" >&2
-        return 1
-    }
-}
-
+# relay_field NAME LINE: the value of NAME=VALUE in the relay's `listening` line.
 relay_field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 stop_relay() {

@@ -213,10 +213,9 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
                     past_end,
                 )
             };
-            if let Err(e) = result
-                && !past_end
-            {
-                return Err(e);
+            // Past the end, a stream's error no longer stops the run.
+            if !past_end {
+                result?;
             }
         }
         let now = clock.now_ns();
@@ -224,10 +223,9 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
             next_timers = now + TIMER_CHECK_NS;
             let past_end = pacer.past_end(now);
             for member in &mut members {
-                if let Err(e) = member.timers(now, &setup, past_end)
-                    && !past_end
-                {
-                    return Err(e);
+                let result = member.timers(now, &setup, past_end);
+                if !past_end {
+                    result?;
                 }
             }
         }
