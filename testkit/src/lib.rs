@@ -21,6 +21,7 @@ pub mod http;
 pub mod lossy_path;
 pub mod metrics;
 pub mod nginx;
+pub mod pcm;
 pub mod redis;
 pub mod relay;
 pub mod rng;

@@ -48,6 +48,20 @@ struct Args {
     /// sent (the frame counter still runs).
     #[arg(long, env = "MOOSE_CALL_INPUT", value_name = "FILE.wav")]
     input: Option<PathBuf>,
+    /// Shell command whose stdout is the microphone: raw 48 kHz mono signed 16-bit
+    /// little-endian PCM (e.g. `arecord -q -t raw -f S16_LE -r 48000 -c 1`). Replaces
+    /// --input.
+    #[arg(
+        long,
+        env = "MOOSE_CALL_INPUT_CMD",
+        value_name = "CMD",
+        conflicts_with = "input"
+    )]
+    input_cmd: Option<String>,
+    /// Shell command whose stdin gets the room's sound, every other member mixed, in the
+    /// same format (e.g. `aplay -q -t raw -f S16_LE -r 48000 -c 1`).
+    #[arg(long, env = "MOOSE_CALL_OUTPUT_CMD", value_name = "CMD")]
+    output_cmd: Option<String>,
     /// Directory for the recordings: one `<username>.wav` per other member.
     #[arg(long, env = "MOOSE_CALL_RECORD", value_name = "DIR")]
     record: Option<PathBuf>,
@@ -105,6 +119,8 @@ fn run(args: Args) -> Result<CallSummary, CallError> {
     config.password = args.password;
     config.input = args.input;
     config.record_dir = args.record;
+    config.input_cmd = args.input_cmd;
+    config.output_cmd = args.output_cmd;
     config.duration = args.seconds;
     config.bind = args.bind;
     let stop = install_signal_handlers()?;
@@ -191,6 +207,29 @@ fn report(summary: &CallSummary) {
             r.stats.decoded,
             r.stats.concealed,
             r.stats.silent
+        );
+    }
+    for v in &summary.voices {
+        let j = &v.stats;
+        eprintln!(
+            "moose-call: played {}: {} frames decoded, {} concealed, {} silent, {} late, \
+             {} skipped, {} stretched; jitter {:.1} ms, buffer delay mean {:.1} ms, max {:.1} ms",
+            v.name,
+            j.decoded,
+            j.concealed,
+            j.silent,
+            j.late,
+            j.skipped,
+            j.stretched,
+            j.jitter_ms,
+            j.delay_mean_ms(),
+            j.delay_max_ms
+        );
+    }
+    if summary.capture_underruns > 0 {
+        eprintln!(
+            "moose-call: the input fell behind {} times (20 ms of silence each)",
+            summary.capture_underruns
         );
     }
 }
