@@ -6,7 +6,8 @@
 # On a fresh Debian 12 machine (root, with cargo and gcc) it first installs what the tests need
 # and is missing (cargo-nextest and cargo-deny from crates.io, Chromium for the real-browser
 # call, CMake for the bundled libopus, nginx and systemd-analyze for the deployment tests,
-# redis-server for the cluster's tests, GNU patch for step 4), raises the locked-memory limit
+# redis-server for the cluster's tests, tmux for moose-call's terminal UI test, GNU patch for
+# step 4), raises the locked-memory limit
 # glommio needs, then runs, stopping at the first failing step:
 #   1. cargo fmt --check
 #   2. cargo clippy on every target, warnings denied
@@ -78,15 +79,17 @@ needs_opus=0
 needs_nginx=0
 needs_redis=0
 needs_patch=0
+needs_terminal=0
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || needs_browser=1
 { command -v cmake >/dev/null 2>&1 && command -v cc >/dev/null 2>&1; } || needs_opus=1
 sh scripts/install-nginx.sh --check || needs_nginx=1
 sh scripts/install-redis.sh --check || needs_redis=1
 command -v patch >/dev/null 2>&1 || needs_patch=1
-if [ $((needs_browser + needs_opus + needs_nginx + needs_redis + needs_patch)) -gt 0 ]; then
+sh scripts/install-terminal.sh --check || needs_terminal=1
+if [ $((needs_browser + needs_opus + needs_nginx + needs_redis + needs_patch + needs_terminal)) -gt 0 ]; then
     say "installing test dependencies (apt)"
     [ "$(id -u)" -eq 0 ] ||
-        fail "missing packages (chromium, cmake, nginx, redis-server, ...) and not root to install them"
+        fail "missing packages (chromium, cmake, nginx, redis-server, tmux, ...) and not root to install them"
     export DEBIAN_FRONTEND=noninteractive
     apt_log=$(mktemp)
     if ! apt-get update -qq >"$apt_log" 2>&1; then
@@ -107,6 +110,9 @@ if [ $((needs_browser + needs_opus + needs_nginx + needs_redis + needs_patch)) -
     fi
     if [ "$needs_redis" -eq 1 ]; then
         sh scripts/install-redis.sh || fail "scripts/install-redis.sh failed"
+    fi
+    if [ "$needs_terminal" -eq 1 ]; then
+        sh scripts/install-terminal.sh || fail "scripts/install-terminal.sh failed"
     fi
     if [ "$needs_patch" -eq 1 ]; then
         apt-get install -y -qq patch >/dev/null || fail "apt-get install patch failed"

@@ -14,7 +14,7 @@ use moose_proto::vors::hello::Hello;
 use moose_proto::vors::keys::password_field;
 
 use super::CallConfig;
-use super::command::{CallEvent, Command};
+use super::command::{CallEvent, CallStatus, Command};
 use super::error::CallError;
 use super::holdback::HoldBack;
 use super::live::{Capture, InputPipe, LiveEvent, Mixer, OutputPipe, Playback, VoiceInfo};
@@ -25,6 +25,8 @@ use crate::audio::FRAME_SAMPLES;
 
 /// Longest wait between looks at the stop flag.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// How often a call with `monitor` reports its levels.
+const STATUS_EVERY: Duration = Duration::from_millis(100);
 /// Frames made up at once after the loop was held up (200 ms); beyond that the frame
 /// clock skips ahead rather than sending a burst, as a microphone that overran would.
 const MAX_CATCH_UP: u32 = 10;
@@ -82,6 +84,7 @@ pub struct Call {
     opus: Vec<u8>,
     /// Media from SIDs whose ADD has not arrived yet.
     held: HoldBack,
+    next_status: Instant,
 }
 
 impl Call {
@@ -146,6 +149,7 @@ impl Call {
             leaving: false,
             opus: Vec::new(),
             held: HoldBack::default(),
+            next_status: Instant::now(),
         })
     }
 
@@ -206,6 +210,10 @@ impl Call {
             }
             self.tick_audio(now)?;
             self.release_held(now)?;
+            if self.config.monitor && now >= self.next_status {
+                self.next_status = now + STATUS_EVERY;
+                on_event(CallEvent::Status(Box::new(self.status())));
+            }
             if self.session.poll_timeout().is_some_and(|t| now >= t) {
                 self.session.handle_timeout(now);
             }
@@ -457,6 +465,18 @@ impl Call {
             }
         }
         Ok(())
+    }
+
+    fn status(&self) -> CallStatus {
+        CallStatus {
+            muted: self.session.is_muted(),
+            input_dbfs: self.source.level_dbfs,
+            voices: self
+                .mixer
+                .as_ref()
+                .map(|m| m.voices().map(|(_, v)| v).collect())
+                .unwrap_or_default(),
+        }
     }
 
     /// A member's name; a SID no ADD announced (a server bug) shows as `#sid`.

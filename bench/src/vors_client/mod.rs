@@ -41,7 +41,7 @@ mod recorder;
 mod source;
 
 pub use call::{Call, CallSummary, CommandSender};
-pub use command::{CallEvent, Command, UnknownCommand};
+pub use command::{CallEvent, CallStatus, Command, UnknownCommand};
 pub use error::{CallError, EXIT_FAILURE, EXIT_REFUSED, describe_close};
 pub use recorder::{Recording, file_stem};
 
