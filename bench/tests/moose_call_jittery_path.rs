@@ -44,7 +44,10 @@ fn jittery_path() {
     );
     bob.expect_line("left alice", LINE);
     alice.close_stdin();
-    alice.wait(LINE).assert_success("alice");
+    let alice = alice.wait(LINE);
+    alice.assert_success("alice");
+    // Each time alice's input command was late for her clock, a silent frame went out.
+    let behind = alice.input_fell_behind() as usize;
     bob.close_stdin();
     let bob = bob.wait(LINE);
     bob.assert_success("bob");
@@ -56,11 +59,11 @@ fn jittery_path() {
     let scan = scan_frames(&read_raw(&capture), TONE_HZ, 4_000.0);
     let context = format!("{scan:?}\n{played:?}\n{}", bob.stderr);
     // No gap: every lost or late packet was concealed, none became silence.
-    assert_eq!(scan.silent_in_span, 0, "{context}");
+    assert!(scan.silent_in_span <= behind, "{context}");
     assert!(played.concealed >= path.dropped() - 1, "{context}");
     // 250 frames sent; the buffer's adjustments (skips, stretches) change that by a few.
     let span = scan.span_frames() as i64;
-    assert!((245..=256).contains(&span), "{context}");
+    assert!((245..=256 + behind as i64).contains(&span), "{context}");
     assert!(played.delay_max_ms <= MAX_DELAY_MS, "{context}");
     assert!(played.delay_mean_ms <= 20.0 + 5.0 + 20.0, "{context}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -100,13 +100,8 @@ impl Call {
             .transpose()
             .map_err(CallError::io("create recording directory"))?;
         let (tx, rx) = mpsc::channel();
-        let mut source = source;
-        // The commands start before we connect, so one that cannot start fails the call
-        // before the room sees us.
-        if let Some(command) = config.input_cmd.as_deref() {
-            let pipe = InputPipe::start(command, config.quiet_commands, tx.clone())?;
-            source.set_capture(Capture::Pipe(pipe));
-        }
+        // The speaker starts now, so one that cannot start is known early; the microphone
+        // starts when we join (`start_capture`), so it holds no sound from before.
         let playback = config
             .output_cmd
             .as_deref()
@@ -415,6 +410,7 @@ impl Call {
     ) -> Result<(), CallError> {
         match event {
             ClientEvent::Joined(_) => {
+                self.start_capture()?;
                 self.next_frame = Some(now);
                 self.end = self.config.duration.map(|d| now + d);
                 on_event(CallEvent::Joined(self.config.username.clone()));
@@ -463,6 +459,16 @@ impl Call {
                     None => Err(CallError::Closed(reason)),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Starts `--input-cmd`, if any: the live microphone replaces the file.
+    fn start_capture(&mut self) -> Result<(), CallError> {
+        if let Some(command) = self.config.input_cmd.as_deref() {
+            let quiet = self.config.quiet_commands;
+            let pipe = InputPipe::start(command, quiet, self.tx.clone())?;
+            self.source.set_capture(Capture::Pipe(pipe));
         }
         Ok(())
     }

@@ -19,6 +19,8 @@ pub(crate) struct AudioSource {
     pub(crate) level_dbfs: f64,
     /// Ticks at which the live source had no full frame ready (played as silence).
     pub(crate) underruns: u64,
+    /// Whether the live source has given a frame yet (before it has, nothing is sent).
+    capture_started: bool,
 }
 
 impl AudioSource {
@@ -32,6 +34,7 @@ impl AudioSource {
             packet: [0; MAX_OPUS_PACKET],
             level_dbfs: -90.0,
             underruns: 0,
+            capture_started: false,
         })
     }
 
@@ -39,6 +42,7 @@ impl AudioSource {
     pub(crate) fn set_capture(&mut self, capture: Capture) {
         self.frames = None;
         self.capture = Some(capture);
+        self.capture_started = false;
     }
 
     /// Stops the live source now.
@@ -56,7 +60,9 @@ impl AudioSource {
             // Short of a frame, the source is behind the call's clock: this frame is silence
             // (encoded, so the stream stays continuous), which stretches the sound by 20 ms.
             match capture.next_frame(&mut self.pcm) {
-                CaptureFrame::Ready => {}
+                CaptureFrame::Ready => self.capture_started = true,
+                // A command just started has nothing yet: no sound, so nothing to send.
+                CaptureFrame::Behind if !self.capture_started => return Ok(None),
                 CaptureFrame::Behind => self.underruns += 1,
                 CaptureFrame::Ended => {
                     self.stop_capture();
