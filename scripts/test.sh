@@ -7,8 +7,8 @@
 # and is missing (cargo-nextest and cargo-deny from crates.io, Chromium for the real-browser
 # call, CMake for the bundled libopus, nginx and systemd-analyze for the deployment tests,
 # redis-server for the cluster's tests, promtool (Debian's prometheus) for the monitoring
-# kit's, GNU patch for step 4), raises the locked-memory limit
-# glommio needs, then runs, stopping at the first failing step:
+# kit's, tmux for moose-call's terminal UI test, GNU patch for step 4), raises the
+# locked-memory limit glommio needs, then runs, stopping at the first failing step:
 #   1. cargo fmt --check
 #   2. cargo clippy on every target, warnings denied
 #   3. cargo deny: dependency licenses, bans and sources (deny.toml; no advisory database)
@@ -80,16 +80,18 @@ needs_nginx=0
 needs_redis=0
 needs_prometheus=0
 needs_patch=0
+needs_terminal=0
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || needs_browser=1
 { command -v cmake >/dev/null 2>&1 && command -v cc >/dev/null 2>&1; } || needs_opus=1
 sh scripts/install-nginx.sh --check || needs_nginx=1
 sh scripts/install-redis.sh --check || needs_redis=1
 sh scripts/install-prometheus.sh --check || needs_prometheus=1
 command -v patch >/dev/null 2>&1 || needs_patch=1
-if [ $((needs_browser + needs_opus + needs_nginx + needs_redis + needs_prometheus + needs_patch)) -gt 0 ]; then
+sh scripts/install-terminal.sh --check || needs_terminal=1
+if [ $((needs_browser + needs_opus + needs_nginx + needs_redis + needs_prometheus + needs_patch + needs_terminal)) -gt 0 ]; then
     say "installing test dependencies (apt)"
     [ "$(id -u)" -eq 0 ] ||
-        fail "missing packages (chromium, cmake, nginx, redis-server, prometheus, ...) and not root to install them"
+        fail "missing packages (chromium, cmake, nginx, redis-server, prometheus, tmux, ...) and not root to install them"
     export DEBIAN_FRONTEND=noninteractive
     apt_log=$(mktemp)
     if ! apt-get update -qq >"$apt_log" 2>&1; then
@@ -113,6 +115,9 @@ if [ $((needs_browser + needs_opus + needs_nginx + needs_redis + needs_prometheu
     fi
     if [ "$needs_prometheus" -eq 1 ]; then
         sh scripts/install-prometheus.sh || fail "scripts/install-prometheus.sh failed"
+    fi
+    if [ "$needs_terminal" -eq 1 ]; then
+        sh scripts/install-terminal.sh || fail "scripts/install-terminal.sh failed"
     fi
     if [ "$needs_patch" -eq 1 ]; then
         apt-get install -y -qq patch >/dev/null || fail "apt-get install patch failed"

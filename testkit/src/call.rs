@@ -77,6 +77,16 @@ impl Exit {
         }
     }
 
+    /// N from `moose-call: the input fell behind N times` (a live input command that was
+    /// late for the call's 20 ms clock N times); 0 without that line.
+    pub fn input_fell_behind(&self) -> u64 {
+        self.stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("moose-call: the input fell behind "))
+            .and_then(|rest| rest.split(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Asserts exit code 0, showing stderr otherwise.
     pub fn assert_success(&self, who: &str) {
         assert_eq!(

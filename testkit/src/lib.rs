@@ -1,7 +1,7 @@
 //! What the integration tests of the relay and the bench share: the workspace's programs, a real
 //! `moose-relay` on free loopback ports, its `/metrics`, clients of both protocols (a WebSocket
 //! client, a VoRS member over raw sockets, `moose-call` processes, `moose-bench` runs), tone
-//! files and checks, a lossy network path, nginx with the deploy/ configs, a real redis-server,
+//! files and checks, raw PCM captures, a lossy network path, a private tmux for the terminal UI, nginx with the deploy/ configs, a real redis-server,
 //! and headless
 //! Chromium.
 //!
@@ -22,10 +22,12 @@ pub mod lossy_path;
 pub mod metrics;
 pub mod monitoring;
 pub mod nginx;
+pub mod pcm;
 pub mod redis;
 pub mod relay;
 pub mod rng;
 pub mod temp;
+pub mod tmux;
 pub mod tone;
 pub mod vors_member;
 pub mod workspace;

@@ -1,10 +1,13 @@
 //! A lossy network path in front of the real relay, for one member: the member's
 //! `--server` is this path's address, whose TCP port splices to the relay's VoRS port and
 //! whose UDP port passes datagrams both ways, dropping every `drop_every`-th media packet on
-//! its way to the member, or holding the relay's control bytes back for a while so that
-//! media overtakes them. The relay and the call are the real ones; only the wire loses or
+//! its way to the member (and delaying each by a random 0 to `jitter` ms, as a congested hop
+//! does), or holding the relay's control bytes back for a while so that media overtakes
+//! them. The relay and the call are the real ones; only the wire loses or
 //! delays packets, as a bad Wi-Fi hop or a slow proxy would.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +16,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use moose_proto::vors::packet::COOKIE_LEN;
+
+use crate::rng::Rng;
 
 /// How long a UDP read waits before the path's threads look at their stop flag again.
 const POLL: Duration = Duration::from_millis(50);
@@ -32,16 +37,28 @@ impl LossyPath {
     /// Opens the path to `relay` (its VoRS address); `drop_every` must be at least 2.
     pub fn start(relay: SocketAddr, drop_every: u64) -> LossyPath {
         assert!(drop_every >= 2, "dropping every packet is no call");
-        LossyPath::open(relay, drop_every, Duration::ZERO)
+        LossyPath::open(relay, drop_every, Duration::ZERO, Duration::ZERO)
+    }
+
+    /// Like [`LossyPath::start`], and every datagram to the member also waits a random time
+    /// from 0 to `jitter` (uniform; a packet may overtake the one before it).
+    pub fn jittery(relay: SocketAddr, drop_every: u64, jitter: Duration) -> LossyPath {
+        assert!(drop_every >= 2, "dropping every packet is no call");
+        LossyPath::open(relay, drop_every, Duration::ZERO, jitter)
     }
 
     /// Opens a path to `relay` that loses nothing but delivers the relay's TCP bytes
     /// `delay` late: a newcomer's media then reaches the member before its ADD.
     pub fn slow_control(relay: SocketAddr, delay: Duration) -> LossyPath {
-        LossyPath::open(relay, u64::MAX, delay)
+        LossyPath::open(relay, u64::MAX, delay, Duration::ZERO)
     }
 
-    fn open(relay: SocketAddr, drop_every: u64, control_delay: Duration) -> LossyPath {
+    fn open(
+        relay: SocketAddr,
+        drop_every: u64,
+        control_delay: Duration,
+        jitter: Duration,
+    ) -> LossyPath {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind path tcp");
         let addr = listener.local_addr().expect("path addr");
         // The member's UDP socket is connected to `addr`: replies must come from it.
@@ -87,6 +104,7 @@ impl LossyPath {
             Arc::clone(&path.overtaking),
             Arc::clone(&path.stop),
         );
+        let to_member = jitter_line(front, Arc::clone(&member), jitter);
         thread::spawn(move || {
             let mut buf = [0u8; 2048];
             let mut media = 0u64;
@@ -105,9 +123,7 @@ impl LossyPath {
                         overtaking.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                if let Some(to) = *member.lock().expect("member lock") {
-                    let _ = front.send_to(&buf[..n], to);
-                }
+                to_member(&buf[..n]);
             }
         });
         path
@@ -136,6 +152,61 @@ impl Drop for LossyPath {
         // connections, which the member's exit closes.
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// Sends one datagram on to the member.
+type SendToMember = Box<dyn Fn(&[u8]) + Send>;
+
+/// How datagrams reach the member: at once, or each after a random delay below `jitter`
+/// (a thread of its own releases them when their time comes).
+fn jitter_line(
+    front: UdpSocket,
+    member: Arc<Mutex<Option<SocketAddr>>>,
+    jitter: Duration,
+) -> SendToMember {
+    let send = move |socket: &UdpSocket, datagram: &[u8]| {
+        if let Some(to) = *member.lock().expect("member lock") {
+            let _ = socket.send_to(datagram, to);
+        }
+    };
+    if jitter.is_zero() {
+        return Box::new(move |datagram| send(&front, datagram));
+    }
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    thread::spawn(move || {
+        // Datagrams in flight, released in the order of their time.
+        let mut in_flight: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>> = BinaryHeap::new();
+        let mut order = 0u64;
+        loop {
+            let now = Instant::now();
+            while in_flight
+                .peek()
+                .is_some_and(|Reverse((at, _, _))| *at <= now)
+            {
+                if let Some(Reverse((_, _, datagram))) = in_flight.pop() {
+                    send(&front, &datagram);
+                }
+            }
+            let wait = in_flight.peek().map_or(POLL, |Reverse((at, _, _))| {
+                at.saturating_duration_since(now)
+            });
+            match rx.recv_timeout(wait) {
+                Ok((at, datagram)) => {
+                    order += 1;
+                    in_flight.push(Reverse((at, order, datagram)));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    });
+    let rng = Mutex::new(Rng::from_clock());
+    let jitter_us = u64::try_from(jitter.as_micros()).unwrap_or(u64::MAX);
+    Box::new(move |datagram| {
+        let delay = rng.lock().expect("rng lock").below(jitter_us + 1);
+        let at = Instant::now() + Duration::from_micros(delay);
+        let _ = tx.send((at, datagram.to_vec()));
+    })
 }
 
 /// Joins each accepted connection to a fresh one to the relay, byte for byte both ways,

@@ -1,10 +1,12 @@
 //! `moose-call`: the command-line VoRS call client. See `docs/moose-call.md`.
 //!
-//! Room events go to stdout, one line each (`joined alice`, `left alice`, `muted alice`,
+//! When stdout is a terminal, a full-screen UI (`moose_bench::tui`); with `--plain`, or when
+//! stdout is not a terminal, the line mode: room events go to stdout, one line each (`joined alice`, `left alice`, `muted alice`,
 //! `unmuted alice`, `chat alice: hello`); everything else goes to stderr. Exit codes: 0 after
 //! a clean leave, 3 when the server refused us (`moose-call: refused: <reason>`), 1 for any
 //! other failure.
 
+use std::io::IsTerminal;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use moose_bench::bind::parse_bind;
+use moose_bench::tui::{self, UiExit};
 use moose_bench::vors_client::{
     Call, CallConfig, CallError, CallEvent, CallSummary, Command, CommandSender, parse_public_key,
 };
@@ -48,6 +51,20 @@ struct Args {
     /// sent (the frame counter still runs).
     #[arg(long, env = "MOOSE_CALL_INPUT", value_name = "FILE.wav")]
     input: Option<PathBuf>,
+    /// Shell command whose stdout is the microphone: raw 48 kHz mono signed 16-bit
+    /// little-endian PCM (e.g. `arecord -q -t raw -f S16_LE -r 48000 -c 1`). Replaces
+    /// --input.
+    #[arg(
+        long,
+        env = "MOOSE_CALL_INPUT_CMD",
+        value_name = "CMD",
+        conflicts_with = "input"
+    )]
+    input_cmd: Option<String>,
+    /// Shell command whose stdin gets the room's sound, every other member mixed, in the
+    /// same format (e.g. `aplay -q -t raw -f S16_LE -r 48000 -c 1`).
+    #[arg(long, env = "MOOSE_CALL_OUTPUT_CMD", value_name = "CMD")]
+    output_cmd: Option<String>,
     /// Directory for the recordings: one `<username>.wav` per other member.
     #[arg(long, env = "MOOSE_CALL_RECORD", value_name = "DIR")]
     record: Option<PathBuf>,
@@ -59,6 +76,10 @@ struct Args {
     /// different addresses reach a balancer that hashes on the source as different hosts.
     #[arg(long, env = "MOOSE_CALL_BIND", value_name = "ADDR", value_parser = parse_bind)]
     bind: Option<SocketAddr>,
+    /// Line mode even on a terminal: room events as lines on stdout, chat and commands from
+    /// stdin (the mode for scripts; the default when stdout is not a terminal).
+    #[arg(long, env = "MOOSE_CALL_PLAIN")]
+    plain: bool,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -83,7 +104,13 @@ fn main() -> ExitCode {
             };
         }
     };
-    match run(args) {
+    let full_screen = !args.plain && std::io::stdout().is_terminal();
+    let result = if full_screen {
+        run_full_screen(args)
+    } else {
+        run_plain(args)
+    };
+    match result {
         Ok(summary) => {
             report(&summary);
             ExitCode::SUCCESS
@@ -95,18 +122,42 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<CallSummary, CallError> {
+fn config(args: &Args) -> Result<CallConfig, CallError> {
     let mut config = CallConfig::new(
         &args.server,
         parse_public_key(&args.pubkey)?,
         &args.name,
         &args.room,
     );
-    config.password = args.password;
-    config.input = args.input;
-    config.record_dir = args.record;
+    config.password.clone_from(&args.password);
+    config.input.clone_from(&args.input);
+    config.record_dir.clone_from(&args.record);
+    config.input_cmd.clone_from(&args.input_cmd);
+    config.output_cmd.clone_from(&args.output_cmd);
     config.duration = args.seconds;
     config.bind = args.bind;
+    Ok(config)
+}
+
+/// The full-screen UI: the call on a thread, the screen and the keys here.
+fn run_full_screen(args: Args) -> Result<CallSummary, CallError> {
+    let mut config = config(&args)?;
+    config.monitor = true;
+    config.quiet_commands = true;
+    let stop = install_ui_signal_handlers()?;
+    let call = Call::connect(config)?;
+    match tui::run(call, &args.room, &args.name, stop).map_err(|source| CallError::Io {
+        what: "terminal",
+        source,
+    })? {
+        UiExit::Call(result) => result,
+        UiExit::Interrupted => std::process::exit(130),
+    }
+}
+
+/// The line mode: events on stdout, commands from stdin.
+fn run_plain(args: Args) -> Result<CallSummary, CallError> {
+    let config = config(&args)?;
     let stop = install_signal_handlers()?;
     let call = Call::connect(config)?;
     spawn_stdin_reader(call.commands(), args.seconds.is_none());
@@ -139,6 +190,20 @@ fn install_signal_handlers() -> Result<Arc<AtomicBool>, CallError> {
                 what: "install signal handler",
                 source,
             })?;
+    }
+    Ok(stop)
+}
+
+/// For the UI: SIGINT, SIGTERM or SIGHUP asks the call to leave; the UI restores the
+/// terminal before any exit (130 if the call has not left within `tui::SIGNAL_GRACE`).
+fn install_ui_signal_handlers() -> Result<Arc<AtomicBool>, CallError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|source| CallError::Io {
+            what: "install signal handler",
+            source,
+        })?;
     }
     Ok(stop)
 }
@@ -191,6 +256,29 @@ fn report(summary: &CallSummary) {
             r.stats.decoded,
             r.stats.concealed,
             r.stats.silent
+        );
+    }
+    for v in &summary.voices {
+        let j = &v.stats;
+        eprintln!(
+            "moose-call: played {}: {} frames decoded, {} concealed, {} silent, {} late, \
+             {} skipped, {} stretched; jitter {:.1} ms, buffer delay mean {:.1} ms, max {:.1} ms",
+            v.name,
+            j.decoded,
+            j.concealed,
+            j.silent,
+            j.late,
+            j.skipped,
+            j.stretched,
+            j.jitter_ms,
+            j.delay_mean_ms(),
+            j.delay_max_ms
+        );
+    }
+    if summary.capture_underruns > 0 {
+        eprintln!(
+            "moose-call: the input fell behind {} times (20 ms of silence each)",
+            summary.capture_underruns
         );
     }
 }

@@ -14,21 +14,25 @@ use moose_proto::vors::hello::Hello;
 use moose_proto::vors::keys::password_field;
 
 use super::CallConfig;
-use super::command::{CallEvent, Command};
+use super::command::{CallEvent, CallStatus, Command};
 use super::error::CallError;
 use super::holdback::HoldBack;
+use super::live::{Capture, InputPipe, LiveEvent, Mixer, OutputPipe, Playback, VoiceInfo};
 use super::net::{Input, Links};
 use super::recorder::{Recorder, Recording};
 use super::source::AudioSource;
+use crate::audio::FRAME_SAMPLES;
 
 /// Longest wait between looks at the stop flag.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// How often a call with `monitor` reports its levels.
+const STATUS_EVERY: Duration = Duration::from_millis(100);
 /// Frames made up at once after the loop was held up (200 ms); beyond that the frame
 /// clock skips ahead rather than sending a burst, as a microphone that overran would.
 const MAX_CATCH_UP: u32 = 10;
 
 /// How a call went, for a summary line or a test's assertions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CallSummary {
     /// The SID we had, if we got into the room.
     pub sid: Option<Sid>,
@@ -36,6 +40,10 @@ pub struct CallSummary {
     pub stats: ClientStats,
     /// Every recording written (with `--record`), in the order they were closed.
     pub recordings: Vec<Recording>,
+    /// Every member played live (with a speaker or the terminal UI): present, then gone.
+    pub voices: Vec<VoiceInfo>,
+    /// Ticks at which the live microphone had no frame ready (sent as silence).
+    pub capture_underruns: u64,
 }
 
 /// Sends [`Command`]s into a running call from any thread.
@@ -59,6 +67,10 @@ pub struct Call {
     rx: Receiver<Input>,
     source: AudioSource,
     recorder: Option<Recorder>,
+    /// Every other member's sound, decoded and mixed for the speaker (or the UI's meters).
+    mixer: Option<Mixer>,
+    playback: Option<Playback>,
+    mix: [i16; FRAME_SAMPLES],
     /// Names of the members present, for MUTED and CHAT (which carry only a SID).
     names: BTreeMap<Sid, String>,
     /// Commands that arrived before we were in the room.
@@ -72,6 +84,7 @@ pub struct Call {
     opus: Vec<u8>,
     /// Media from SIDs whose ADD has not arrived yet.
     held: HoldBack,
+    next_status: Instant,
 }
 
 impl Call {
@@ -87,6 +100,15 @@ impl Call {
             .transpose()
             .map_err(CallError::io("create recording directory"))?;
         let (tx, rx) = mpsc::channel();
+        // The speaker starts now, so one that cannot start is known early; the microphone
+        // starts when we join (`start_capture`), so it holds no sound from before.
+        let playback = config
+            .output_cmd
+            .as_deref()
+            .map(|command| OutputPipe::start(command, config.quiet_commands, tx.clone()))
+            .transpose()?
+            .map(Playback::Pipe);
+        let mixer = (playback.is_some() || config.monitor).then(|| Mixer::new(Instant::now()));
         let links = Links::connect(
             &config.server,
             config.bind,
@@ -110,6 +132,9 @@ impl Call {
             rx,
             source,
             recorder,
+            mixer,
+            playback,
+            mix: [0; FRAME_SAMPLES],
             names: BTreeMap::new(),
             pending: Vec::new(),
             next_frame: None,
@@ -119,6 +144,7 @@ impl Call {
             leaving: false,
             opus: Vec::new(),
             held: HoldBack::default(),
+            next_status: Instant::now(),
         })
     }
 
@@ -141,6 +167,10 @@ impl Call {
         self.leaving = true;
         let _ = self.drain(Instant::now(), &mut on_event);
         self.links.close();
+        self.source.stop_capture();
+        if let Some(playback) = self.playback.take() {
+            playback.stop();
+        }
         let recordings = match self.recorder.take().map(Recorder::finish) {
             Some(Ok(recordings)) => recordings,
             Some(Err(e)) if result.is_ok() => return Err(e.into()),
@@ -150,6 +180,12 @@ impl Call {
             sid: self.session.sid(),
             stats: self.session.stats().clone(),
             recordings,
+            voices: self
+                .mixer
+                .as_ref()
+                .map(Mixer::all_voices)
+                .unwrap_or_default(),
+            capture_underruns: self.source.underruns,
         })
     }
 
@@ -169,6 +205,10 @@ impl Call {
             }
             self.tick_audio(now)?;
             self.release_held(now)?;
+            if self.config.monitor && now >= self.next_status {
+                self.next_status = now + STATUS_EVERY;
+                on_event(CallEvent::Status(Box::new(self.status())));
+            }
             if self.session.poll_timeout().is_some_and(|t| now >= t) {
                 self.session.handle_timeout(now);
             }
@@ -216,6 +256,14 @@ impl Call {
             // The only error is a packet over the size limit, which our encoder never makes;
             // the frame still counted, so dropping that one packet is all there is to do.
             let _ = self.session.handle_audio_frame(now, packet);
+            if let Some(mixer) = self.mixer.as_mut() {
+                // Played on the tick's schedule, not when the loop got to it: the jitter
+                // buffers measure against a steady clock.
+                mixer.mix(next, &mut self.mix);
+                if let Some(playback) = self.playback.as_mut() {
+                    playback.play(&self.mix);
+                }
+            }
             next += FRAME_DURATION;
             made += 1;
             if made >= MAX_CATCH_UP && now >= next {
@@ -255,6 +303,13 @@ impl Call {
                 self.pending.push(command);
                 self.apply_pending(now, on_event);
             }
+            // The source stops itself once it has played what the command made.
+            Input::Live(LiveEvent::InputEnded(text)) => on_event(CallEvent::Notice(text)),
+            Input::Live(LiveEvent::Failed(text)) => {
+                if self.outcome.is_none() {
+                    self.outcome = Some(Err(CallError::Live(text)));
+                }
+            }
         }
         Ok(())
     }
@@ -263,7 +318,13 @@ impl Call {
     fn receive(&mut self, now: Instant, datagram: &[u8]) -> Result<(), CallError> {
         self.opus.clear();
         let received = self.session.handle_datagram(now, datagram, &mut self.opus);
-        if let (Some(from), Some(recorder)) = (received, self.recorder.as_mut()) {
+        let Some(from) = received else {
+            return Ok(());
+        };
+        if let Some(mixer) = self.mixer.as_mut() {
+            mixer.push(now, from, &self.opus);
+        }
+        if let Some(recorder) = self.recorder.as_mut() {
             recorder.push(now, from, &self.opus)?;
         }
         Ok(())
@@ -349,6 +410,7 @@ impl Call {
     ) -> Result<(), CallError> {
         match event {
             ClientEvent::Joined(_) => {
+                self.start_capture()?;
                 self.next_frame = Some(now);
                 self.end = self.config.duration.map(|d| now + d);
                 on_event(CallEvent::Joined(self.config.username.clone()));
@@ -358,6 +420,9 @@ impl Call {
                 if let Some(recorder) = self.recorder.as_mut() {
                     recorder.add(sid, &username)?;
                 }
+                if let Some(mixer) = self.mixer.as_mut() {
+                    mixer.add(sid, &username);
+                }
                 self.names.insert(sid, username.clone());
                 on_event(CallEvent::Joined(username));
             }
@@ -365,11 +430,24 @@ impl Call {
                 if let Some(recorder) = self.recorder.as_mut() {
                     recorder.remove(sid)?;
                 }
+                if let Some(mixer) = self.mixer.as_mut() {
+                    mixer.remove(sid);
+                }
                 self.names.remove(&sid);
                 on_event(CallEvent::Left(username));
             }
-            ClientEvent::PeerMuted(sid) => on_event(CallEvent::Muted(self.name(sid))),
-            ClientEvent::PeerUnmuted(sid) => on_event(CallEvent::Unmuted(self.name(sid))),
+            ClientEvent::PeerMuted(sid) => {
+                if let Some(mixer) = self.mixer.as_mut() {
+                    mixer.set_muted(sid, true);
+                }
+                on_event(CallEvent::Muted(self.name(sid)));
+            }
+            ClientEvent::PeerUnmuted(sid) => {
+                if let Some(mixer) = self.mixer.as_mut() {
+                    mixer.set_muted(sid, false);
+                }
+                on_event(CallEvent::Unmuted(self.name(sid)));
+            }
             ClientEvent::Chat { sid, msg } => on_event(CallEvent::Chat {
                 from: self.name(sid),
                 msg,
@@ -383,6 +461,28 @@ impl Call {
             }
         }
         Ok(())
+    }
+
+    /// Starts `--input-cmd`, if any: the live microphone replaces the file.
+    fn start_capture(&mut self) -> Result<(), CallError> {
+        if let Some(command) = self.config.input_cmd.as_deref() {
+            let quiet = self.config.quiet_commands;
+            let pipe = InputPipe::start(command, quiet, self.tx.clone())?;
+            self.source.set_capture(Capture::Pipe(pipe));
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> CallStatus {
+        CallStatus {
+            muted: self.session.is_muted(),
+            input_dbfs: self.source.level_dbfs,
+            voices: self
+                .mixer
+                .as_ref()
+                .map(|m| m.voices().map(|(_, v)| v).collect())
+                .unwrap_or_default(),
+        }
     }
 
     /// A member's name; a SID no ADD announced (a server bug) shows as `#sid`.

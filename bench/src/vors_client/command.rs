@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::live::VoiceInfo;
+
 /// A request to a running call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -56,7 +58,7 @@ impl Command {
 
 /// Something that happened in the call. The room events print as the stdout lines
 /// `moose-call` promises (see [`CallEvent::stdout_line`]); notices go to stderr.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CallEvent {
     /// A member is in the room: ourselves first (when the server gives us our SID), then
     /// everyone already there, then each newcomer.
@@ -77,6 +79,20 @@ pub enum CallEvent {
     /// Something the person should know that is not a room event (a chat too long to send,
     /// a recording that could not be written, ...).
     Notice(String),
+    /// Levels and network figures, every 100 ms while a call with `monitor` runs (the
+    /// terminal UI's meters).
+    Status(Box<CallStatus>),
+}
+
+/// How the call sounds right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallStatus {
+    /// Whether we are muted.
+    pub muted: bool,
+    /// Our microphone's level, dBFS (-90 for silence or no microphone).
+    pub input_dbfs: f64,
+    /// Every other member being played, in SID order.
+    pub voices: Vec<VoiceInfo>,
 }
 
 impl CallEvent {
@@ -90,7 +106,7 @@ impl CallEvent {
             CallEvent::Muted(name) => format!("muted {}", one_line(name)),
             CallEvent::Unmuted(name) => format!("unmuted {}", one_line(name)),
             CallEvent::Chat { from, msg } => format!("chat {}: {}", one_line(from), one_line(msg)),
-            CallEvent::Notice(_) => return None,
+            CallEvent::Notice(_) | CallEvent::Status(_) => return None,
         };
         Some(line)
     }

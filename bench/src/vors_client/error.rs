@@ -64,6 +64,9 @@ pub enum CallError {
     /// the protocol.
     #[error("{}", describe_close(*.0))]
     Closed(ClientCloseReason),
+    /// The input or output command (or device) failed or could not start.
+    #[error("{0}")]
+    Live(String),
     /// Reading the input WAV, coding audio, or writing a recording failed.
     #[error(transparent)]
     Audio(#[from] AudioError),

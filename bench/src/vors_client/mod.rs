@@ -35,12 +35,13 @@ mod call;
 mod command;
 mod error;
 mod holdback;
+pub mod live;
 mod net;
 mod recorder;
 mod source;
 
 pub use call::{Call, CallSummary, CommandSender};
-pub use command::{CallEvent, Command, UnknownCommand};
+pub use command::{CallEvent, CallStatus, Command, UnknownCommand};
 pub use error::{CallError, EXIT_FAILURE, EXIT_REFUSED, describe_close};
 pub use recorder::{Recording, file_stem};
 
@@ -71,6 +72,15 @@ pub struct CallConfig {
     pub input: Option<PathBuf>,
     /// Where to write one WAV per other member.
     pub record_dir: Option<PathBuf>,
+    /// A shell command whose stdout is the microphone (raw 48 kHz mono s16le); replaces
+    /// `input` when both are given.
+    pub input_cmd: Option<String>,
+    /// A shell command whose stdin is the speaker: every other member, mixed.
+    pub output_cmd: Option<String>,
+    /// Decode and meter every member even with no speaker (the terminal UI shows levels).
+    pub monitor: bool,
+    /// Send the commands' stderr to /dev/null (the terminal UI owns the screen).
+    pub quiet_commands: bool,
     /// How long to stay once joined; `None` stays until [`Command::Leave`] or the stop flag.
     pub duration: Option<Duration>,
     /// How long to wait for the TCP connection.
@@ -91,6 +101,10 @@ impl CallConfig {
             password: None,
             input: None,
             record_dir: None,
+            input_cmd: None,
+            output_cmd: None,
+            monitor: false,
+            quiet_commands: false,
             duration: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             bind: None,

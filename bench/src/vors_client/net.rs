@@ -14,6 +14,7 @@ use moose_proto::vors::packet::MAX_MEDIA_LEN;
 
 use super::command::Command;
 use super::error::CallError;
+use super::live::LiveEvent;
 use crate::bind;
 
 /// How long a blocking TCP write may take before the server counts as gone.
@@ -32,6 +33,8 @@ pub(crate) enum Input {
     Datagram(Vec<u8>),
     /// A request from the person or the test driving the call.
     Command(Command),
+    /// The microphone or the speaker ended or failed.
+    Live(LiveEvent),
 }
 
 /// The connected sockets and the threads reading them.
@@ -245,6 +248,7 @@ mod tests {
                 Input::TcpClosed => seen.push("closed".to_owned()),
                 Input::Datagram(b) => seen.push(format!("udp {}", String::from_utf8_lossy(&b))),
                 Input::Command(c) => panic!("unexpected {c:?}"),
+                Input::Live(e) => panic!("unexpected {e:?}"),
             }
         }
         seen.sort();

@@ -1,17 +1,26 @@
-//! What moose-call "hears": the `--input` WAV played once from the moment we join, 20 ms
-//! per frame, Opus-coded; nothing at all without `--input` or once the file has ended.
+//! What moose-call "hears": the `--input` WAV played once from the moment we join, or the
+//! live microphone (`--input-cmd`, a device), 20 ms per frame, Opus-coded; nothing at all
+//! without either, or once the file or the input command has ended.
 
 use std::path::Path;
 
+use super::live::{Capture, CaptureFrame, level_dbfs};
 use crate::audio::{AudioError, Encoded, FRAME_SAMPLES, MAX_OPUS_PACKET, VoiceEncoder, WavFrames};
 
-/// The microphone stand-in: one call to [`AudioSource::next_frame`] per 20 ms.
+/// The microphone: one call to [`AudioSource::next_frame`] per 20 ms.
 #[derive(Debug)]
 pub(crate) struct AudioSource {
     frames: Option<WavFrames>,
+    capture: Option<Capture>,
     encoder: VoiceEncoder,
     pcm: [i16; FRAME_SAMPLES],
     packet: [u8; MAX_OPUS_PACKET],
+    /// Level of the last frame taken, in dBFS (the meter of the terminal UI).
+    pub(crate) level_dbfs: f64,
+    /// Ticks at which the live source had no full frame ready (played as silence).
+    pub(crate) underruns: u64,
+    /// Whether the live source has given a frame yet (before it has, nothing is sent).
+    capture_started: bool,
 }
 
 impl AudioSource {
@@ -19,22 +28,56 @@ impl AudioSource {
     pub(crate) fn new(input: Option<&Path>) -> Result<Self, AudioError> {
         Ok(AudioSource {
             frames: input.map(WavFrames::open).transpose()?,
+            capture: None,
             encoder: VoiceEncoder::new()?,
             pcm: [0; FRAME_SAMPLES],
             packet: [0; MAX_OPUS_PACKET],
+            level_dbfs: -90.0,
+            underruns: 0,
+            capture_started: false,
         })
     }
 
+    /// Takes the live microphone as the source (instead of the file, if both were given).
+    pub(crate) fn set_capture(&mut self, capture: Capture) {
+        self.frames = None;
+        self.capture = Some(capture);
+        self.capture_started = false;
+    }
+
+    /// Stops the live source now.
+    pub(crate) fn stop_capture(&mut self) {
+        if let Some(capture) = self.capture.take() {
+            capture.stop();
+        }
+        self.level_dbfs = -90.0;
+    }
+
     /// The next 20 ms: the Opus packet to send, or `None` (DTX, muted, no input, or input
-    /// over). While muted the file keeps playing unheard, as a muted microphone does.
+    /// over). While muted the file or microphone keeps running unheard.
     pub(crate) fn next_frame(&mut self, muted: bool) -> Result<Option<&[u8]>, AudioError> {
-        let Some(frames) = self.frames.as_mut() else {
-            return Ok(None);
-        };
-        if !frames.next_frame(&mut self.pcm) {
-            self.frames = None;
+        if let Some(capture) = self.capture.as_mut() {
+            // Short of a frame, the source is behind the call's clock: this frame is silence
+            // (encoded, so the stream stays continuous), which stretches the sound by 20 ms.
+            match capture.next_frame(&mut self.pcm) {
+                CaptureFrame::Ready => self.capture_started = true,
+                // A command just started has nothing yet: no sound, so nothing to send.
+                CaptureFrame::Behind if !self.capture_started => return Ok(None),
+                CaptureFrame::Behind => self.underruns += 1,
+                CaptureFrame::Ended => {
+                    self.stop_capture();
+                    return Ok(None);
+                }
+            }
+        } else if let Some(frames) = self.frames.as_mut() {
+            if !frames.next_frame(&mut self.pcm) {
+                self.frames = None;
+                return Ok(None);
+            }
+        } else {
             return Ok(None);
         }
+        self.level_dbfs = level_dbfs(&self.pcm);
         if muted {
             return Ok(None);
         }
