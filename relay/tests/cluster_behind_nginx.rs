@@ -155,7 +155,13 @@ fn a_room_stays_whole_behind_nginx() {
         done.assert_success(&name);
         let heard = done.summary();
         assert_eq!(heard.lost, 0, "{name}: {heard:?}");
-        assert_eq!(heard.received, sent, "{name} received all alice sent");
+        // Alice's last frame may lose the race with her DEL (which comes through Redis while
+        // the frame crosses the link): a client drops a packet of a member it was told left.
+        assert!(
+            heard.received <= sent && heard.received + 1 >= sent,
+            "{name} received {} of the {sent} alice sent",
+            heard.received
+        );
         assert_tone(&recorded.join("alice.wav"), TONE_HZ, 2.5, 2.5);
     }
     let _ = std::fs::remove_dir_all(&dir);
