@@ -57,9 +57,7 @@ impl LinkEdge {
         self.origins
             .retain(|relay, _| live.iter().any(|(r, _)| r == relay));
         for (relay, _) in live {
-            if *relay != self.me {
-                self.origins.entry(*relay).or_default();
-            }
+            self.vouch(*relay);
         }
     }
 
