@@ -67,9 +67,11 @@ pub(crate) struct Peer {
 /// Runs a peer whose `101 Switching Protocols` has been sent, until it leaves. `early` holds
 /// bytes the client sent right after its upgrade request.
 pub(crate) async fn run(shard: Rc<Shard>, stream: TcpStream, peer: Peer, early: Vec<u8>) {
+    // `fd` names the connection only while a half of it is held: the writer task settles
+    // before it lets go of `out` (see `writer::drain`).
     let fd = stream.as_raw_fd();
     let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
-    let (reader, out) = futures_lite::io::split(stream);
+    let (reader, mut out) = futures_lite::io::split(stream);
     let member = peer.member.clone();
     let tag = peer.line.tag;
     let writer_task = glommio::spawn_local({
@@ -83,7 +85,7 @@ pub(crate) async fn run(shard: Rc<Shard>, stream: TcpStream, peer: Peer, early: 
             };
             let latency = Some(&stats.ws_forward_latency);
             let stall = shard.config.write_stall;
-            let ended = writer::drain(&member.out, fd, out, stall, counted, latency).await;
+            let ended = writer::drain(&member.out, fd, &mut out, stall, counted, latency).await;
             if let writer::Ended::Cut(reason) = &ended {
                 debug!(line = tag, reason = reason.label(), "line peer cut");
             }

@@ -46,10 +46,14 @@ enum Waited {
 /// bytes)` is told of every completed write. With `latency`, each forwarded message's time
 /// from receive to the send call that completed it is recorded there: one clock read per send
 /// call that completes such a message.
+///
+/// `fd` is `writer`'s socket. `writer` is borrowed, not taken, so that the caller holds the
+/// socket open until it has [`settle`]d: a descriptor number outlived by its socket is soon
+/// another connection's, which a late reset would cut.
 pub(crate) async fn drain(
     out: &OutQueue,
     fd: RawFd,
-    mut writer: impl AsyncWrite + Unpin,
+    writer: &mut (impl AsyncWrite + Unpin),
     stall: Duration,
     on_written: impl Fn(usize, usize),
     latency: Option<&LatencyHistogram>,
@@ -60,7 +64,7 @@ pub(crate) async fn drain(
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let Some(rest) = out.front() else { continue };
-                match wait_for_socket(out, &mut writer, &rest, stall).await {
+                match wait_for_socket(out, writer, &rest, stall).await {
                     Waited::Wrote(n) => n,
                     Waited::Failed(e) => return Ended::Failed(e),
                     Waited::Stalled => {
@@ -115,7 +119,8 @@ async fn wait_for_socket(
 }
 
 /// After a writer task ended: a connection cut or failed is reset (its socket shut both ways,
-/// which also wakes its reader), and a cut is counted in `stats` by reason.
+/// which also wakes its reader), and a cut is counted in `stats` by reason. Called while a half
+/// of the connection is still held, so that `fd` still names it.
 pub(crate) fn settle(ended: &Ended, fd: RawFd, stats: &CoreStats) {
     match ended {
         Ended::Drained => {}

@@ -275,13 +275,15 @@ async fn run_member(
     cell: Rc<RoomCell>,
     member: Rc<MemberConn>,
 ) {
+    // `fd` names the connection only while a half of it is held: `reader` is kept to the end
+    // of this function, past the writer task, so every use of `fd` below is of this socket.
     let fd = stream.as_raw_fd();
-    let (reader, writer) = futures_lite::io::split(stream);
+    let (mut reader, mut writer) = futures_lite::io::split(stream);
     let writer_task = glommio::spawn_local({
         let (shard, member) = (shard.clone(), member.clone());
         async move {
             let stall = shard.config.write_stall;
-            let ended = writer::drain(&member.out, fd, writer, stall, |_, _| {}, None).await;
+            let ended = writer::drain(&member.out, fd, &mut writer, stall, |_, _| {}, None).await;
             if let writer::Ended::Cut(reason @ (Cut::Backlog | Cut::WriteStall)) = ended {
                 info!(
                     sid = member.sid.0,
@@ -313,12 +315,13 @@ async fn run_member(
             }
         }
     });
-    read_loop(&shard, &cell, &member, fd, reader).await;
+    read_loop(&shard, &cell, &member, fd, &mut reader).await;
     if leave(OwnerCore::of(&shard), &cell, &member, Instant::now()) {
         wake_reader(fd);
     }
     timer_task.cancel().await;
     writer_task.await;
+    drop(reader);
 }
 
 async fn read_loop(
@@ -326,7 +329,7 @@ async fn read_loop(
     cell: &RoomCell,
     member: &MemberConn,
     fd: RawFd,
-    mut reader: ReadHalf<TcpStream>,
+    reader: &mut ReadHalf<TcpStream>,
 ) {
     // Control messages are small and rare; a bigger buffer only costs every idle member.
     let mut buf = vec![0u8; CONTROL_READ];
