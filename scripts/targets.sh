@@ -108,6 +108,21 @@ pinned_relay() {
     taskset -apc "$relay_cpu" "$relay_pid" >/dev/null
 }
 
+# measure PROTOCOL NAME BENCH-ARGS...: one bench run against a fresh pinned relay; its report
+# in $work/NAME.json, its output in $work/NAME.txt.
+measure() {
+    local protocol=$1 name=$2
+    shift 2
+    pinned_relay
+    bench "$protocol" "$work/$name.json" "$@" >"$work/$name.txt" 2>&1
+    stop_relay
+}
+
+# announce WHAT N: the last N figures recorded, as NAME=VALUE, after WHAT.
+announce() {
+    echo "$1: $(tail -n "$2" "$results" | cut -f4,5 | tr '\t\n' '= ')"
+}
+
 # record POINT PROTOCOL TOPOLOGY JSON NAME=EXPRESSION...: figures of a JSON report (`r`),
 # one line each in the results.
 record() {
@@ -152,15 +167,11 @@ for run in $(seq "$runs"); do
             else
                 ramp=(--ramp-start "$pcm_start" --ramp-step "$pcm_step" ${pcm_max:+--ramp-max "$pcm_max"})
             fi
-            pinned_relay
-            bench "$protocol" "$work/ramp.json" --ramp "${ramp[@]}" \
-                --ramp-step-seconds "$step_seconds" >"$work/ramp.txt" 2>&1
-            stop_relay
+            measure "$protocol" ramp --ramp "${ramp[@]}" --ramp-step-seconds "$step_seconds"
             record saturation "$protocol" "$topology" "$work/ramp.json" \
                 'relay_max=r["max_streams"]' 'baseline_max=r["baseline_max_streams"]' \
                 'ratio=r["ratio"]["max_streams"]' "${cpu_figures[@]}"
-            echo "run $run, $topology, $protocol saturation: $(tail -n 6 "$results" |
-                cut -f4,5 | tr '\t\n' '= ')"
+            announce "run $run, $topology, $protocol saturation" 6
         done
     done
 done
@@ -171,17 +182,13 @@ for run in $(seq "$runs"); do
         set_topology "$topology"
         for load in $loads; do
             protocol=${load%%:*} streams=${load#*:}
-            pinned_relay
-            bench "$protocol" "$work/load.json" --streams "$streams" --seconds "$load_seconds" \
-                >"$work/load.txt" 2>&1
-            stop_relay
+            measure "$protocol" load --streams "$streams" --seconds "$load_seconds"
             record "load $streams" "$protocol" "$topology" "$work/load.json" \
                 'relay_p50_us=r["latency_us"]["p50"]' 'baseline_p50_us=r["baseline"]["latency_us"]["p50"]' \
                 'relay_p99_us=r["latency_us"]["p99"]' 'baseline_p99_us=r["baseline"]["latency_us"]["p99"]' \
                 'relay_p999_us=r["latency_us"]["p999"]' 'baseline_p999_us=r["baseline"]["latency_us"]["p999"]' \
                 'lost=r["lost"] + r["baseline"]["lost"]' "${cpu_figures[@]}"
-            echo "run $run, $topology, $protocol $streams streams: $(tail -n 10 "$results" |
-                cut -f4,5 | tr '\t\n' '= ')"
+            announce "run $run, $topology, $protocol $streams streams" 10
         done
     done
 done
@@ -201,15 +208,11 @@ for run in $(seq "$runs"); do
                     "no half load to measure" >&2
                 continue
             fi
-            pinned_relay
-            bench "$protocol" "$work/half.json" --streams "$half" --seconds "$load_seconds" \
-                >"$work/half.txt" 2>&1
-            stop_relay
+            measure "$protocol" half --streams "$half" --seconds "$load_seconds"
             record "half load" "$protocol" "$topology" "$work/half.json" \
                 "streams=$half" 'added_p99_us=r["latency_us"]["p99"] - r["baseline"]["latency_us"]["p99"]' \
                 'lost=r["lost"] + r["baseline"]["lost"]'
-            echo "run $run, $topology, $protocol half load: $(tail -n 3 "$results" |
-                cut -f4,5 | tr '\t\n' '= ')"
+            announce "run $run, $topology, $protocol half load" 3
         done
     done
 done
