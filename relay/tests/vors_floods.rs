@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use moose_testkit::call::tone_call;
 use moose_testkit::http::http_get;
 use moose_testkit::metrics::{Metrics, OnPanic};
-use moose_testkit::relay::Relay;
+use moose_testkit::relay::{PER_CLIENT_LIMITS_OFF, Relay};
 use moose_testkit::rng::Rng;
 use moose_testkit::temp::temp_dir;
 use moose_testkit::tone::{assert_tone, tone_wav};
@@ -103,22 +103,15 @@ fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
     socket.into()
 }
 
-/// No per-address connection or handshake limit: these floods come from one address.
-const UNLIMITED: [&str; 6] = [
-    "--max-connections-per-address",
-    "0",
-    "--max-handshakes-per-address",
-    "0",
-    "--handshakes-per-minute",
-    "0",
-];
-
 #[test]
 fn stalled_handshakes_during_call() {
     const EACH: usize = 50;
     // All 150 from one address, held to their deadline: the per-address limits (tested in
     // relay/tests/vors_handshakes_are_limited.rs) would close most of them at once.
-    let relay = Relay::start(&[&["--cores", "2"][..], &UNLIMITED].concat(), &[]);
+    let relay = Relay::start(
+        &[&["--cores", "2"][..], &PER_CLIENT_LIMITS_OFF].concat(),
+        &[],
+    );
     let _metrics_on_failure = OnPanic(&relay);
     let baseline_fds = relay.open_fds();
     let attacker = Ipv4Addr::new(127, 0, 0, 3);
@@ -193,7 +186,10 @@ fn stalled_handshakes_during_call() {
 #[test]
 fn abandoned_handshakes_are_freed_at_once() {
     const CLIENTS: usize = 100;
-    let relay = Relay::start(&[&["--cores", "2"][..], &UNLIMITED].concat(), &[]);
+    let relay = Relay::start(
+        &[&["--cores", "2"][..], &PER_CLIENT_LIMITS_OFF].concat(),
+        &[],
+    );
     let _metrics_on_failure = OnPanic(&relay);
     let baseline_fds = relay.open_fds();
     let attacker = Ipv4Addr::new(127, 0, 0, 5);

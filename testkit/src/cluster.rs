@@ -11,18 +11,7 @@ use crate::redis::Redis;
 use crate::relay::Relay;
 use crate::temp::TempDir;
 
-/// The per-client limits lifted, for relays whose clients all come from one address (nginx in
-/// front, or one load generator), as deploy/moose-relay.service.d/behind-nginx.conf lifts them.
-pub const PER_CLIENT_LIMITS_OFF: [&str; 8] = [
-    "--max-connections-per-address",
-    "0",
-    "--max-handshakes-per-address",
-    "0",
-    "--handshakes-per-minute",
-    "0",
-    "--max-rooms-per-address",
-    "0",
-];
+pub use crate::relay::PER_CLIENT_LIMITS_OFF;
 
 /// A cluster's Redis and key, and the relays started on them.
 #[derive(Debug)]

@@ -13,6 +13,19 @@ use std::time::Duration;
 
 use crate::binary;
 
+/// The per-client limits lifted, for relays whose clients all come from one address (nginx in
+/// front, or one load generator), as deploy/moose-relay.service.d/behind-nginx.conf lifts them.
+pub const PER_CLIENT_LIMITS_OFF: [&str; 8] = [
+    "--max-connections-per-address",
+    "0",
+    "--max-handshakes-per-address",
+    "0",
+    "--handshakes-per-minute",
+    "0",
+    "--max-rooms-per-address",
+    "0",
+];
+
 /// A running relay, killed on drop.
 #[derive(Debug)]
 pub struct Relay {
