@@ -196,12 +196,14 @@ fn a_redis_with_a_password_takes_it_from_the_settings() {
         moose_relay::cluster::Registry::connect(&info(&redis), relay_id(1), link_addr(1), &k)
             .and_then(|mut r| r.register());
     assert!(without.is_err(), "no password, no entry");
-    let info = info(&redis);
+    let moose_relay::cluster::RedisEndpoint::Direct(info) = info(&redis) else {
+        unreachable!("a direct address")
+    };
     let settings = info
         .redis_settings()
         .clone()
         .set_password("redis-pass-0123");
-    let info = info.set_redis_settings(settings);
+    let info = moose_relay::cluster::RedisEndpoint::Direct(info.set_redis_settings(settings));
     let mut registry =
         moose_relay::cluster::Registry::connect(&info, relay_id(1), link_addr(1), &k).unwrap();
     registry.register().unwrap();

@@ -3,7 +3,8 @@
 //! loses everything, as a Redis without disk would), optionally with a password, and stopped
 //! on drop. [`Redis::kill`] and [`Redis::restart`] make the outages the tests need.
 //! [`Redis::with_tls`] serves TLS only (`rediss://`), with a certificate from a test CA that
-//! `openssl` makes in the server's directory.
+//! `openssl` makes in the server's directory. [`Redis::replica_of`] and [`Redis::sentinel_for`]
+//! start the other two parts of a Sentinel setup (`crate::sentinel`).
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -28,6 +29,18 @@ pub fn redis_binary() -> PathBuf {
     path
 }
 
+/// What a server is for.
+#[derive(Debug, Clone)]
+enum Role {
+    /// A primary (or a server alone).
+    Primary,
+    /// A replica of the primary on this loopback port (`--replicaof`).
+    ReplicaOf(u16),
+    /// A sentinel (`redis-server --sentinel`) that monitors, under `name`, the primary on
+    /// this loopback port with quorum 1, and calls it down after 500 ms without an answer.
+    Sentinel { name: String, primary: u16 },
+}
+
 /// A running redis-server, stopped (SIGKILL: it keeps nothing anyway) on drop.
 #[derive(Debug)]
 pub struct Redis {
@@ -37,26 +50,43 @@ pub struct Redis {
     password: Option<String>,
     /// TLS only: the test CA's certificate, which signed the server's.
     tls_ca: Option<PathBuf>,
+    role: Role,
 }
 
 impl Redis {
     /// A server without a password.
     pub fn start() -> Redis {
-        Self::launch(None, false)
+        Self::launch(None, false, Role::Primary)
     }
 
     /// A server that requires `password` (`requirepass`).
     pub fn with_password(password: &str) -> Redis {
-        Self::launch(Some(password.to_owned()), false)
+        Self::launch(Some(password.to_owned()), false, Role::Primary)
+    }
+
+    /// A replica of `primary` (a plain one, without a password), with no persistence either.
+    pub fn replica_of(primary: &Redis) -> Redis {
+        Self::launch(None, false, Role::ReplicaOf(primary.port))
+    }
+
+    /// A sentinel monitoring `primary` (plain, without a password) as `name`, with quorum 1,
+    /// `down-after-milliseconds` 500 and `failover-timeout` 3000: a failover starts half a
+    /// second after the primary stops answering and is done a moment later.
+    pub fn sentinel_for(primary: &Redis, name: &str) -> Redis {
+        let role = Role::Sentinel {
+            name: name.to_owned(),
+            primary: primary.port,
+        };
+        Self::launch(None, false, role)
     }
 
     /// A server that speaks TLS only, its certificate (for 127.0.0.1) signed by a CA made for
     /// it ([`tls_ca`](Self::tls_ca)); clients need no certificate of their own.
     pub fn with_tls() -> Redis {
-        Self::launch(None, true)
+        Self::launch(None, true, Role::Primary)
     }
 
-    fn launch(password: Option<String>, tls: bool) -> Redis {
+    fn launch(password: Option<String>, tls: bool, role: Role) -> Redis {
         let dir = TempDir::new("redis");
         let tls_ca = tls.then(|| make_test_certificates(dir.path()));
         let mut redis = Redis {
@@ -65,6 +95,7 @@ impl Redis {
             port: 0,
             password,
             tls_ca,
+            role,
         };
         for _ in 0..5 {
             redis.port = free_port();
@@ -82,6 +113,23 @@ impl Redis {
     /// taken meanwhile) or does not answer within 10 s.
     fn spawn(&mut self) -> Result<(), String> {
         let mut command = Command::new(redis_binary());
+        match &self.role {
+            Role::Primary => {}
+            Role::ReplicaOf(primary) => {
+                command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+            }
+            Role::Sentinel { name, primary } => {
+                // A sentinel rewrites its file as it learns: a fresh one at each start.
+                let config = self.dir.path().join("sentinel.conf");
+                let text = format!(
+                    "sentinel monitor {name} 127.0.0.1 {primary} 1\n\
+                     sentinel down-after-milliseconds {name} 500\n\
+                     sentinel failover-timeout {name} 3000\n"
+                );
+                std::fs::write(&config, text).map_err(|e| e.to_string())?;
+                command.arg(config).arg("--sentinel");
+            }
+        }
         if self.tls_ca.is_some() {
             let file = |name: &str| self.dir.path().join(name);
             command
