@@ -234,12 +234,8 @@ fn parse_host(text: &str) -> Result<(String, u16), SentinelUrlError> {
             None => (text.to_owned(), None),
         }
     };
-    let valid_host = host.len() > 2 || (!host.is_empty() && !host.starts_with('['));
-    if !valid_host
-        || host
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '/' | '@' | ','))
-    {
+    let stray = |c: char| c.is_whitespace() || matches!(c, '/' | '@' | ',');
+    if host.is_empty() || host == "[]" || host.chars().any(stray) {
         return Err(bad());
     }
     let port = match port {
