@@ -2,8 +2,9 @@
 //! relays given `redis+sentinel://` find the primary through the sentinels, past a listed
 //! sentinel that does not answer. When the primary dies and the sentinel promotes its replica,
 //! each relay finds the new primary on its next reconnect, registers again and restores its
-//! rooms: the call in progress loses nothing, and a member who joins afterwards is in the whole
-//! room across both relays.
+//! rooms: the call in progress loses nothing, and members who join afterwards are in the whole
+//! room across both relays. The same over TLS (`rediss+sentinel://`): sentinels, replication
+//! and relays all speak it.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
@@ -30,9 +31,19 @@ fn nobody_listening() -> SocketAddr {
 
 #[test]
 fn relays_follow_a_sentinel_failover_and_the_room_stays_whole() {
-    let primary = Redis::start();
+    failover_keeps_the_room_whole(Redis::start());
+}
+
+#[test]
+fn relays_follow_a_failover_through_tls_sentinels() {
+    failover_keeps_the_room_whole(Redis::with_tls());
+}
+
+/// The scenario, with `primary` plain or TLS (the relays then trust its CA).
+fn failover_keeps_the_room_whole(primary: Redis) {
     let ha = Sentinels::watch(&primary);
     let url = ha.url_after(nobody_listening());
+    assert_eq!(url.starts_with("rediss"), primary.tls_ca().is_some());
     let mut cluster = Cluster::start_through(primary, &url, 2, &[]);
     assert_eq!(ha.named_primary(), Some(cluster.redis.addr()));
     let mut ann = join(&cluster.relays[0], "ann");

@@ -4,7 +4,8 @@
 //! on drop. [`Redis::kill`] and [`Redis::restart`] make the outages the tests need.
 //! [`Redis::with_tls`] serves TLS only (`rediss://`), with a certificate from a test CA that
 //! `openssl` makes in the server's directory. [`Redis::replica_of`] and [`Redis::sentinel_for`]
-//! start the other two parts of a Sentinel setup (`crate::sentinel`).
+//! start the other two parts of a Sentinel setup (`crate::sentinel`), speaking TLS with the
+//! primary's certificate when it does.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -64,12 +65,12 @@ impl Redis {
         Self::launch(Some(password.to_owned()), false, Role::Primary)
     }
 
-    /// A replica of `primary` (a plain one, without a password), with no persistence either.
+    /// A replica of `primary` (one without a password), with no persistence either.
     pub fn replica_of(primary: &Redis) -> Redis {
-        Self::launch(None, false, Role::ReplicaOf(primary.port))
+        Self::launch_beside(primary, Role::ReplicaOf(primary.port))
     }
 
-    /// A sentinel monitoring `primary` (plain, without a password) as `name`, with quorum 1,
+    /// A sentinel monitoring `primary` (one without a password) as `name`, with quorum 1,
     /// `down-after-milliseconds` 500 and `failover-timeout` 3000: a failover starts half a
     /// second after the primary stops answering and is done a moment later.
     pub fn sentinel_for(primary: &Redis, name: &str) -> Redis {
@@ -77,7 +78,22 @@ impl Redis {
             name: name.to_owned(),
             primary: primary.port,
         };
-        Self::launch(None, false, role)
+        Self::launch_beside(primary, role)
+    }
+
+    /// A server of `role` next to `primary`: over TLS when it is, with its certificate and CA
+    /// (all the servers are 127.0.0.1), replicating over TLS too.
+    fn launch_beside(primary: &Redis, role: Role) -> Redis {
+        let Some(ca) = &primary.tls_ca else {
+            return Self::launch(None, false, role);
+        };
+        let from = ca.parent().expect("the CA's directory");
+        Self::launch_with(None, role, |dir| {
+            for file in ["ca.pem", "server.pem", "server.key"] {
+                std::fs::copy(from.join(file), dir.join(file)).expect("copy a test certificate");
+            }
+            Some(dir.join("ca.pem"))
+        })
     }
 
     /// A server that speaks TLS only, its certificate (for 127.0.0.1) signed by a CA made for
@@ -87,8 +103,19 @@ impl Redis {
     }
 
     fn launch(password: Option<String>, tls: bool, role: Role) -> Redis {
+        Self::launch_with(password, role, |dir| {
+            tls.then(|| make_test_certificates(dir))
+        })
+    }
+
+    /// Starts a server whose TLS CA (if any) `certificates` puts in its directory.
+    fn launch_with(
+        password: Option<String>,
+        role: Role,
+        certificates: impl FnOnce(&std::path::Path) -> Option<PathBuf>,
+    ) -> Redis {
         let dir = TempDir::new("redis");
-        let tls_ca = tls.then(|| make_test_certificates(dir.path()));
+        let tls_ca = certificates(dir.path());
         let mut redis = Redis {
             child: None,
             dir,
@@ -141,6 +168,9 @@ impl Redis {
                 .arg("--tls-ca-cert-file")
                 .arg(file("ca.pem"))
                 .args(["--tls-auth-clients", "no"]);
+            if !matches!(self.role, Role::Primary) {
+                command.args(["--tls-replication", "yes"]);
+            }
         } else {
             command.arg("--port").arg(self.port.to_string());
         }
@@ -178,16 +208,26 @@ impl Redis {
         }
     }
 
+    /// `redis-cli`'s answer to `args` (over TLS for a TLS server; empty when it does not
+    /// answer).
+    pub fn ask(&self, args: &[&str]) -> String {
+        let mut command = Command::new("redis-cli");
+        if let Some(ca) = &self.tls_ca {
+            command.args(["--tls", "--cacert"]).arg(ca);
+        }
+        let out = command
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli (it comes with redis-server: scripts/install-redis.sh)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Whether the server answers PING (`+PONG`, or `-NOAUTH` when it wants a password).
     fn answers(&self) -> bool {
-        if let Some(ca) = &self.tls_ca {
+        if self.tls_ca.is_some() {
             // Over TLS: Debian's redis-cli (with the server, from redis-tools) speaks it.
-            return Command::new("redis-cli")
-                .args(["--tls", "--cacert"])
-                .arg(ca)
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "PING"])
-                .output()
-                .is_ok_and(|out| out.stdout.starts_with(b"PONG"));
+            return self.ask(&["PING"]).starts_with("PONG");
         }
         let Ok(mut stream) = TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200))
         else {

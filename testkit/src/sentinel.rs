@@ -1,10 +1,10 @@
 //! A Redis Sentinel setup for the cluster's failover tests: one replica of a primary and one
 //! sentinel watching both, real `redis-server` processes on loopback (`crate::redis`) like
-//! the primary, and the `redis+sentinel://` URL the relays are given. The questions the
-//! tests ask the servers go through Debian's `redis-cli`, which comes with the server.
+//! the primary (over TLS when the primary speaks it), and the `redis+sentinel://` URL the
+//! relays are given. The questions the tests ask the servers go through Debian's `redis-cli`,
+//! which comes with the server (`Redis::ask`).
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::redis::Redis;
@@ -26,7 +26,9 @@ impl Sentinels {
     pub fn watch(primary: &Redis) -> Sentinels {
         let replica = Redis::replica_of(primary);
         wait_for(Duration::from_secs(10), "the replica in sync", || {
-            ask(replica.addr(), &["INFO", "replication"]).contains("master_link_status:up")
+            replica
+                .ask(&["INFO", "replication"])
+                .contains("master_link_status:up")
         });
         let sentinel = Redis::sentinel_for(primary, MASTER);
         let replica_port = format!("{}", replica.addr().port());
@@ -34,7 +36,8 @@ impl Sentinels {
             Duration::from_secs(10),
             "the sentinel knows the replica",
             || {
-                ask(sentinel.addr(), &["SENTINEL", "replicas", MASTER])
+                sentinel
+                    .ask(&["SENTINEL", "replicas", MASTER])
                     .lines()
                     .any(|line| line == replica_port)
             },
@@ -44,31 +47,28 @@ impl Sentinels {
 
     /// The `--cluster-redis` of relays that find the primary through the sentinel, with
     /// `first` listed before it (a sentinel that is not running, say: the relays must go on
-    /// to the next).
+    /// to the next); `rediss+sentinel://` when the servers speak TLS.
     pub fn url_after(&self, first: SocketAddr) -> String {
-        format!("redis+sentinel://{first},{}/{MASTER}", self.sentinel.addr())
+        let tls = if self.sentinel.tls_ca().is_some() {
+            "s"
+        } else {
+            ""
+        };
+        format!(
+            "redis{tls}+sentinel://{first},{}/{MASTER}",
+            self.sentinel.addr()
+        )
     }
 
     /// The primary's address as the sentinel names it now.
     pub fn named_primary(&self) -> Option<SocketAddr> {
-        let answer = ask(
-            self.sentinel.addr(),
-            &["SENTINEL", "get-master-addr-by-name", MASTER],
-        );
+        let answer = self
+            .sentinel
+            .ask(&["SENTINEL", "get-master-addr-by-name", MASTER]);
         let mut lines = answer.lines();
         let (ip, port) = (lines.next()?, lines.next()?);
         format!("{ip}:{port}").parse().ok()
     }
-}
-
-/// `redis-cli`'s answer to `args` from the server at `addr` (empty when it does not answer).
-pub fn ask(addr: SocketAddr, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
-        .args(args)
-        .output()
-        .expect("run redis-cli (it comes with redis-server: scripts/install-redis.sh)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Polls `done` every 50 ms until it holds; a panic naming `what` after `within`.
