@@ -67,28 +67,30 @@ impl Redis {
 
     /// A replica of `primary` (one without a password), with no persistence either.
     pub fn replica_of(primary: &Redis) -> Redis {
-        Self::launch_beside(primary, Role::ReplicaOf(primary.port))
+        Self::launch_beside(primary, None, Role::ReplicaOf(primary.port))
     }
 
     /// A sentinel monitoring `primary` (one without a password) as `name`, with quorum 1,
     /// `down-after-milliseconds` 500 and `failover-timeout` 3000: a failover starts half a
     /// second after the primary stops answering and is done a moment later.
-    pub fn sentinel_for(primary: &Redis, name: &str) -> Redis {
+    /// With `password`, the sentinel requires it of its clients (`requirepass`).
+    pub fn sentinel_for(primary: &Redis, name: &str, password: Option<&str>) -> Redis {
         let role = Role::Sentinel {
             name: name.to_owned(),
             primary: primary.port,
         };
-        Self::launch_beside(primary, role)
+        Self::launch_beside(primary, password, role)
     }
 
     /// A server of `role` next to `primary`: over TLS when it is, with its certificate and CA
     /// (all the servers are 127.0.0.1), replicating over TLS too.
-    fn launch_beside(primary: &Redis, role: Role) -> Redis {
+    fn launch_beside(primary: &Redis, password: Option<&str>, role: Role) -> Redis {
+        let password = password.map(str::to_owned);
         let Some(ca) = &primary.tls_ca else {
-            return Self::launch(None, false, role);
+            return Self::launch(password, false, role);
         };
         let from = ca.parent().expect("the CA's directory");
-        Self::launch_with(None, role, |dir| {
+        Self::launch_with(password, role, |dir| {
             for file in ["ca.pem", "server.pem", "server.key"] {
                 std::fs::copy(from.join(file), dir.join(file)).expect("copy a test certificate");
             }
@@ -214,6 +216,9 @@ impl Redis {
         let mut command = Command::new("redis-cli");
         if let Some(ca) = &self.tls_ca {
             command.args(["--tls", "--cacert"]).arg(ca);
+        }
+        if let Some(password) = &self.password {
+            command.args(["--no-auth-warning", "-a", password]);
         }
         let out = command
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])

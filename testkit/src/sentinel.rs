@@ -24,13 +24,18 @@ impl Sentinels {
     /// Starts a replica of `primary` and a sentinel; returns once the replica is in sync and
     /// the sentinel knows it (a failover needs a replica the sentinel has seen).
     pub fn watch(primary: &Redis) -> Sentinels {
+        Self::watch_with_password(primary, None)
+    }
+
+    /// As [`watch`](Self::watch), the sentinel requiring `password` of its clients.
+    pub fn watch_with_password(primary: &Redis, password: Option<&str>) -> Sentinels {
         let replica = Redis::replica_of(primary);
         wait_for(Duration::from_secs(10), "the replica in sync", || {
             replica
                 .ask(&["INFO", "replication"])
                 .contains("master_link_status:up")
         });
-        let sentinel = Redis::sentinel_for(primary, MASTER);
+        let sentinel = Redis::sentinel_for(primary, MASTER, password);
         let replica_port = format!("{}", replica.addr().port());
         wait_for(
             Duration::from_secs(10),
