@@ -1,7 +1,9 @@
 #!/bin/sh
 # Installs what the cluster's tests need (relay/tests/cluster_*.rs, testkit/src/redis.rs):
-# Debian's redis-server (Redis 7), which the tests start themselves on free loopback ports, and
-# openssl, which makes the certificates of the TLS Redis (rediss://) a test starts.
+# Debian's redis-server (Redis 7), which the tests start themselves on free loopback ports (as
+# primaries, replicas, and sentinels: `redis-server --sentinel`, the same binary; its redis-tools
+# dependency brings the redis-cli the tests ask them with), and openssl, which makes the
+# certificates of the TLS Redis (rediss://) a test starts.
 #
 #   scripts/install-redis.sh           install what is missing (root), nothing when all is there
 #   scripts/install-redis.sh --check   exit 0 when all is there, 1 otherwise; installs nothing

@@ -2,7 +2,8 @@
 //! or three registry clients acting as different relays: a name is unique in its room over
 //! every relay, SIDs are unique in the room and come from each relay core's lane, the first
 //! member sets the room password and every relay enforces it, the member limit counts every
-//! relay, and a wrong cluster key cannot join.
+//! relay, and a wrong cluster key cannot join. Redis's password, and a sentinel's own, come
+//! from the settings.
 #![allow(clippy::unwrap_used)]
 
 mod cluster_support;
@@ -196,12 +197,14 @@ fn a_redis_with_a_password_takes_it_from_the_settings() {
         moose_relay::cluster::Registry::connect(&info(&redis), relay_id(1), link_addr(1), &k)
             .and_then(|mut r| r.register());
     assert!(without.is_err(), "no password, no entry");
-    let info = info(&redis);
+    let moose_relay::cluster::RedisEndpoint::Direct(info) = info(&redis) else {
+        unreachable!("a direct address")
+    };
     let settings = info
         .redis_settings()
         .clone()
         .set_password("redis-pass-0123");
-    let info = info.set_redis_settings(settings);
+    let info = moose_relay::cluster::RedisEndpoint::Direct(info.set_redis_settings(settings));
     let mut registry =
         moose_relay::cluster::Registry::connect(&info, relay_id(1), link_addr(1), &k).unwrap();
     registry.register().unwrap();
@@ -210,5 +213,43 @@ fn a_redis_with_a_password_takes_it_from_the_settings() {
             .reserve(&simple(&k, "lobby", "ann"))
             .unwrap()
             .is_ok()
+    );
+}
+
+#[test]
+fn sentinels_with_a_password_of_their_own_are_asked_with_it() {
+    use moose_relay::cluster::RedisEndpoint;
+    use moose_relay::cluster::sentinel::SentinelSet;
+    use moose_testkit::sentinel::{MASTER, Sentinels};
+
+    let primary = Redis::start();
+    let ha = Sentinels::watch_with_password(&primary, Some("sentinel-pass-0123"));
+    let url = format!("redis+sentinel://{}/{MASTER}", ha.sentinel.addr());
+    let mut set = SentinelSet::parse(&url).unwrap();
+    let k = keys(1);
+    let without = moose_relay::cluster::Registry::connect(
+        &RedisEndpoint::Sentinel(set.clone()),
+        relay_id(1),
+        link_addr(1),
+        &k,
+    );
+    assert!(without.is_err(), "the sentinel wants its password");
+    set.sentinel_password = Some("sentinel-pass-0123".into());
+    let mut registry = moose_relay::cluster::Registry::connect(
+        &RedisEndpoint::Sentinel(set),
+        relay_id(1),
+        link_addr(1),
+        &k,
+    )
+    .unwrap();
+    registry.register().unwrap();
+    let relays: Vec<String> = redis::cmd("HKEYS")
+        .arg("moose:relays")
+        .query(&mut raw(&primary))
+        .unwrap();
+    assert_eq!(
+        relays,
+        vec![relay_id(1).to_hex()],
+        "registered on the primary"
     );
 }

@@ -17,6 +17,9 @@ pub use crate::relay::PER_CLIENT_LIMITS_OFF;
 #[derive(Debug)]
 pub struct Cluster {
     pub redis: Redis,
+    /// The relays' `--cluster-redis`: `redis`'s own URL, or one that finds it otherwise
+    /// (through sentinels).
+    url: String,
     key_dir: TempDir,
     /// The relays, in the order they were started.
     pub relays: Vec<Relay>,
@@ -34,6 +37,13 @@ impl Cluster {
     /// As [`start`](Self::start), on `redis` (a TLS one: the relays trust its test CA through
     /// `SSL_CERT_FILE`, as an operator would point them at a private CA).
     pub fn start_on(redis: Redis, n: usize, args: &[&str]) -> Cluster {
+        let url = redis.url();
+        Self::start_through(redis, &url, n, args)
+    }
+
+    /// As [`start_on`](Self::start_on), the relays given `url` to find `redis` (a
+    /// `redis+sentinel://` URL of sentinels that monitor it).
+    pub fn start_through(redis: Redis, url: &str, n: usize, args: &[&str]) -> Cluster {
         let key_dir = TempDir::new("cluster-key");
         std::fs::write(
             key_dir.path().join("cluster.key"),
@@ -42,6 +52,7 @@ impl Cluster {
         .unwrap();
         let mut cluster = Cluster {
             redis,
+            url: url.to_owned(),
             key_dir,
             relays: Vec::new(),
             links: Vec::new(),
@@ -60,7 +71,7 @@ impl Cluster {
 
     /// Starts one more relay of the cluster with `args`; its index.
     pub fn add_relay(&mut self, args: &[&str]) -> usize {
-        let url = self.redis.url();
+        let url = self.url.clone();
         let ca = self.redis.tls_ca().map(|p| p.to_str().unwrap().to_owned());
         let envs: Vec<(&str, &str)> = ca.iter().map(|ca| ("SSL_CERT_FILE", ca.as_str())).collect();
         self.launch_relay(&url, args, &envs)
@@ -69,7 +80,7 @@ impl Cluster {
     /// Starts one more relay with `args` and the environment `envs` (for example another
     /// `SSL_CERT_FILE` than the test CA's); its index.
     pub fn add_relay_with_env(&mut self, args: &[&str], envs: &[(&str, &str)]) -> usize {
-        let url = self.redis.url();
+        let url = self.url.clone();
         self.launch_relay(&url, args, envs)
     }
 

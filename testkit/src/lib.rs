@@ -26,6 +26,7 @@ pub mod pcm;
 pub mod redis;
 pub mod relay;
 pub mod rng;
+pub mod sentinel;
 pub mod temp;
 pub mod tmux;
 pub mod tone;

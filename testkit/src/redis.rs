@@ -3,7 +3,9 @@
 //! loses everything, as a Redis without disk would), optionally with a password, and stopped
 //! on drop. [`Redis::kill`] and [`Redis::restart`] make the outages the tests need.
 //! [`Redis::with_tls`] serves TLS only (`rediss://`), with a certificate from a test CA that
-//! `openssl` makes in the server's directory.
+//! `openssl` makes in the server's directory. [`Redis::replica_of`] and [`Redis::sentinel_for`]
+//! start the other two parts of a Sentinel setup (`crate::sentinel`), speaking TLS with the
+//! primary's certificate when it does.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -28,6 +30,18 @@ pub fn redis_binary() -> PathBuf {
     path
 }
 
+/// What a server is for.
+#[derive(Debug, Clone)]
+enum Role {
+    /// A primary (or a server alone).
+    Primary,
+    /// A replica of the primary on this loopback port (`--replicaof`).
+    ReplicaOf(u16),
+    /// A sentinel (`redis-server --sentinel`) that monitors, under `name`, the primary on
+    /// this loopback port with quorum 1, and calls it down after 500 ms without an answer.
+    Sentinel { name: String, primary: u16 },
+}
+
 /// A running redis-server, stopped (SIGKILL: it keeps nothing anyway) on drop.
 #[derive(Debug)]
 pub struct Redis {
@@ -37,34 +51,80 @@ pub struct Redis {
     password: Option<String>,
     /// TLS only: the test CA's certificate, which signed the server's.
     tls_ca: Option<PathBuf>,
+    role: Role,
 }
 
 impl Redis {
     /// A server without a password.
     pub fn start() -> Redis {
-        Self::launch(None, false)
+        Self::launch(None, false, Role::Primary)
     }
 
     /// A server that requires `password` (`requirepass`).
     pub fn with_password(password: &str) -> Redis {
-        Self::launch(Some(password.to_owned()), false)
+        Self::launch(Some(password.to_owned()), false, Role::Primary)
+    }
+
+    /// A replica of `primary` (one without a password), with no persistence either.
+    pub fn replica_of(primary: &Redis) -> Redis {
+        Self::launch_beside(primary, None, Role::ReplicaOf(primary.port))
+    }
+
+    /// A sentinel monitoring `primary` (one without a password) as `name`, with quorum 1,
+    /// `down-after-milliseconds` 500 and `failover-timeout` 3000: a failover starts half a
+    /// second after the primary stops answering and is done a moment later.
+    /// With `password`, the sentinel requires it of its clients (`requirepass`).
+    pub fn sentinel_for(primary: &Redis, name: &str, password: Option<&str>) -> Redis {
+        let role = Role::Sentinel {
+            name: name.to_owned(),
+            primary: primary.port,
+        };
+        Self::launch_beside(primary, password, role)
+    }
+
+    /// A server of `role` next to `primary`: over TLS when it is, with its certificate and CA
+    /// (all the servers are 127.0.0.1), replicating over TLS too.
+    fn launch_beside(primary: &Redis, password: Option<&str>, role: Role) -> Redis {
+        let password = password.map(str::to_owned);
+        let Some(ca) = &primary.tls_ca else {
+            return Self::launch(password, false, role);
+        };
+        let from = ca.parent().expect("the CA's directory");
+        Self::launch_with(password, role, |dir| {
+            for file in ["ca.pem", "server.pem", "server.key"] {
+                std::fs::copy(from.join(file), dir.join(file)).expect("copy a test certificate");
+            }
+            Some(dir.join("ca.pem"))
+        })
     }
 
     /// A server that speaks TLS only, its certificate (for 127.0.0.1) signed by a CA made for
     /// it ([`tls_ca`](Self::tls_ca)); clients need no certificate of their own.
     pub fn with_tls() -> Redis {
-        Self::launch(None, true)
+        Self::launch(None, true, Role::Primary)
     }
 
-    fn launch(password: Option<String>, tls: bool) -> Redis {
+    fn launch(password: Option<String>, tls: bool, role: Role) -> Redis {
+        Self::launch_with(password, role, |dir| {
+            tls.then(|| make_test_certificates(dir))
+        })
+    }
+
+    /// Starts a server whose TLS CA (if any) `certificates` puts in its directory.
+    fn launch_with(
+        password: Option<String>,
+        role: Role,
+        certificates: impl FnOnce(&std::path::Path) -> Option<PathBuf>,
+    ) -> Redis {
         let dir = TempDir::new("redis");
-        let tls_ca = tls.then(|| make_test_certificates(dir.path()));
+        let tls_ca = certificates(dir.path());
         let mut redis = Redis {
             child: None,
             dir,
             port: 0,
             password,
             tls_ca,
+            role,
         };
         for _ in 0..5 {
             redis.port = free_port();
@@ -82,6 +142,23 @@ impl Redis {
     /// taken meanwhile) or does not answer within 10 s.
     fn spawn(&mut self) -> Result<(), String> {
         let mut command = Command::new(redis_binary());
+        match &self.role {
+            Role::Primary => {}
+            Role::ReplicaOf(primary) => {
+                command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+            }
+            Role::Sentinel { name, primary } => {
+                // A sentinel rewrites its file as it learns: a fresh one at each start.
+                let config = self.dir.path().join("sentinel.conf");
+                let text = format!(
+                    "sentinel monitor {name} 127.0.0.1 {primary} 1\n\
+                     sentinel down-after-milliseconds {name} 500\n\
+                     sentinel failover-timeout {name} 3000\n"
+                );
+                std::fs::write(&config, text).map_err(|e| e.to_string())?;
+                command.arg(config).arg("--sentinel");
+            }
+        }
         if self.tls_ca.is_some() {
             let file = |name: &str| self.dir.path().join(name);
             command
@@ -93,6 +170,9 @@ impl Redis {
                 .arg("--tls-ca-cert-file")
                 .arg(file("ca.pem"))
                 .args(["--tls-auth-clients", "no"]);
+            if !matches!(self.role, Role::Primary) {
+                command.args(["--tls-replication", "yes"]);
+            }
         } else {
             command.arg("--port").arg(self.port.to_string());
         }
@@ -130,16 +210,29 @@ impl Redis {
         }
     }
 
+    /// `redis-cli`'s answer to `args` (over TLS for a TLS server; empty when it does not
+    /// answer).
+    pub fn ask(&self, args: &[&str]) -> String {
+        let mut command = Command::new("redis-cli");
+        if let Some(ca) = &self.tls_ca {
+            command.args(["--tls", "--cacert"]).arg(ca);
+        }
+        if let Some(password) = &self.password {
+            command.args(["--no-auth-warning", "-a", password]);
+        }
+        let out = command
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli (it comes with redis-server: scripts/install-redis.sh)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Whether the server answers PING (`+PONG`, or `-NOAUTH` when it wants a password).
     fn answers(&self) -> bool {
-        if let Some(ca) = &self.tls_ca {
+        if self.tls_ca.is_some() {
             // Over TLS: Debian's redis-cli (with the server, from redis-tools) speaks it.
-            return Command::new("redis-cli")
-                .args(["--tls", "--cacert"])
-                .arg(ca)
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "PING"])
-                .output()
-                .is_ok_and(|out| out.stdout.starts_with(b"PONG"));
+            return self.ask(&["PING"]).starts_with("PONG");
         }
         let Ok(mut stream) = TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200))
         else {

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use moose_proto::cluster::{RelayId, RoomId};
 use moose_proto::vors::Sid;
-use redis::{Connection, ConnectionInfo, Value};
+use redis::{Connection, Value};
 
-use super::registry::{COMMAND_TIMEOUT, bytes, connect, int, relay_id, sid, text};
+use super::registry::{COMMAND_TIMEOUT, RedisEndpoint, bytes, connect, int, relay_id, sid, text};
 
 /// How long one XREAD waits for an event before it returns empty (and the thread looks at its
 /// stop flag).
@@ -89,8 +89,8 @@ impl std::fmt::Debug for Inbox {
 
 impl Inbox {
     /// Opens relay `me`'s inbox from its start.
-    pub fn open(info: &ConnectionInfo, me: RelayId) -> Result<Inbox, redis::RedisError> {
-        let conn = connect(info)?;
+    pub fn open(redis: &RedisEndpoint, me: RelayId) -> Result<Inbox, redis::RedisError> {
+        let conn = connect(redis)?;
         conn.set_read_timeout(Some(BLOCK + COMMAND_TIMEOUT))?;
         Ok(Inbox {
             conn,
@@ -106,8 +106,8 @@ impl Inbox {
 
     /// A new connection after a failure, keeping the cursor unless the stream is now behind
     /// it (Redis lost its data and the stream began again): then from the start.
-    pub fn reconnect(&mut self, info: &ConnectionInfo) -> Result<(), redis::RedisError> {
-        let conn = connect(info)?;
+    pub fn reconnect(&mut self, redis: &RedisEndpoint) -> Result<(), redis::RedisError> {
+        let conn = connect(redis)?;
         conn.set_read_timeout(Some(BLOCK + COMMAND_TIMEOUT))?;
         self.conn = conn;
         let last: Vec<Value> = redis::cmd("XREVRANGE")

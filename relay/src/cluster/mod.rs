@@ -1,7 +1,8 @@
 //! The cluster: VoRS rooms across relays, coordinated through Redis (docs/cluster.md).
 //!
 //! Standalone (no `--cluster-redis`) none of this runs. With a cluster:
-//! - [`settings`]: the flags and their validation;
+//! - [`settings`]: the flags and their validation; [`sentinel`]: the Sentinel form of
+//!   `--cluster-redis`, and finding the primary through the sentinels;
 //! - [`registry`] and the Lua scripts of `lua/` ([`scripts`]): the cluster-wide rules, each
 //!   one atomic script in Redis;
 //! - [`inbox`]: this relay's event stream in Redis;
@@ -17,11 +18,12 @@ pub mod link;
 pub mod mirror;
 pub mod registry;
 mod scripts;
+pub mod sentinel;
 pub mod service;
 pub mod settings;
 pub(crate) mod startup;
 pub mod stats;
 
-pub use registry::{Registry, RegistryError};
+pub use registry::{RedisEndpoint, Registry, RegistryError};
 pub use service::{Cluster, ClusterHandle, CoreEvent, JoinError, ServiceConfig, start};
 pub use stats::{ClusterState, ClusterStats};

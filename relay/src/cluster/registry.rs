@@ -16,6 +16,7 @@ use moose_proto::vors::room::Reject;
 use redis::{Client, Connection, ConnectionInfo, Value};
 
 use super::scripts::SCRIPTS;
+use super::sentinel::SentinelSet;
 
 /// How long a relay's liveness key lives without a heartbeat: after this, any relay's sweep
 /// removes it and its members.
@@ -145,8 +146,28 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// Opens a connection with the timeouts of this module (TLS for `rediss://`).
-pub fn connect(info: &ConnectionInfo) -> Result<Connection, redis::RedisError> {
+/// Where the cluster's Redis is (password included).
+#[derive(Debug, Clone)]
+pub enum RedisEndpoint {
+    /// One address (`redis://`, `rediss://`).
+    Direct(ConnectionInfo),
+    /// The primary that a set of sentinels names (`redis+sentinel://`), asked again on every
+    /// connection: after a failover the next reconnect reaches the new primary.
+    Sentinel(SentinelSet),
+}
+
+/// Opens a connection to the cluster's Redis (through its sentinels, if so) with the timeouts
+/// of this module.
+pub fn connect(redis: &RedisEndpoint) -> Result<Connection, redis::RedisError> {
+    match redis {
+        RedisEndpoint::Direct(info) => connect_to(info),
+        RedisEndpoint::Sentinel(set) => set.connect_primary(connect_to),
+    }
+}
+
+/// Opens a connection to one Redis server with the timeouts of this module (TLS for
+/// `rediss://`).
+fn connect_to(info: &ConnectionInfo) -> Result<Connection, redis::RedisError> {
     if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
         // rustls needs its process-wide provider; a second call finds it installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -161,14 +182,14 @@ impl Registry {
     /// Connects as relay `me`, whose relay link others reach at `link`. Registers nothing
     /// yet: see [`Registry::register`].
     pub fn connect(
-        info: &ConnectionInfo,
+        redis: &RedisEndpoint,
         me: RelayId,
         link: SocketAddr,
         keys: &ClusterKeys,
     ) -> Result<Registry, RegistryError> {
         let check: [u8; KEY_CHECK_LEN] = keys.key_check();
         Ok(Registry {
-            conn: connect(info)?,
+            conn: connect(redis)?,
             me,
             link,
             check: moose_proto::cluster::ids::to_hex(&check),

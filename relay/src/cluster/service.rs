@@ -26,12 +26,11 @@ use moose_proto::cluster::seal::{
 use moose_proto::cluster::{ClusterKey, ClusterKeys, RelayId, RoomId};
 use moose_proto::vors::Sid;
 use moose_proto::vors::keys::PASSWORD_HASH_LEN;
-use redis::ConnectionInfo;
 use tracing::{debug, error, info, warn};
 
 use super::inbox::{EventKind, Inbox, InboxEvent};
 use super::mirror::Mirror;
-use super::registry::{JoinRequest, Refusal, Registry, RegistryError, RoomView};
+use super::registry::{JoinRequest, RedisEndpoint, Refusal, Registry, RegistryError, RoomView};
 use super::stats::{ClusterState, ClusterStats};
 
 /// How often the relay renews its liveness (its TTL is `registry::ALIVE_TTL`, 3 s).
@@ -51,7 +50,7 @@ const _: () = assert!(UNAVAILABLE.len() <= moose_proto::vors::handshake::REPLY_R
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// How to reach Redis (password included).
-    pub redis: ConnectionInfo,
+    pub redis: RedisEndpoint,
     /// Where the other relays send this relay's link datagrams.
     pub advertise: SocketAddr,
     pub key: ClusterKey,
@@ -402,7 +401,7 @@ pub fn start(config: ServiceConfig, stats: Arc<ClusterStats>) -> Result<Cluster,
 
 /// The command thread's state.
 struct Commander {
-    redis: ConnectionInfo,
+    redis: RedisEndpoint,
     me: RelayId,
     advertise: SocketAddr,
     keys: Arc<ClusterKeys>,
@@ -711,7 +710,7 @@ fn open_view(keys: &ClusterKeys, stats: &ClusterStats, room: RoomId, view: RoomV
 
 /// The inbox thread's state.
 struct Reader {
-    redis: ConnectionInfo,
+    redis: RedisEndpoint,
     me: RelayId,
     keys: Arc<ClusterKeys>,
     stats: Arc<ClusterStats>,

@@ -6,11 +6,14 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use moose_proto::cluster::keys::{CLUSTER_KEY_LEN, ClusterKey};
-use redis::{ConnectionInfo, IntoConnectionInfo};
+use redis::IntoConnectionInfo;
+
+use super::registry::RedisEndpoint;
+use super::sentinel::{SentinelSet, is_sentinel_url};
 
 /// How a secret is shown (as `config::REDACTED`, which this file may not import: `config`
 /// imports it).
@@ -31,9 +34,10 @@ pub struct Invalid {
 #[command(next_help_heading = "Cluster (docs/cluster.md)")]
 pub struct ClusterArgs {
     /// Redis that coordinates the cluster: redis://HOST[:PORT][/DB], or rediss:// for TLS
-    /// (an ACL user may be given as redis://USER@HOST). With it, VoRS rooms span every relay
-    /// of the cluster; without it the relay is standalone. Never put a password here: see
-    /// --cluster-redis-password-file.
+    /// (an ACL user may be given as redis://USER@HOST); or the primary that Redis Sentinels
+    /// name, redis+sentinel://HOST[:PORT],.../MASTER[/DB] (rediss+sentinel:// for TLS). With
+    /// it, VoRS rooms span every relay of the cluster; without it the relay is standalone.
+    /// Never put a password here: see --cluster-redis-password-file.
     #[arg(
         long,
         env = "MOOSE_CLUSTER_REDIS",
@@ -45,6 +49,11 @@ pub struct ClusterArgs {
     /// File holding the Redis password (or the ACL user's), on its first line.
     #[arg(long, env = "MOOSE_CLUSTER_REDIS_PASSWORD_FILE", global = true)]
     pub cluster_redis_password_file: Option<PathBuf>,
+
+    /// File holding the sentinels' own password (their `requirepass`), on its first line;
+    /// only with a redis+sentinel:// --cluster-redis whose sentinels require one.
+    #[arg(long, env = "MOOSE_CLUSTER_SENTINEL_PASSWORD_FILE", global = true)]
+    pub cluster_sentinel_password_file: Option<PathBuf>,
 
     /// The cluster's shared secret: a file of 64 hex digits (`moose-relay keygen` makes one),
     /// the same on every relay. Needed with --cluster-redis.
@@ -67,7 +76,7 @@ pub struct ClusterArgs {
 }
 
 /// A Redis password. `Debug` does not show it.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisPassword(String);
 
 impl fmt::Debug for RedisPassword {
@@ -82,6 +91,8 @@ pub struct ClusterSettings {
     /// `--cluster-redis` as given (it holds no password: that is refused).
     pub redis_url: String,
     pub redis_password: Option<RedisPassword>,
+    /// The sentinels' password, with a `redis+sentinel://` URL.
+    pub sentinel_password: Option<RedisPassword>,
     pub key: ClusterKey,
     pub key_path: PathBuf,
     pub listen: SocketAddr,
@@ -108,6 +119,10 @@ impl ClusterSettings {
                     "cluster_redis_password_file",
                     args.cluster_redis_password_file.is_some(),
                 ),
+                (
+                    "cluster_sentinel_password_file",
+                    args.cluster_sentinel_password_file.is_some(),
+                ),
                 ("cluster_advertise", args.cluster_advertise.is_some()),
                 ("cluster_listen", listen_given),
             ];
@@ -120,46 +135,47 @@ impl ClusterSettings {
             }
             return Ok(None);
         };
-        let parsed = redis::parse_redis_url(url)
-            .filter(|u| matches!(u.scheme(), "redis" | "rediss"))
-            .ok_or_else(|| {
-                bad(
-                    "cluster_redis",
-                    &shown_url(url),
-                    "not a redis:// or rediss:// URL",
-                )
-            })?;
-        if parsed.password().is_some() {
-            return Err(bad(
-                "cluster_redis",
-                &shown_url(url),
-                "holds a password: put it in --cluster-redis-password-file instead",
-            ));
-        }
-        url.as_str()
-            .into_connection_info()
-            .map_err(|e| bad("cluster_redis", &shown_url(url), &e.to_string()))?;
-        let redis_password = match &args.cluster_redis_password_file {
-            None => None,
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
+        if is_sentinel_url(url) {
+            SentinelSet::parse(url)
+                .map_err(|e| bad("cluster_redis", &shown_url(url), &e.to_string()))?;
+        } else {
+            let parsed = redis::parse_redis_url(url)
+                .filter(|u| matches!(u.scheme(), "redis" | "rediss"))
+                .ok_or_else(|| {
                     bad(
-                        "cluster_redis_password_file",
-                        &path.display(),
-                        &e.to_string(),
+                        "cluster_redis",
+                        &shown_url(url),
+                        "not a redis://, rediss:// or redis+sentinel:// URL",
                     )
                 })?;
-                let first = text.lines().next().unwrap_or_default().trim_end();
-                if first.is_empty() {
-                    return Err(bad(
-                        "cluster_redis_password_file",
-                        &path.display(),
-                        "is empty",
-                    ));
-                }
-                Some(RedisPassword(first.to_owned()))
+            if parsed.password().is_some() {
+                return Err(bad(
+                    "cluster_redis",
+                    &shown_url(url),
+                    "holds a password: put it in --cluster-redis-password-file instead",
+                ));
             }
-        };
+            url.as_str()
+                .into_connection_info()
+                .map_err(|e| bad("cluster_redis", &shown_url(url), &e.to_string()))?;
+            if args.cluster_sentinel_password_file.is_some() {
+                return Err(bad(
+                    "cluster_sentinel_password_file",
+                    &"(set)",
+                    "only has a meaning with a redis+sentinel:// --cluster-redis",
+                ));
+            }
+        }
+        let redis_password = args
+            .cluster_redis_password_file
+            .as_deref()
+            .map(|path| read_password(path, "cluster_redis_password_file"))
+            .transpose()?;
+        let sentinel_password = args
+            .cluster_sentinel_password_file
+            .as_deref()
+            .map(|path| read_password(path, "cluster_sentinel_password_file"))
+            .transpose()?;
         let key_path = args.cluster_key.clone().ok_or_else(|| {
             bad(
                 "cluster_key",
@@ -194,6 +210,7 @@ impl ClusterSettings {
         Ok(Some(ClusterSettings {
             redis_url: url.clone(),
             redis_password,
+            sentinel_password,
             key: ClusterKey(key),
             key_path,
             listen: args.cluster_listen,
@@ -201,22 +218,48 @@ impl ClusterSettings {
         }))
     }
 
-    /// How to reach Redis: the URL with the password from its file.
-    pub fn connection_info(&self) -> redis::RedisResult<ConnectionInfo> {
-        let info = self.redis_url.as_str().into_connection_info()?;
-        Ok(match &self.redis_password {
+    /// How to reach Redis: the URL with the passwords from their files.
+    pub fn endpoint(&self) -> Result<RedisEndpoint, String> {
+        let password = |p: &Option<RedisPassword>| p.as_ref().map(|p| p.0.clone());
+        if is_sentinel_url(&self.redis_url) {
+            let mut set = SentinelSet::parse(&self.redis_url).map_err(|e| e.to_string())?;
+            set.password = password(&self.redis_password);
+            set.sentinel_password = password(&self.sentinel_password);
+            return Ok(RedisEndpoint::Sentinel(set));
+        }
+        let info = self
+            .redis_url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| e.to_string())?;
+        Ok(RedisEndpoint::Direct(match &self.redis_password {
             Some(password) => {
                 let redis = info.redis_settings().clone().set_password(&password.0);
                 info.set_redis_settings(redis)
             }
             None => info,
-        })
+        }))
     }
 
     /// The URL as logs and `check-config` show it (it never holds a password).
     pub fn shown_url(&self) -> String {
         shown_url(&self.redis_url)
     }
+}
+
+/// The first line of a password file; `setting` names it in a refusal.
+fn read_password(path: &Path, setting: &'static str) -> Result<RedisPassword, Invalid> {
+    let bad = |problem: String| Invalid {
+        setting,
+        value: path.display().to_string(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let first = text.lines().next().unwrap_or_default().trim_end();
+    if first.is_empty() {
+        return Err(bad("is empty".to_owned()));
+    }
+    Ok(RedisPassword(first.to_owned()))
 }
 
 /// `url` with anything between `//` and `@` but the user name redacted: what a refused URL
@@ -256,10 +299,14 @@ pub fn show(
     let mut lines = vec![(
         "cluster_redis",
         quoted(&c.shown_url()),
-        if c.redis_url.starts_with("rediss://") {
-            "TLS".to_owned()
-        } else {
-            String::new()
+        match (
+            c.redis_url.starts_with("rediss"),
+            is_sentinel_url(&c.redis_url),
+        ) {
+            (false, false) => String::new(),
+            (true, false) => "TLS".to_owned(),
+            (false, true) => "through Sentinel".to_owned(),
+            (true, true) => "through Sentinel, TLS".to_owned(),
         },
     )];
     if let Some(path) = &args.cluster_redis_password_file {
@@ -267,6 +314,13 @@ pub fn show(
             "cluster_redis_password_file",
             quoted(&path.display().to_string()),
             format!("password {REDACTED}"),
+        ));
+    }
+    if let Some(path) = &args.cluster_sentinel_password_file {
+        lines.push((
+            "cluster_sentinel_password_file",
+            quoted(&path.display().to_string()),
+            format!("sentinel password {REDACTED}"),
         ));
     }
     lines.push((
@@ -313,6 +367,22 @@ mod tests {
         let listen_given = loaded.sources.of("cluster_listen") != crate::config::Source::Default;
         ClusterSettings::from_args(&loaded.cli.run.cluster, listen_given)
             .map_err(|e| format!("{} = {}: {}", e.setting, e.value, e.problem))
+    }
+
+    /// The `check-config` lines of `ok`, given with these files, as one text.
+    fn shown(ok: &ClusterSettings, password: &str, sentinel_password: Option<&str>) -> String {
+        let args = ClusterArgs {
+            cluster_redis: Some(ok.redis_url.clone()),
+            cluster_redis_password_file: Some(password.into()),
+            cluster_sentinel_password_file: sentinel_password.map(Into::into),
+            cluster_key: Some(ok.key_path.clone()),
+            cluster_listen: ok.listen,
+            cluster_advertise: None,
+        };
+        show(Some(ok), &args)
+            .iter()
+            .map(|(k, v, n)| format!("{k} = {v} # {n}\n"))
+            .collect()
     }
 
     const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
@@ -376,6 +446,20 @@ mod tests {
         let err = settings(&["--cluster-redis", "http://127.0.0.1", "--cluster-key", &key])
             .expect_err("not redis");
         assert!(err.contains("not a redis://"), "{err}");
+        let sentinel_password = temp("sentinel-password", "x\n");
+        let err = settings(&[
+            "--cluster-redis",
+            "redis://h",
+            "--cluster-sentinel-password-file",
+            &sentinel_password,
+            "--cluster-key",
+            &key,
+        ])
+        .expect_err("a sentinel password without sentinels");
+        assert!(
+            err.contains("cluster_sentinel_password_file") && err.contains("redis+sentinel://"),
+            "{err}"
+        );
         let password = temp("password", "hunter2-redis\nignored\n");
         let ok = settings(&[
             "--cluster-redis",
@@ -389,21 +473,13 @@ mod tests {
         ])
         .expect("valid")
         .expect("a cluster");
-        let info = ok.connection_info().expect("info");
+        let Ok(RedisEndpoint::Direct(info)) = ok.endpoint() else {
+            panic!("a direct address")
+        };
         assert_eq!(info.redis_settings().password(), Some("hunter2-redis"));
         assert_eq!(info.redis_settings().username(), Some("moose"));
         assert!(!format!("{ok:?}").contains("hunter2"));
-        let args = ClusterArgs {
-            cluster_redis: Some(ok.redis_url.clone()),
-            cluster_redis_password_file: Some(password.into()),
-            cluster_key: Some(key.into()),
-            cluster_listen: ok.listen,
-            cluster_advertise: None,
-        };
-        let shown: String = show(Some(&ok), &args)
-            .iter()
-            .map(|(k, v, n)| format!("{k} = {v} # {n}\n"))
-            .collect();
+        let shown = shown(&ok, &password, None);
         assert!(
             !shown.contains("hunter2") && !shown.contains("00112233"),
             "{shown}"
@@ -416,5 +492,54 @@ mod tests {
             shown_url("redis://u:pw@h:1/2"),
             "redis://u:<redacted>@h:1/2"
         );
+    }
+
+    #[test]
+    fn sentinels_are_a_form_of_the_redis_url_with_passwords_of_their_own() {
+        let key = temp("key4", KEY);
+        let node = temp("node-password", "node-secret\n");
+        let sentinels = temp("sentinel-password2", "sentinel-secret\n");
+        let ok = settings(&[
+            "--cluster-redis",
+            "rediss+sentinel://moose@10.0.0.1,10.0.0.2:26380/mymaster/1",
+            "--cluster-redis-password-file",
+            &node,
+            "--cluster-sentinel-password-file",
+            &sentinels,
+            "--cluster-key",
+            &key,
+            "--cluster-listen",
+            "127.0.0.1:12979",
+        ])
+        .expect("valid")
+        .expect("a cluster");
+        let Ok(RedisEndpoint::Sentinel(set)) = ok.endpoint() else {
+            panic!("through sentinels")
+        };
+        assert_eq!(set.master, "mymaster");
+        assert_eq!(set.sentinels.len(), 2);
+        assert_eq!(set.password.as_deref(), Some("node-secret"));
+        assert_eq!(set.sentinel_password.as_deref(), Some("sentinel-secret"));
+        let shown = shown(&ok, &node, Some(&sentinels));
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("# through Sentinel, TLS"), "{shown}");
+        assert!(
+            shown.contains("cluster_sentinel_password_file = ")
+                && shown.contains("sentinel password <redacted>"),
+            "{shown}"
+        );
+        for (url, problem) in [
+            ("redis+sentinel:///mymaster", "names no sentinel"),
+            ("redis+sentinel://h1,h2", "names no master"),
+            ("redis+sentinel://u:hunter2@h1/m", "holds a password"),
+        ] {
+            let err = settings(&["--cluster-redis", url, "--cluster-key", &key])
+                .expect_err("a bad sentinel URL");
+            assert!(
+                err.contains(problem) && err.starts_with("cluster_redis = "),
+                "{err}"
+            );
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 }

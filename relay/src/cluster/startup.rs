@@ -55,12 +55,10 @@ pub(crate) fn start(
     max_members: usize,
 ) -> Result<Started, StartupError> {
     let (links, link_addr) = sockets::bind_link(cores, settings.listen)?;
-    let redis = settings
-        .connection_info()
-        .map_err(|e| StartupError::Redis {
-            url: settings.shown_url(),
-            problem: e.to_string(),
-        })?;
+    let redis = settings.endpoint().map_err(|problem| StartupError::Redis {
+        url: settings.shown_url(),
+        problem,
+    })?;
     let config = ServiceConfig {
         redis,
         advertise: settings.advertise,

@@ -11,9 +11,9 @@ use moose_proto::cluster::{ClusterKeys, RelayId, RoomId};
 use moose_proto::vors::Sid;
 use moose_proto::vors::keys::{KEY_WIRE_LEN, PASSWORD_HASH_LEN, SessionKeys};
 use moose_relay::cluster::inbox::{Inbox, InboxEvent};
-use moose_relay::cluster::registry::{JoinRequest, Refusal, Registry, Reserved};
+use moose_relay::cluster::registry::{JoinRequest, RedisEndpoint, Refusal, Registry, Reserved};
 use moose_testkit::redis::Redis;
-use redis::{ConnectionInfo, IntoConnectionInfo, Value};
+use redis::{IntoConnectionInfo, Value};
 
 /// The cluster key of most tests.
 pub(crate) fn cluster_key(byte: u8) -> ClusterKey {
@@ -24,8 +24,8 @@ pub(crate) fn keys(byte: u8) -> ClusterKeys {
     ClusterKeys::derive(&cluster_key(byte))
 }
 
-pub(crate) fn info(redis: &Redis) -> ConnectionInfo {
-    redis.url().into_connection_info().unwrap()
+pub(crate) fn info(redis: &Redis) -> RedisEndpoint {
+    RedisEndpoint::Direct(redis.url().into_connection_info().unwrap())
 }
 
 /// Relay number `n`: its id (`n` repeated) and link address (`127.0.0.1:20000+n`).
@@ -133,7 +133,7 @@ pub(crate) fn inbox(redis: &Redis, n: u8) -> Vec<InboxEvent> {
 
 /// A plain connection for looking at what Redis holds.
 pub(crate) fn raw(redis: &Redis) -> redis::Connection {
-    redis::Client::open(info(redis))
+    redis::Client::open(redis.url())
         .unwrap()
         .get_connection()
         .unwrap()
