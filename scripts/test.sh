@@ -7,7 +7,8 @@
 # and is missing (cargo-nextest and cargo-deny from crates.io, Chromium for the real-browser
 # call, CMake for the bundled libopus, nginx and systemd-analyze for the deployment tests,
 # redis-server for the cluster's tests, promtool (Debian's prometheus) for the monitoring
-# kit's, tmux for moose-call's terminal UI test, GNU patch for step 4), raises the
+# kit's, tmux for moose-call's terminal UI test, ALSA's headers for moose-call's sound devices,
+# GNU patch for step 4), raises the
 # locked-memory limit glommio needs, then runs, stopping at the first failing step:
 #   1. cargo fmt --check
 #   2. cargo clippy on every target, warnings denied
@@ -18,7 +19,10 @@
 #      start are built first, as the test kit builds them)
 #   7. every fuzz target for 10 s (scripts/fuzz.sh: nightly and cargo-fuzz, installed if missing)
 # Every build is --locked: a Cargo.lock that no longer matches the manifests fails the run
-# instead of being rewritten, so what was tested is what the lock file says.
+# instead of being rewritten, so what was tested is what the lock file says. Every build and
+# check also has moose-call's sound devices (`--features moose-bench/sound-devices`, the same
+# everywhere so that no step builds the workspace a second time with other features; the test
+# kit builds the programs with the features of its own build, testkit/src/binary.rs).
 # Exit status: 0 when everything passed, otherwise that of the failing step (78 when the
 # machine cannot run the relay at all).
 set -euo pipefail
@@ -81,6 +85,7 @@ needs_redis=0
 needs_prometheus=0
 needs_patch=0
 needs_terminal=0
+needs_alsa=0
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || needs_browser=1
 { command -v cmake >/dev/null 2>&1 && command -v cc >/dev/null 2>&1; } || needs_opus=1
 sh scripts/install-nginx.sh --check || needs_nginx=1
@@ -88,10 +93,11 @@ sh scripts/install-redis.sh --check || needs_redis=1
 sh scripts/install-prometheus.sh --check || needs_prometheus=1
 command -v patch >/dev/null 2>&1 || needs_patch=1
 sh scripts/install-terminal.sh --check || needs_terminal=1
-if [ $((needs_browser + needs_opus + needs_nginx + needs_redis + needs_prometheus + needs_patch + needs_terminal)) -gt 0 ]; then
+sh scripts/install-alsa.sh --check || needs_alsa=1
+if [ $((needs_browser + needs_opus + needs_nginx + needs_redis + needs_prometheus + needs_patch + needs_terminal + needs_alsa)) -gt 0 ]; then
     say "installing test dependencies (apt)"
     [ "$(id -u)" -eq 0 ] ||
-        fail "missing packages (chromium, cmake, nginx, redis-server, prometheus, tmux, ...) and not root to install them"
+        fail "missing packages (chromium, cmake, nginx, redis-server, prometheus, tmux, libasound2-dev, ...) and not root to install them"
     export DEBIAN_FRONTEND=noninteractive
     apt_log=$(mktemp)
     if ! apt-get update -qq >"$apt_log" 2>&1; then
@@ -119,6 +125,9 @@ if [ $((needs_browser + needs_opus + needs_nginx + needs_redis + needs_prometheu
     if [ "$needs_terminal" -eq 1 ]; then
         sh scripts/install-terminal.sh || fail "scripts/install-terminal.sh failed"
     fi
+    if [ "$needs_alsa" -eq 1 ]; then
+        sh scripts/install-alsa.sh || fail "scripts/install-alsa.sh failed"
+    fi
     if [ "$needs_patch" -eq 1 ]; then
         apt-get install -y -qq patch >/dev/null || fail "apt-get install patch failed"
     fi
@@ -139,12 +148,13 @@ if [ "$memlock" != unlimited ] && [ "$memlock" -lt 4096 ]; then
 least 4096 KiB. As root: ulimit -l unlimited; for a container: --ulimit memlock=-1." 78
 fi
 say "machine: $(nproc) CPUs, memlock $(ulimit -l) KiB, $(cargo --version)"
+features=(--features moose-bench/sound-devices)
 
 # --- Checks and tests --------------------------------------------------------------------
 
 step "cargo fmt --check" cargo fmt --all --check -- --color "$color"
 step "cargo clippy (all targets, -D warnings)" \
-    cargo clippy --locked --quiet --workspace --all-targets --color "$color" -- -D warnings
+    cargo clippy --locked --quiet --workspace --all-targets "${features[@]}" --color "$color" -- -D warnings
 # Only the checks that need no network beyond crates.io: `advisories` would fetch a database.
 # Duplicate versions are reported as warnings and do not fail the step.
 step "cargo deny (licenses, bans, sources)" \
@@ -152,17 +162,17 @@ step "cargo deny (licenses, bans, sources)" \
 step "the glommio COOP_TASKRUN patch applies" bash scripts/build-coop-relay.sh --check
 # Doc tests are compile-checked examples (cargo-nextest does not run them); before the main run
 # so that nextest's summary is the last thing printed.
-step "doc tests" cargo test --locked --quiet --workspace --doc --color "$color"
+step "doc tests" cargo test --locked --quiet --workspace --doc "${features[@]}" --color "$color"
 step "build the tests" \
-    cargo nextest run --locked --workspace --all-targets --no-run --cargo-quiet --color "$color"
+    cargo nextest run --locked --workspace --all-targets "${features[@]}" --no-run --cargo-quiet --color "$color"
 # The programs the scenario tests start (relay, moose-call, moose-bench) come from one build of
 # their own (testkit/src/binary.rs, `BUILD`): made here, it is a step with its own time, not a
 # wait inside the first test that asks.
 step "build the programs the tests run" \
     cargo build --quiet --locked -p moose-relay -p moose-bench \
-    --bin moose-relay --bin moose-call --bin moose-bench --color "$color"
+    --bin moose-relay --bin moose-call --bin moose-bench "${features[@]}" --color "$color"
 step "run every test (cargo nextest)" \
-    cargo nextest run --locked --workspace --all-targets --cargo-quiet --color "$color"
+    cargo nextest run --locked --workspace --all-targets "${features[@]}" --cargo-quiet --color "$color"
 step "fuzz every decoder briefly" bash scripts/fuzz.sh 10
 
 elapsed=$((SECONDS - started))

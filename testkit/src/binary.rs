@@ -13,6 +13,11 @@
 //!   features for the packages a command names, and the test build named the whole workspace
 //!   with its dev-dependencies. A script can build the same set beforehand with [`BUILD`].
 //!
+//! The build has the features of the running test's own build of moose-bench (the kit links
+//! moose-bench): with `--features moose-bench/sound-devices` on the test run, [`BUILD`] gets
+//! the same flag ([`feature_flags`]), so the programs are built once, with the sound devices,
+//! and not a second time without (which would also swap the file under a running test).
+//!
 //! Tests take these three programs from here only, never from `CARGO_BIN_EXE_*` as well: the
 //! two builds put different files at `target/<profile>/<program>`, and a test starting the
 //! program at the instant cargo swaps them would find no file. `moose-baseline`, run by the
@@ -83,6 +88,7 @@ fn build() -> Vec<(String, PathBuf)> {
     let output = command
         .arg("--quiet")
         .args(BUILD)
+        .args(feature_flags())
         .args(profile_flag())
         .arg("--message-format=json-render-diagnostics")
         .arg("--manifest-path")
@@ -95,8 +101,9 @@ fn build() -> Vec<(String, PathBuf)> {
         .unwrap_or_else(|e| panic!("run {}: {e}", cargo.to_string_lossy()));
     assert!(
         output.status.success(),
-        "`cargo {}` failed ({})",
+        "`cargo {} {}` failed ({})",
         BUILD.join(" "),
+        feature_flags().join(" "),
         output.status
     );
     let programs: Vec<(String, PathBuf)> = String::from_utf8_lossy(&output.stdout)
@@ -137,6 +144,16 @@ fn set_for_this_test(name: &str) -> bool {
     ];
     const PREFIXES: [&str; 3] = ["CARGO_PKG_", "CARGO_BIN_EXE_", "NEXTEST"];
     NAMES.contains(&name) || PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+}
+
+/// The features of moose-bench in this test's build, as cargo flags for [`BUILD`]; a script
+/// that builds the programs beforehand passes the same.
+pub fn feature_flags() -> Vec<&'static str> {
+    if moose_bench::vors_client::live::SOUND_DEVICES {
+        vec!["--features", "moose-bench/sound-devices"]
+    } else {
+        Vec::new()
+    }
 }
 
 /// The cargo flag for the profile this test was built with, read from where its executable is

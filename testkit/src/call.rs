@@ -6,6 +6,7 @@
 //! Every wait here is for an event (a line, a process exiting) with a deadline, never a fixed
 //! sleep. When a test panics, each call's stdout and stderr are printed ([`CallProc`]'s drop).
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -98,6 +99,32 @@ impl Exit {
     }
 }
 
+/// The arguments that put `name` in `room` on the relay, reached at `server`, then `extra`.
+fn call_args(
+    server: SocketAddr,
+    relay: &Relay,
+    name: &str,
+    room: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let server = server.to_string();
+    let required = [
+        "--server",
+        &server,
+        "--pubkey",
+        &relay.vors_pubkey,
+        "--name",
+        name,
+        "--room",
+        room,
+    ];
+    required
+        .iter()
+        .chain(extra)
+        .map(|arg| (*arg).to_owned())
+        .collect()
+}
+
 impl CallProc {
     /// Starts `moose-call` against the relay's VoRS port as `name` in `room`, with `extra`
     /// arguments after the required ones.
@@ -114,21 +141,37 @@ impl CallProc {
         room: &str,
         extra: &[&str],
     ) -> CallProc {
-        let server = server.to_string();
-        let args = [
-            &["--server", &server, "--pubkey", &relay.vors_pubkey][..],
-            &["--name", name, "--room", room],
-            extra,
-        ]
-        .concat();
-        CallProc::spawn(name, &args)
+        CallProc::spawn(name, &call_args(server, relay, name, room, extra))
+    }
+
+    /// Like [`CallProc::start`], with `env` added to the environment moose-call runs in (a
+    /// `HOME` whose `.asoundrc` names the test's sound devices).
+    pub fn start_with_env(
+        relay: &Relay,
+        name: &str,
+        room: &str,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> CallProc {
+        let args = call_args(relay.vors, relay, name, room, extra);
+        CallProc::spawn_with_env(name, &args, env)
     }
 
     /// Starts `moose-call` with exactly `args` (another server, a bad key, none at all);
     /// `name` only labels it in failure messages.
-    pub fn spawn(name: &str, args: &[&str]) -> CallProc {
+    pub fn spawn<S: AsRef<OsStr>>(name: &str, args: &[S]) -> CallProc {
+        CallProc::spawn_with_env(name, args, &[])
+    }
+
+    /// [`CallProc::spawn`] with `env` added to moose-call's environment.
+    pub fn spawn_with_env<S: AsRef<OsStr>>(
+        name: &str,
+        args: &[S],
+        env: &[(&str, &Path)],
+    ) -> CallProc {
         let mut child = Command::new(binary::moose_call())
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

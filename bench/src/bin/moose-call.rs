@@ -22,22 +22,45 @@ use moose_bench::vors_client::{
     Call, CallConfig, CallError, CallEvent, CallSummary, Command, CommandSender, parse_public_key,
 };
 
-/// Join a VoRS room: send a WAV file, record the other members, chat from stdin.
+/// Join a VoRS room: talk through a microphone and speaker (sound devices or commands), or send
+/// a WAV file and record the other members; chat from stdin.
 #[derive(Debug, Parser)]
 #[command(name = "moose-call", version)]
 struct Args {
+    /// List the sound devices (the names --input-device and --output-device take) and exit;
+    /// the call's flags are not needed (and not checked) with it.
+    #[arg(long)]
+    list_devices: bool,
     /// The relay's VoRS address (TCP and UDP share the port).
-    #[arg(long, env = "MOOSE_CALL_SERVER", value_name = "HOST:PORT")]
-    server: String,
+    #[arg(
+        long,
+        env = "MOOSE_CALL_SERVER",
+        value_name = "HOST:PORT",
+        required_unless_present = "list_devices"
+    )]
+    server: Option<String>,
     /// The relay's static public key, 64 hex digits (`moose-relay pubkey`).
-    #[arg(long, env = "MOOSE_CALL_PUBKEY", value_name = "HEX")]
-    pubkey: String,
+    #[arg(
+        long,
+        env = "MOOSE_CALL_PUBKEY",
+        value_name = "HEX",
+        required_unless_present = "list_devices"
+    )]
+    pubkey: Option<String>,
     /// Our username in the room.
-    #[arg(long, env = "MOOSE_CALL_NAME")]
-    name: String,
+    #[arg(
+        long,
+        env = "MOOSE_CALL_NAME",
+        required_unless_present = "list_devices"
+    )]
+    name: Option<String>,
     /// The room to join (made on first join, gone when empty).
-    #[arg(long, env = "MOOSE_CALL_ROOM")]
-    room: String,
+    #[arg(
+        long,
+        env = "MOOSE_CALL_ROOM",
+        required_unless_present = "list_devices"
+    )]
+    room: Option<String>,
     /// Room password; the first member sets it. Prefer the environment variable, which
     /// other users cannot see in the process list.
     #[arg(
@@ -65,6 +88,28 @@ struct Args {
     /// same format (e.g. `aplay -q -t raw -f S16_LE -r 48000 -c 1`).
     #[arg(long, env = "MOOSE_CALL_OUTPUT_CMD", value_name = "CMD")]
     output_cmd: Option<String>,
+    /// The microphone: a sound device as --list-devices names it, or the default device
+    /// when no NAME is given. Replaces --input.
+    #[arg(
+        long,
+        env = "MOOSE_CALL_INPUT_DEVICE",
+        value_name = "NAME",
+        num_args = 0..=1,
+        default_missing_value = "default",
+        conflicts_with_all = ["input", "input_cmd"]
+    )]
+    input_device: Option<String>,
+    /// The speaker: a sound device as --list-devices names it, or the default device when no
+    /// NAME is given.
+    #[arg(
+        long,
+        env = "MOOSE_CALL_OUTPUT_DEVICE",
+        value_name = "NAME",
+        num_args = 0..=1,
+        default_missing_value = "default",
+        conflicts_with = "output_cmd"
+    )]
+    output_device: Option<String>,
     /// Directory for the recordings: one `<username>.wav` per other member.
     #[arg(long, env = "MOOSE_CALL_RECORD", value_name = "DIR")]
     record: Option<PathBuf>,
@@ -104,6 +149,9 @@ fn main() -> ExitCode {
             };
         }
     };
+    if args.list_devices {
+        return list_devices();
+    }
     let full_screen = !args.plain && std::io::stdout().is_terminal();
     let result = if full_screen {
         run_full_screen(args)
@@ -122,18 +170,52 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--list-devices`: one line per device on stdout, its name (what the flags take), what it
+/// does, and ALSA's description.
+fn list_devices() -> ExitCode {
+    match moose_bench::vors_client::live::list_devices() {
+        Ok(devices) => {
+            let mut stdout = std::io::stdout().lock();
+            for device in devices {
+                let ways = match (device.input, device.output) {
+                    (true, true) => "input, output",
+                    (true, false) => "input",
+                    (false, true) => "output",
+                    (false, false) => "-",
+                };
+                let line = match &device.description {
+                    Some(text) => format!("{}\t{ways}\t{text}", device.name),
+                    None => format!("{}\t{ways}", device.name),
+                };
+                if writeln!(stdout, "{line}").is_err() {
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moose-call: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn config(args: &Args) -> Result<CallConfig, CallError> {
+    // clap enforces these four unless --list-devices, which never gets here.
+    let required = |value: &Option<String>| value.clone().unwrap_or_default();
     let mut config = CallConfig::new(
-        &args.server,
-        parse_public_key(&args.pubkey)?,
-        &args.name,
-        &args.room,
+        &required(&args.server),
+        parse_public_key(&required(&args.pubkey))?,
+        &required(&args.name),
+        &required(&args.room),
     );
     config.password.clone_from(&args.password);
     config.input.clone_from(&args.input);
     config.record_dir.clone_from(&args.record);
     config.input_cmd.clone_from(&args.input_cmd);
     config.output_cmd.clone_from(&args.output_cmd);
+    config.input_device.clone_from(&args.input_device);
+    config.output_device.clone_from(&args.output_device);
     config.duration = args.seconds;
     config.bind = args.bind;
     Ok(config)
@@ -145,8 +227,9 @@ fn run_full_screen(args: Args) -> Result<CallSummary, CallError> {
     config.monitor = true;
     config.quiet_commands = true;
     let stop = install_ui_signal_handlers()?;
+    let (room, name) = (config.room.clone(), config.username.clone());
     let call = Call::connect(config)?;
-    match tui::run(call, &args.room, &args.name, stop).map_err(|source| CallError::Io {
+    match tui::run(call, &room, &name, stop).map_err(|source| CallError::Io {
         what: "terminal",
         source,
     })? {

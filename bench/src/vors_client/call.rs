@@ -17,7 +17,7 @@ use super::CallConfig;
 use super::command::{CallEvent, CallStatus, Command};
 use super::error::CallError;
 use super::holdback::HoldBack;
-use super::live::{Capture, InputPipe, LiveEvent, Mixer, OutputPipe, Playback, VoiceInfo};
+use super::live::{CaptureSource, LiveEvent, Mixer, Playback, VoiceInfo};
 use super::net::{Input, Links};
 use super::recorder::{Recorder, Recording};
 use super::source::AudioSource;
@@ -70,6 +70,8 @@ pub struct Call {
     /// Every other member's sound, decoded and mixed for the speaker (or the UI's meters).
     mixer: Option<Mixer>,
     playback: Option<Playback>,
+    /// The microphone, until we join and start it.
+    capture: Option<CaptureSource>,
     mix: [i16; FRAME_SAMPLES],
     /// Names of the members present, for MUTED and CHAT (which carry only a SID).
     names: BTreeMap<Sid, String>,
@@ -100,14 +102,11 @@ impl Call {
             .transpose()
             .map_err(CallError::io("create recording directory"))?;
         let (tx, rx) = mpsc::channel();
-        // The speaker starts now, so one that cannot start is known early; the microphone
-        // starts when we join (`start_capture`), so it holds no sound from before.
-        let playback = config
-            .output_cmd
-            .as_deref()
-            .map(|command| OutputPipe::start(command, config.quiet_commands, tx.clone()))
-            .transpose()?
-            .map(Playback::Pipe);
+        // The speaker starts now, so one that cannot start is known early; the microphone is
+        // chosen now and starts when we join (`start_capture`), so it holds no sound from
+        // before.
+        let capture = CaptureSource::choose(&config)?;
+        let playback = Playback::start(&config, &tx)?;
         let mixer = (playback.is_some() || config.monitor).then(|| Mixer::new(Instant::now()));
         let links = Links::connect(
             &config.server,
@@ -134,6 +133,7 @@ impl Call {
             recorder,
             mixer,
             playback,
+            capture,
             mix: [0; FRAME_SAMPLES],
             names: BTreeMap::new(),
             pending: Vec::new(),
@@ -463,12 +463,10 @@ impl Call {
         Ok(())
     }
 
-    /// Starts `--input-cmd`, if any: the live microphone replaces the file.
+    /// Starts the input command or device, if any: the live microphone replaces the file.
     fn start_capture(&mut self) -> Result<(), CallError> {
-        if let Some(command) = self.config.input_cmd.as_deref() {
-            let quiet = self.config.quiet_commands;
-            let pipe = InputPipe::start(command, quiet, self.tx.clone())?;
-            self.source.set_capture(Capture::Pipe(pipe));
+        if let Some(capture) = self.capture.take() {
+            self.source.set_capture(capture.start(&self.tx)?);
         }
         Ok(())
     }

@@ -67,6 +67,12 @@ pub enum CallError {
     /// The input or output command (or device) failed or could not start.
     #[error("{0}")]
     Live(String),
+    /// A sound device was named, but this build has none (no `sound-devices` feature).
+    #[error(
+        "built without sound-device support: rebuild with --features sound-devices, or use \
+         --input-cmd/--output-cmd"
+    )]
+    NoSoundDevices,
     /// Reading the input WAV, coding audio, or writing a recording failed.
     #[error(transparent)]
     Audio(#[from] AudioError),

@@ -77,6 +77,11 @@ pub struct CallConfig {
     pub input_cmd: Option<String>,
     /// A shell command whose stdin is the speaker: every other member, mixed.
     pub output_cmd: Option<String>,
+    /// The sound device to record from (a name as `moose-call --list-devices` shows it, or
+    /// `default`); `input_cmd` wins when both are given. Needs the `sound-devices` feature.
+    pub input_device: Option<String>,
+    /// The sound device to play to; `output_cmd` wins when both are given.
+    pub output_device: Option<String>,
     /// Decode and meter every member even with no speaker (the terminal UI shows levels).
     pub monitor: bool,
     /// Send the commands' stderr to /dev/null (the terminal UI owns the screen).
@@ -103,6 +108,8 @@ impl CallConfig {
             record_dir: None,
             input_cmd: None,
             output_cmd: None,
+            input_device: None,
+            output_device: None,
             monitor: false,
             quiet_commands: false,
             duration: None,
