@@ -430,14 +430,7 @@ impl InputDevice {
 
     /// The next 20 ms of microphone.
     pub fn next_frame(&self, out: &mut [i16; FRAME_SAMPLES]) -> CaptureFrame {
-        let queue = &self.0.queue;
-        if queue.pop_exact(out) {
-            CaptureFrame::Ready
-        } else if queue.is_finished() {
-            CaptureFrame::Ended
-        } else {
-            CaptureFrame::Behind
-        }
+        self.0.queue.next_frame(out)
     }
 
     /// Closes the device.

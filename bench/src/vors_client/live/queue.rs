@@ -10,6 +10,9 @@
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+use super::CaptureFrame;
+use crate::audio::FRAME_SAMPLES;
+
 /// Samples between two clocks, at most `capacity` of them.
 #[derive(Debug)]
 pub(crate) struct SampleQueue {
@@ -148,6 +151,18 @@ impl SampleQueue {
     pub(crate) fn is_finished(&self) -> bool {
         let state = self.lock();
         state.closed && state.samples.is_empty()
+    }
+
+    /// The next 20 ms of a microphone fed through this queue (silence unless
+    /// [`CaptureFrame::Ready`]).
+    pub(crate) fn next_frame(&self, out: &mut [i16; FRAME_SAMPLES]) -> CaptureFrame {
+        if self.pop_exact(out) {
+            CaptureFrame::Ready
+        } else if self.is_finished() {
+            CaptureFrame::Ended
+        } else {
+            CaptureFrame::Behind
+        }
     }
 
     /// Samples dropped so far for lack of room.
