@@ -72,6 +72,17 @@ impl fmt::Debug for SentinelSet {
     }
 }
 
+/// `info` with `password`, if there is one: passwords come from files, never from the URL.
+pub fn with_password(info: ConnectionInfo, password: Option<&str>) -> ConnectionInfo {
+    match password {
+        Some(password) => {
+            let settings = info.redis_settings().clone().set_password(password);
+            info.set_redis_settings(settings)
+        }
+        None => info,
+    }
+}
+
 /// Whether `url` is of the Sentinel form (by its scheme alone).
 pub fn is_sentinel_url(url: &str) -> bool {
     url.split_once("://")
@@ -139,13 +150,7 @@ impl SentinelSet {
     /// How to reach one sentinel (with the sentinels' password, if any).
     fn sentinel_info(&self, host: &str, port: u16) -> redis::RedisResult<ConnectionInfo> {
         let info = format!("{}://{host}:{port}", self.scheme()).into_connection_info()?;
-        Ok(match &self.sentinel_password {
-            Some(password) => {
-                let settings = info.redis_settings().clone().set_password(password);
-                info.set_redis_settings(settings)
-            }
-            None => info,
-        })
+        Ok(with_password(info, self.sentinel_password.as_deref()))
     }
 
     /// How to reach the data node a sentinel named: this URL's user, database and password.
@@ -162,13 +167,7 @@ impl SentinelSet {
             .unwrap_or_default();
         let info = format!("{}://{user}{host}:{port}/{}", self.scheme(), self.db)
             .into_connection_info()?;
-        Ok(match &self.password {
-            Some(password) => {
-                let settings = info.redis_settings().clone().set_password(password);
-                info.set_redis_settings(settings)
-            }
-            None => info,
-        })
+        Ok(with_password(info, self.password.as_deref()))
     }
 
     /// A connection to the primary as the sentinels name it now, with `connect`'s timeouts:

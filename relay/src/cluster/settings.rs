@@ -13,7 +13,7 @@ use moose_proto::cluster::keys::{CLUSTER_KEY_LEN, ClusterKey};
 use redis::IntoConnectionInfo;
 
 use super::registry::RedisEndpoint;
-use super::sentinel::{SentinelSet, is_sentinel_url};
+use super::sentinel::{SentinelSet, is_sentinel_url, with_password};
 
 /// How a secret is shown (as `config::REDACTED`, which this file may not import: `config`
 /// imports it).
@@ -232,13 +232,8 @@ impl ClusterSettings {
             .as_str()
             .into_connection_info()
             .map_err(|e| e.to_string())?;
-        Ok(RedisEndpoint::Direct(match &self.redis_password {
-            Some(password) => {
-                let redis = info.redis_settings().clone().set_password(&password.0);
-                info.set_redis_settings(redis)
-            }
-            None => info,
-        }))
+        let node_password = self.redis_password.as_ref().map(|p| p.0.as_str());
+        Ok(RedisEndpoint::Direct(with_password(info, node_password)))
     }
 
     /// The URL as logs and `check-config` show it (it never holds a password).
