@@ -136,7 +136,7 @@ fn a_tone_from_an_alsa_device_plays_into_an_alsa_device() {
         &env,
     );
     bob.expect_line("joined bob", LINE);
-    let mut alice = CallProc::start_with_env(
+    let alice = CallProc::start_with_env(
         &relay,
         "alice",
         "devices",
@@ -144,12 +144,8 @@ fn a_tone_from_an_alsa_device_plays_into_an_alsa_device() {
         &env,
     );
     bob.expect_line("left alice", LINE);
-    alice.close_stdin();
-    let alice = alice.wait(LINE);
-    alice.assert_success("alice");
-    bob.close_stdin();
-    let bob = bob.wait(LINE);
-    bob.assert_success("bob");
+    let alice = alice.hang_up(LINE);
+    let bob = bob.hang_up(LINE);
 
     // Alice's microphone is a tone, never silence (which DTX would not send): 100 frames.
     let sent = alice.summary().sent;

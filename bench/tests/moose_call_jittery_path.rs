@@ -36,21 +36,17 @@ fn jittery_path() {
     );
     bob.expect_line("joined bob", LINE);
     let input = format!("cat '{}'", tone.display());
-    let mut alice = CallProc::start(
+    let alice = CallProc::start(
         &relay,
         "alice",
         "jitter",
         &["--input-cmd", &input, "--seconds", "6"],
     );
     bob.expect_line("left alice", LINE);
-    alice.close_stdin();
-    let alice = alice.wait(LINE);
-    alice.assert_success("alice");
+    let alice = alice.hang_up(LINE);
     // Each time alice's input command was late for her clock, a silent frame went out.
     let behind = alice.input_fell_behind() as usize;
-    bob.close_stdin();
-    let bob = bob.wait(LINE);
-    bob.assert_success("bob");
+    let bob = bob.hang_up(LINE);
     assert!(path.dropped() >= 12, "5% of 250 lost: {}", path.dropped());
 
     let played = played_line(&bob.stderr, "alice");

@@ -24,16 +24,14 @@ fn pipes_carry_a_tone_from_microphone_to_speaker() {
     let mut bob = CallProc::start(&relay, "bob", "pipes", &["--output-cmd", &output]);
     bob.expect_line("joined bob", LINE);
     let input = format!("cat '{}'", tone.display());
-    let mut alice = CallProc::start(
+    let alice = CallProc::start(
         &relay,
         "alice",
         "pipes",
         &["--input-cmd", &input, "--seconds", "4"],
     );
     bob.expect_line("left alice", LINE);
-    alice.close_stdin();
-    let alice = alice.wait(LINE);
-    alice.assert_success("alice");
+    let alice = alice.hang_up(LINE);
     // A loaded machine may leave the input command behind the call's clock now and then:
     // each time, one frame of silence goes out (and is counted) in the middle of the tone.
     let behind = alice.input_fell_behind();
@@ -48,9 +46,7 @@ fn pipes_carry_a_tone_from_microphone_to_speaker() {
         "the end of the input is told:\n{}",
         alice.stderr
     );
-    bob.close_stdin();
-    let bob = bob.wait(LINE);
-    bob.assert_success("bob");
+    let bob = bob.hang_up(LINE);
 
     let pcm = read_raw(&capture);
     // The tone's own level (peak 8000, RMS 5657) give or take 3 dB: PLC's fade after the

@@ -275,6 +275,16 @@ impl CallProc {
         self.child.kill().expect("kill -9 moose-call");
     }
 
+    /// Hangs up as a user does (closes stdin), waits up to `within` for the process to exit,
+    /// and checks that it left successfully.
+    pub fn hang_up(mut self, within: Duration) -> Exit {
+        self.close_stdin();
+        let name = self.name.clone();
+        let exit = self.wait(within);
+        exit.assert_success(&name);
+        exit
+    }
+
     /// Waits up to `within` for the process to exit; collects the rest of its output.
     pub fn wait(mut self, within: Duration) -> Exit {
         let deadline = Instant::now() + within;
@@ -354,7 +364,7 @@ pub fn tone_call(
     );
     bob.expect_line("joined bob", LINE);
     let seconds = (tone_seconds + 1).to_string();
-    let mut alice = CallProc::start(
+    let alice = CallProc::start(
         relay,
         "alice",
         room,
@@ -366,12 +376,8 @@ pub fn tone_call(
         ],
     );
     bob.expect_line("left alice", LINE);
-    alice.close_stdin();
-    let alice = alice.wait(LINE);
-    alice.assert_success("alice");
-    bob.close_stdin();
-    let bob = bob.wait(LINE);
-    bob.assert_success("bob");
+    let alice = alice.hang_up(LINE);
+    let bob = bob.hang_up(LINE);
     assert_eq!(bob.lines, ["joined bob", "joined alice", "left alice"]);
     (alice, bob)
 }
