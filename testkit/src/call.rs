@@ -299,12 +299,14 @@ impl CallProc {
             );
             thread::sleep(POLL);
         };
-        // The readers end at EOF, which follows the exit.
+        // The readers end at EOF, which follows the exit: stderr's is joined, and stdout's
+        // lines are taken until its reader hangs up (not only those it has passed on by now,
+        // which on a loaded machine can be none of them).
         if let Some(reader) = self.stderr_reader.take() {
             let _ = reader.join();
         }
         let mut lines = std::mem::take(&mut self.seen);
-        lines.extend(self.lines.try_iter());
+        lines.extend(self.lines.iter());
         Exit {
             name: self.name.clone(),
             status,
