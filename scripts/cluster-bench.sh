@@ -19,15 +19,22 @@
 # idle during the load (heartbeats and sweeps only). PIN=0 runs everything unpinned.
 #
 # latency: RUNS times (default 3), alternating, `moose-bench vors` with STREAMS streams
-# (default 120) in rooms of ROOM (default 6) for SECONDS (default 20): first spread over the
-# three relays (`--target A,B,C`: members 0 and 3 of a room on A, 1 and 4 on B, 2 and 5 on C),
-# then all on relay A (`--target A`, local rooms). Prints each run's same-relay and
-# cross-relay p50/p99 and loss and the relays' CPU per delivered message, then the medians.
-# The CPU is the relays' utime + stime (/proc/PID/stat; all three relays for spread rooms,
-# relay A alone for local rooms) over the steady part of the load: from the bench's first
-# progress line (1 s in) to its last before the end of sending, divided by the deliveries the
-# same two lines count between them. Setup (handshakes, joins through Redis) and teardown are
-# left out. The bench's own figure for the one-relay run (load and grace) is shown beside it.
+# (default 120) in rooms of ROOM (default 6) for SECONDS_LOAD (default 20), in three
+# arrangements of the same load:
+#   spread: rooms spread over the three relays (`--target A,B,C`: members 0 and 3 of a room
+#           on A, 1 and 4 on B, 2 and 5 on C);
+#   whole:  every room whole on one of the three relays (`--target A,B,C --place rooms`: room
+#           r on the (r mod 3)-th): the same three processes woken by the same packets, with
+#           no relay link, so that spread ÷ whole is the cascade's own cost;
+#   local:  every room on relay A (`--target A`): one process does all the forwarding.
+# Prints each run's same-relay and cross-relay p50/p99 and loss and the relays' CPU per
+# delivered message, then the medians.
+# The CPU is the relays' utime + stime (/proc/PID/stat; all three relays for spread and whole
+# rooms, relay A alone for local rooms) over the steady part of the load: from the bench's
+# first progress line (1 s in) to its last before the end of sending, divided by the
+# deliveries the same two lines count between them. Setup (handshakes, joins through Redis)
+# and teardown are left out. The bench's own figure for the one-relay run (load and grace) is
+# shown beside it.
 #
 # memory: for each of SMALL and LARGE streams (defaults 400 and 1600) in rooms of 8, RUNS
 # times, on a fresh cluster each time, `moose-bench --idle-seconds 3` (every stream set up,
@@ -203,22 +210,27 @@ cpu_ns() {
     echo $((total * 1000000000 / hz))
 }
 
-# latency_run spread|local: one bench run; writes to $work/result
+# latency_run spread|whole|local: one bench run; writes to $work/result
 # "P50_SAME P99_SAME LOST_SAME P50_CROSS P99_CROSS LOST_CROSS CPU_NS_PER_MSG BENCH_CPU SENT".
 latency_run() {
-    local kind=$1 target measured
-    if [ "$kind" = spread ]; then
+    local kind=$1 target measured place=members
+    case $kind in
+    spread | whole)
         target="${vors[0]},${vors[1]},${vors[2]}"
         measured=("${pids[@]}")
-    else
+        [ "$kind" = whole ] && place=rooms
+        ;;
+    local)
         target="${vors[0]}"
         measured=("${pids[0]}")
-    fi
+        ;;
+    esac
     local try bench seen n line elapsed received
     for try in $(seq "$tries"); do
     rm -f "$work/bench.err" "$work/out.json"
-    "${bench_pin[@]}" "$bin/moose-bench" vors --target "$target" --pubkey "$pubkey" \
-        --relay-pid "${pids[0]}" --streams "$streams" --room-size "$room" --setup-timeout 15 \
+    "${bench_pin[@]}" "$bin/moose-bench" vors --target "$target" --place "$place" \
+        --pubkey "$pubkey" --relay-pid "${pids[0]}" --streams "$streams" --room-size "$room" \
+        --setup-timeout 15 \
         --seconds "$seconds" --json "$work/out.json" >"$work/bench.out" 2>"$work/bench.err" &
     bench=$! seen=0
     local first_cpu='' first_received='' last_cpu='' last_received='' cpu
@@ -263,7 +275,7 @@ r = json.load(open(sys.argv[1]))
 kind, cpu, delivered = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 if r["corrupted"]:
     sys.exit(f"cluster-bench.sh: {r['corrupted']} corrupted deliveries")
-if kind == "spread":
+if kind != "local":
     s, c = r["same_relay"], r["cross_relay"]
 else:
     s, c = r, {"received": 0, "lost": 0, "latency_us": {"p50": "-", "p99": "-"}}
@@ -282,9 +294,10 @@ latency_mode() {
     printf '%-7s %3s %9s %9s %6s %9s %9s %6s %10s %10s %8s\n' rooms run same_p50 same_p99 lost \
         cross_p50 cross_p99 lost cpu_ns/msg bench_cpu sent
     : >"$work/spread.txt"
+    : >"$work/whole.txt"
     : >"$work/local.txt"
     for run in $(seq "$runs"); do
-        for kind in spread local; do
+        for kind in spread whole local; do
             latency_run "$kind"
             read -r sp50 sp99 slost cp50 cp99 clost cpu bcpu sent <"$work/result"
             printf '%-7s %3d %9s %9s %6s %9s %9s %6s %10s %10s %8s\n' "$kind" "$run" "$sp50" \
@@ -297,18 +310,22 @@ latency_mode() {
     echo "  spread rooms: same-relay p50 $(col spread 1) µs, p99 $(col spread 2) µs, lost $(col spread 3);" \
         "cross-relay p50 $(col spread 4) µs, p99 $(col spread 5) µs, lost $(col spread 6);" \
         "CPU of the three relays $(col spread 7) ns per delivered message"
+    echo "  whole rooms:  p50 $(col whole 1) µs, p99 $(col whole 2) µs, lost $(col whole 3);" \
+        "CPU of the three relays $(col whole 7) ns per delivered message"
     echo "  local rooms:  p50 $(col local 1) µs, p99 $(col local 2) µs, lost $(col local 3);" \
         "CPU of relay A $(col local 7) ns per delivered message"
     awk -v sp50="$(col spread 1)" -v sp99="$(col spread 2)" -v cp50="$(col spread 4)" \
-        -v cp99="$(col spread 5)" -v sc="$(col spread 7)" -v lc="$(col local 7)" 'BEGIN {
+        -v cp99="$(col spread 5)" -v sc="$(col spread 7)" -v wc="$(col whole 7)" \
+        -v lc="$(col local 7)" 'BEGIN {
         printf "  cross − same: p50 %+.1f µs (target ≤ +50), p99 %+.1f µs (target ≤ +250);", cp50 - sp50, cp99 - sp99
-        printf " CPU spread ÷ local %.2f (target ≤ 1.5)\n", sc / lc
+        printf " CPU spread ÷ whole %.2f, spread ÷ local %.2f (target ≤ 1.5)\n", sc / wc, sc / lc
     }'
     local cross_lost
-    cross_lost=$(awk '{ s += $3 + $6 } END { print s }' "$work/spread.txt" "$work/local.txt")
+    cross_lost=$(awk '{ s += $3 + $6 } END { print s }' "$work/spread.txt" "$work/whole.txt" \
+        "$work/local.txt")
     echo "  lost over every run: $cross_lost"
     echo "  runs whose setup failed and were repeated: $(grep -c spread "$work/failed-setups" || true) spread," \
-        "$(grep -c local "$work/failed-setups" || true) local"
+        "$(grep -c whole "$work/failed-setups" || true) whole, $(grep -c local "$work/failed-setups" || true) local"
 }
 
 # memory_sample local|spread STREAMS: one sample on a fresh cluster; writes to $work/result

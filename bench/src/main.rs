@@ -24,6 +24,7 @@ use moose_bench::load::baseline::{self, Baseline};
 use moose_bench::load::plot::{self, Curve};
 use moose_bench::load::ramp::{self, Side, Slo, Steps};
 use moose_bench::load::report::{Report, Run};
+use moose_bench::load::spread::Place;
 use moose_bench::load::{self, Endpoint, Plan, Protocol, procstat};
 use moose_proto::vors::keys::SessionKeys;
 use rand::Rng;
@@ -62,6 +63,11 @@ enum ProtocolArgs {
         /// per target, comma-separated.
         #[arg(long, env = "MOOSE_BENCH_PUBKEY")]
         pubkey: String,
+        /// With several targets: `members` sends member i of each room to the (i mod n)-th
+        /// target (rooms spread over the relays); `rooms` sends room r whole to the (r mod
+        /// n)-th (every room local to one relay, the same relays loaded alike).
+        #[arg(long, env = "MOOSE_BENCH_PLACE", value_enum, default_value_t = Place::Members)]
+        place: Place,
     },
     /// VoRS handshakes from many source addresses, each connection sending the magic and one
     /// message 1, then closing: load for a relay's handshake path while another moose-bench
@@ -206,6 +212,8 @@ struct Bench {
     apikeys: Vec<String>,
     origin: String,
     binds: Vec<IpAddr>,
+    /// How vors streams are placed on several targets.
+    place: Place,
     relay_pid: Option<u32>,
     cpus: usize,
 }
@@ -222,7 +230,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let (protocol, common, apikeys, origin, pubkeys) = match cli.protocol {
+    let (protocol, common, apikeys, origin, pubkeys, place) = match cli.protocol {
         ProtocolArgs::HandshakeFlood(args) => return run_flood(&args),
         ProtocolArgs::Ws {
             common,
@@ -230,14 +238,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             origin,
         } => {
             let origin = origin.unwrap_or_else(|| format!("http://{}", common.target));
-            (Protocol::Ws, common, apikeys, origin, Vec::new())
+            (
+                Protocol::Ws,
+                common,
+                apikeys,
+                origin,
+                Vec::new(),
+                Place::Members,
+            )
         }
-        ProtocolArgs::Vors { common, pubkey } => {
+        ProtocolArgs::Vors {
+            common,
+            pubkey,
+            place,
+        } => {
             let keys = pubkey
                 .split(',')
                 .map(parse_pubkey)
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            (Protocol::Vors, common, Vec::new(), String::new(), keys)
+            (
+                Protocol::Vors,
+                common,
+                Vec::new(),
+                String::new(),
+                keys,
+                place,
+            )
         }
     };
     let targets = common
@@ -279,6 +305,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         origin,
         pubkeys,
         binds: common.bind.clone(),
+        place,
         relay_pid,
         cpus,
         common,
@@ -497,6 +524,7 @@ impl Bench {
                     pubkeys: self.pubkeys.clone(),
                     room_prefix: format!("bench-{:08x}", rand::thread_rng().r#gen::<u32>()),
                     binds: self.binds.clone(),
+                    place: self.place,
                 };
                 load::run(&plan, endpoint, self.relay_pid)?
             }

@@ -214,3 +214,50 @@ fn one_relay_named_twice_delivers_everything_same_relay() {
         stderr(&out)
     );
 }
+
+/// `--target A,B --place rooms` against two relays that are not a cluster: each room joins one
+/// relay whole (room 0 on A, room 1 on B), so every packet reaches its room mates, all
+/// same-relay, and each relay sees one room's joins. Spread by members instead, every room
+/// would be split between two relays that do not know each other, and lose deliveries.
+#[test]
+fn whole_rooms_go_round_the_relays() {
+    let (a, b) = (Relay::start(&[], &[]), Relay::start(&[], &[]));
+    let json = std::env::temp_dir().join(format!("moose-bench-whole-{}.json", std::process::id()));
+    let out = bench(&[
+        "vors",
+        "--target",
+        &format!("{},{}", a.vors, b.vors),
+        "--pubkey",
+        &format!("{},{}", a.vors_pubkey, b.vors_pubkey),
+        "--place",
+        "rooms",
+        "--streams",
+        "8",
+        "--room-size",
+        "4",
+        "--seconds",
+        "1",
+        "--grace-ms",
+        "500",
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "moose-bench failed:\n{}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(&json).expect("JSON written");
+    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
+    let sent = v["sent"].as_u64().expect("sent");
+    assert!(sent > 0, "{text}");
+    assert_eq!(v["received"].as_u64(), Some(sent * 3), "{text}");
+    assert_eq!(
+        v["same_relay"]["received"].as_u64(),
+        Some(sent * 3),
+        "{text}"
+    );
+    assert_eq!(v["cross_relay"]["received"].as_u64(), Some(0), "{text}");
+    assert_eq!(a.metric("moose_vors_joins_total"), 4);
+    assert_eq!(b.metric("moose_vors_joins_total"), 4);
+}

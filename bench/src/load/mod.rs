@@ -136,6 +136,8 @@ pub enum Endpoint {
         /// Source addresses: stream `i` leaves from `binds[i % len]` (empty: the kernel's
         /// choice).
         binds: Vec<IpAddr>,
+        /// Whether each room's members go round the targets or each room joins one whole.
+        place: spread::Place,
     },
     /// A plain UDP forwarder (`moose-baseline`): no handshake, keys chosen by the bench.
     VorsBaseline {

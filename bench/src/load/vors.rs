@@ -109,8 +109,9 @@ pub(super) fn worker(setup: WorkerSetup, endpoint: &Mutex<Endpoint>) -> Result<T
             pubkeys,
             room_prefix,
             binds,
+            place,
         } => Target::Server {
-            spread: Spread::new(targets.clone(), setup.room_size),
+            spread: Spread::new(targets.clone(), setup.room_size, *place),
             pubkeys: pubkeys.clone(),
             room_prefix: room_prefix.clone(),
             binds: binds.clone(),
