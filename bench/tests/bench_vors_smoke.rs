@@ -28,12 +28,13 @@ fn rooms_of_4(relay: &Relay, name: &str, extra: &[&str]) -> (Value, String) {
 /// [`rooms_of_4`] with `--target TARGET`: one relay named as several.
 fn rooms_of_4_at(relay: &Relay, target: &str, name: &str, extra: &[&str]) -> (Value, String) {
     let (out, json) = try_rooms_of_4(relay, target, name, extra);
-    assert!(
-        out.status.success(),
-        "moose-bench failed:\n{}",
-        stderr(&out)
-    );
-    let text = std::fs::read_to_string(&json).expect("JSON written");
+    report(&out, &json)
+}
+
+/// The JSON report of a run that must have succeeded, parsed and as text.
+fn report(out: &Output, json: &std::path::Path) -> (Value, String) {
+    assert!(out.status.success(), "moose-bench failed:\n{}", stderr(out));
+    let text = std::fs::read_to_string(json).expect("JSON written");
     let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
     (v, text)
 }
@@ -242,13 +243,7 @@ fn whole_rooms_go_round_the_relays() {
         "--json",
         json.to_str().expect("utf-8"),
     ]);
-    assert!(
-        out.status.success(),
-        "moose-bench failed:\n{}",
-        stderr(&out)
-    );
-    let text = std::fs::read_to_string(&json).expect("JSON written");
-    let v: Value = serde_json::from_str(&text).expect("well-formed JSON");
+    let (v, text) = report(&out, &json);
     let sent = v["sent"].as_u64().expect("sent");
     assert!(sent > 0, "{text}");
     assert_eq!(v["received"].as_u64(), Some(sent * 3), "{text}");
