@@ -235,17 +235,23 @@ unsafe fn send_prepared(
 /// nothing), to `to`.
 pub type Gathered<'a> = ([&'a [u8]; 3], &'a socket2::SockAddr);
 
-/// Sends every datagram of `datagrams` from the UDP socket `fd`, each gathered from its three
-/// parts (a relay-link datagram: header, the unchanged media packet, tag; or a packet cut out of
-/// a received link datagram), with as few `sendmmsg` calls as possible and without waiting. No
-/// part is copied. Returns how many the kernel took, a prefix of `datagrams`, as
-/// [`send_batch`].
-pub fn send_gathered(fd: RawFd, datagrams: &[Gathered<'_>]) -> usize {
+/// Sends the `count` datagrams `datagram(0)`, `datagram(1)`, ... from the UDP socket `fd`,
+/// each gathered from its three parts (a relay-link datagram: header, the unchanged media
+/// packet, tag; or a packet cut out of a received link datagram), with as few `sendmmsg` calls
+/// as possible and without waiting. No part is copied, and no list of the datagrams is built:
+/// their parts may live in several places. Returns how many the kernel took, the first ones,
+/// as [`send_batch`].
+pub fn send_gathered<'a>(
+    fd: RawFd,
+    count: usize,
+    datagram: impl Fn(usize) -> Gathered<'a>,
+) -> usize {
     let mut sent = 0;
-    for chunk in datagrams.chunks(MAX_DATAGRAMS) {
+    for start in (0..count).step_by(MAX_DATAGRAMS) {
+        let chunk = start..count.min(start + MAX_DATAGRAMS);
         let mut iovs = [const { MaybeUninit::<[libc::iovec; 3]>::uninit() }; MAX_DATAGRAMS];
         let mut msgs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; MAX_DATAGRAMS];
-        for (k, (parts, addr)) in chunk.iter().enumerate() {
+        for (k, (parts, addr)) in chunk.clone().map(&datagram).enumerate() {
             let iov = iovs[k].write(parts.map(|part| libc::iovec {
                 iov_base: part.as_ptr() as *mut libc::c_void,
                 iov_len: part.len(),
@@ -258,8 +264,8 @@ pub fn send_gathered(fd: RawFd, datagrams: &[Gathered<'_>]) -> usize {
             msg.msg_hdr.msg_iovlen = 3;
         }
         // SAFETY: the first `chunk.len()` headers are initialised above; each points at an
-        // address in `datagrams` and at its own three iovecs, which point into the caller's
-        // slices; all outlive the call.
+        // address borrowed for 'a and at its own three iovecs, which point into slices
+        // borrowed for 'a; all outlive the call.
         let n = unsafe { send_prepared(fd, &mut msgs, chunk.len()) };
         sent += n;
         if n < chunk.len() {
@@ -318,7 +324,10 @@ mod tests {
             ([b"head", b"-body-", b"tag"], &to),
             ([b"solo", b"", b""], &to),
         ];
-        assert_eq!(send_gathered(relay.as_raw_fd(), &datagrams), 2);
+        assert_eq!(
+            send_gathered(relay.as_raw_fd(), datagrams.len(), |i| datagrams[i]),
+            2
+        );
         for want in [&b"head-body-tag"[..], b"solo"] {
             let mut buf = [0u8; 32];
             let n = peer.recv(&mut buf).expect("datagram");

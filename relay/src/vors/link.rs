@@ -15,13 +15,14 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use glommio::net::UdpSocket;
+use moose_proto::cluster::link::{LINK_HEADER_LEN, LINK_TAG_LEN};
 use moose_proto::cluster::{RelayId, RoomId};
 use socket2::SockAddr;
 
 use super::room::RoomCell;
 use crate::cluster::link::{LinkEdge, LinkSender};
 use crate::stats::CoreStats;
-use crate::sys::{self, Gathered, RecvBatch};
+use crate::sys::{self, RecvBatch};
 
 /// One link datagram to send: (datagram index in the batch, room, relay, its owner core).
 pub(crate) type LinkCopy = (usize, RoomId, RelayId, u8);
@@ -35,6 +36,18 @@ pub(crate) struct CoreLink {
     pub sender: RefCell<LinkSender>,
     /// The live relays' link addresses (`CoreEvent::Relays`).
     relays: RefCell<HashMap<RelayId, SockAddr>>,
+    /// The datagrams of the batch being sent, kept for the next batch's.
+    wrapped: RefCell<Vec<Wrapped>>,
+}
+
+/// A link datagram's pieces around the packet, which stays in the receive batch.
+#[derive(Debug)]
+struct Wrapped {
+    head: [u8; LINK_HEADER_LEN],
+    /// The packet's index in the batch.
+    index: usize,
+    tag: [u8; LINK_TAG_LEN],
+    addr: SockAddr,
 }
 
 impl CoreLink {
@@ -44,6 +57,7 @@ impl CoreLink {
             edge: RefCell::new(edge),
             sender: RefCell::new(sender),
             relays: RefCell::new(HashMap::new()),
+            wrapped: RefCell::new(Vec::new()),
         }
     }
 
@@ -75,20 +89,23 @@ impl CoreLink {
     pub(crate) fn send_out(&self, batch: &RecvBatch, links: &[LinkCopy], stats: &CoreStats) {
         let relays = self.relays.borrow();
         let mut sender = self.sender.borrow_mut();
-        let wrapped: Vec<_> = links
-            .iter()
-            .filter_map(|&(index, room, relay, core)| {
-                let addr = relays.get(&relay)?;
-                let payload = batch.get(index).0;
-                let (head, tag) = sender.wrap(relay, core, room, payload);
-                Some((head, payload, tag, addr))
+        // Headers and tags go to a list kept from batch to batch: no allocation per batch.
+        let mut wrapped = self.wrapped.borrow_mut();
+        wrapped.clear();
+        wrapped.extend(links.iter().filter_map(|&(index, room, relay, core)| {
+            let addr = relays.get(&relay)?;
+            let (head, tag) = sender.wrap(relay, core, room, batch.get(index).0);
+            Some(Wrapped {
+                head,
+                index,
+                tag,
+                addr: addr.clone(),
             })
-            .collect();
-        let datagrams: Vec<Gathered<'_>> = wrapped
-            .iter()
-            .map(|(head, payload, tag, addr)| ([&head[..], *payload, &tag[..]], *addr))
-            .collect();
-        let sent = sys::send_gathered(self.socket.as_raw_fd(), &datagrams);
+        }));
+        let sent = sys::send_gathered(self.socket.as_raw_fd(), wrapped.len(), |i| {
+            let w = &wrapped[i];
+            ([&w.head[..], batch.get(w.index).0, &w.tag[..]], &w.addr)
+        });
         stats.link_datagrams_out.add(sent as u64);
         stats.link_send_dropped.add((links.len() - sent) as u64);
     }

@@ -90,15 +90,12 @@ fn send_in(vors_fd: RawFd, batch: &RecvBatch, copies: &[(usize, SockAddr)], stat
     if copies.is_empty() {
         return;
     }
-    let datagrams: Vec<Gathered<'_>> = copies
-        .iter()
-        .map(|(index, addr)| ([payload_of(batch.get(*index).0), &[][..], &[][..]], addr))
-        .collect();
-    let sent = sys::send_gathered(vors_fd, &datagrams);
-    let bytes: usize = datagrams[..sent]
-        .iter()
-        .map(|(parts, _)| parts[0].len())
-        .sum();
+    let copy = |i: usize| -> Gathered<'_> {
+        let (index, addr) = &copies[i];
+        ([payload_of(batch.get(*index).0), &[], &[]], addr)
+    };
+    let sent = sys::send_gathered(vors_fd, copies.len(), copy);
+    let bytes: usize = (0..sent).map(|i| copy(i).0[0].len()).sum();
     stats.vors_datagrams_out.add(sent as u64);
     stats.vors_bytes_out.add(bytes as u64);
     stats.vors_send_dropped.add((copies.len() - sent) as u64);
