@@ -54,9 +54,7 @@ fn bind_source() {
     alice.expect_line("left bob", LINE);
     let bob = bob.wait(LINE);
     bob.assert_success("bob");
-    alice.close_stdin();
-    let alice = alice.wait(LINE);
-    alice.assert_success("alice");
+    let alice = alice.hang_up(LINE);
 
     let sent = bob.summary().sent;
     assert_eq!(sent, 100, "2 s of tone:\n{}", bob.stderr);

@@ -54,16 +54,12 @@ fn unmute_resumes_media() {
         |m| m.get(FORWARDED) >= at_unmute + 50,
     );
 
-    alice.close_stdin();
-    let alice = alice.wait(LINE);
-    alice.assert_success("alice");
+    let alice = alice.hang_up(LINE);
     let mut own = alice.lines.clone();
     own.retain(|l| l != "joined bob");
     assert_eq!(own, ["joined alice", "muted alice", "unmuted alice"]);
     bob.expect_line("left alice", LINE);
-    bob.close_stdin();
-    let bob = bob.wait(LINE);
-    bob.assert_success("bob");
+    let bob = bob.hang_up(LINE);
     assert_eq!(
         bob.lines,
         [

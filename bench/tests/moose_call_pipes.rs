@@ -93,8 +93,7 @@ fn an_input_command_that_fails_ends_the_call() {
         "{}",
         alice.stderr
     );
-    bob.close_stdin();
-    bob.wait(LINE).assert_success("bob");
+    bob.hang_up(LINE);
 }
 
 #[test]

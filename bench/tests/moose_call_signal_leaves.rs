@@ -34,9 +34,7 @@ fn signal_leaves() {
     leaves_on(&relay, &mut bob, "alice", "INT");
     leaves_on(&relay, &mut bob, "carol", "TERM");
 
-    bob.close_stdin();
-    let bob = bob.wait(LINE);
-    bob.assert_success("bob");
+    let bob = bob.hang_up(LINE);
     assert_eq!(
         bob.lines,
         [

@@ -221,13 +221,9 @@ fn vors_call_through_the_stream_proxy(
         || {},
         |m| m.get("moose_vors_packets_forwarded_total") >= 140,
     );
-    alice.close_stdin();
-    let alice = alice.wait(LINE);
-    alice.assert_success("alice");
+    let alice = alice.hang_up(LINE);
     bob.expect_line("left alice", LINE);
-    bob.close_stdin();
-    let bob = bob.wait(LINE);
-    bob.assert_success("bob");
+    let bob = bob.hang_up(LINE);
 
     let sent = alice.summary().sent;
     let heard = bob.summary();

@@ -120,7 +120,7 @@ fn a_room_stays_whole_behind_nginx() {
     let tone = tone_wav(&dir, TONE_HZ, 3.0);
     let before = per_relay.clone();
     let alice_source = 10 + u8::try_from(listeners.len()).expect("few listeners");
-    let mut alice = call_from(
+    let alice = call_from(
         "alice",
         alice_source,
         &["--input", tone.to_str().expect("utf-8")],
@@ -139,9 +139,7 @@ fn a_room_stays_whole_behind_nginx() {
         assert!(Instant::now() < deadline, "alice's tone did not go through");
         thread::sleep(Duration::from_millis(50));
     }
-    alice.close_stdin();
-    let alice = alice.wait(LINE);
-    alice.assert_success("alice");
+    let alice = alice.hang_up(LINE);
     let sent = alice.summary().sent;
     for Listener {
         name,
@@ -150,9 +148,7 @@ fn a_room_stays_whole_behind_nginx() {
     } in listeners
     {
         call.expect_line("left alice", LINE);
-        call.close_stdin();
-        let done = call.wait(LINE);
-        done.assert_success(&name);
+        let done = call.hang_up(LINE);
         let heard = done.summary();
         assert_eq!(heard.lost, 0, "{name}: {heard:?}");
         // Alice's last frame may lose the race with her DEL (which comes through Redis while

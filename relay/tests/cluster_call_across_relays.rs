@@ -46,15 +46,11 @@ fn a_tone_crosses_relays_whole() {
     // 3 s of tone is 150 packets from relay 0's edge; alice leaves once 145 went through.
     let tone_forwarded = |m: &Metrics| m.get("moose_vors_packets_forwarded_total") >= 145;
     wait_metrics(&cluster.relays[0], LINE, "the tone", || {}, tone_forwarded);
-    alice.close_stdin();
-    let alice = alice.wait(LINE);
-    alice.assert_success("alice");
+    let alice = alice.hang_up(LINE);
     let sent = alice.summary().sent;
     for (mut call, rec, name) in [(bob, bob_rec, "bob"), (cat, cat_rec, "cat")] {
         call.expect_line("left alice", LINE);
-        call.close_stdin();
-        let done = call.wait(LINE);
-        done.assert_success(name);
+        let done = call.hang_up(LINE);
         let heard = done.summary();
         assert_eq!(heard.lost, 0, "{name}: {heard:?}");
         assert_eq!(heard.received, sent, "{name} received all alice sent");

@@ -114,13 +114,9 @@ fn bad_input_closed() {
         || {},
         |m| m.get("moose_vors_packets_forwarded_total") >= 150,
     );
-    alice.close_stdin();
-    let alice = alice.wait(LINE);
-    alice.assert_success("alice");
+    let alice = alice.hang_up(LINE);
     bob.expect_line("left alice", LINE);
-    bob.close_stdin();
-    let bob = bob.wait(LINE);
-    bob.assert_success("bob");
+    let bob = bob.hang_up(LINE);
     let sent = alice.summary().sent;
     let heard = bob.summary();
     assert_eq!(
@@ -133,8 +129,7 @@ fn bad_input_closed() {
     // And the relay still takes new calls.
     let mut carol = CallProc::start(&relay, "carol", "after", &[]);
     carol.expect_line("joined carol", LINE);
-    carol.close_stdin();
-    carol.wait(LINE).assert_success("carol");
+    carol.hang_up(LINE);
     let m = Metrics::read(&relay);
     assert_eq!(
         m.get("moose_vors_handshake_failures_total"),

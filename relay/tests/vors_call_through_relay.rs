@@ -57,13 +57,9 @@ fn call_through_relay() {
     alice.type_line("/mute");
     assert_eq!(bob.expect_line("muted alice", LINE), ["muted alice"]);
 
-    alice.close_stdin();
-    let alice = alice.wait(LINE);
-    alice.assert_success("alice");
+    let alice = alice.hang_up(LINE);
     assert_eq!(bob.expect_line("left alice", LINE), ["left alice"]);
-    bob.close_stdin();
-    let bob = bob.wait(LINE);
-    bob.assert_success("bob");
+    let bob = bob.hang_up(LINE);
 
     assert_eq!(
         bob.lines,

@@ -216,9 +216,7 @@ fn forged_packets_dropped() {
         || mallory.step(),
         |m| m.get("moose_vors_packets_forwarded_total") >= 190 + genuine_sent,
     );
-    alice.close_stdin();
-    let alice = alice.wait(LINE);
-    alice.assert_success("alice");
+    let alice = alice.hang_up(LINE);
     bob.expect_line("left alice", LINE);
     let sent = alice.summary().sent;
 
@@ -244,9 +242,7 @@ fn forged_packets_dropped() {
     assert_eq!(mallory.echoes, 0, "mallory's own packets came back to it");
     drop(mallory);
     bob.expect_line("left mallory", LINE);
-    bob.close_stdin();
-    let bob = bob.wait(LINE);
-    bob.assert_success("bob");
+    let bob = bob.hang_up(LINE);
 
     // Only genuine packets were forwarded: alice's and mallory's six, to the two others each.
     let m = Metrics::read(&relay);

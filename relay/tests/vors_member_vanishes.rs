@@ -66,16 +66,12 @@ fn member_vanishes() {
     let mut again = CallProc::start(&relay, "alice", ROOM, &[]);
     again.expect_line("joined alice", LINE);
     bob.expect_line("joined alice", LINE);
-    again.close_stdin();
-    again.wait(LINE).assert_success("alice again");
+    again.hang_up(LINE);
     bob.expect_line("left alice", LINE);
 
-    carol.close_stdin();
-    carol.wait(LINE).assert_success("carol");
+    carol.hang_up(LINE);
     bob.expect_line("left carol", LINE);
-    bob.close_stdin();
-    let bob = bob.wait(LINE);
-    bob.assert_success("bob");
+    let bob = bob.hang_up(LINE);
     assert_eq!(
         bob.lines,
         [

@@ -75,12 +75,9 @@ fn rejections() {
     let seen = alice.expect_line("chat bob: me too", LINE);
     assert_eq!(seen.last().map(String::as_str), Some("chat bob: me too"));
 
-    alice.close_stdin();
-    alice.wait(LINE).assert_success("alice");
+    alice.hang_up(LINE);
     bob.expect_line("left alice", LINE);
-    bob.close_stdin();
-    let bob = bob.wait(LINE);
-    bob.assert_success("bob");
+    let bob = bob.hang_up(LINE);
     // Nobody refused ever showed up in the room.
     assert_eq!(
         bob.lines,
@@ -96,7 +93,6 @@ fn rejections() {
     wait_rooms_gone(&relay, LINE);
     let mut carol = CallProc::start(&relay, "carol", ROOM, &["--password", "other"]);
     carol.expect_line("joined carol", LINE);
-    carol.close_stdin();
-    carol.wait(LINE).assert_success("carol");
+    carol.hang_up(LINE);
     assert_eq!(Metrics::read(&relay).get("moose_vors_rejects_total"), 4);
 }
