@@ -21,6 +21,9 @@ const WARM_UP: usize = 5;
 /// the test looks for growth across rounds: keeping even 4 KiB per vanished peer would
 /// add 10 MiB over the rounds after the warm-up.
 const MAX_GROWTH_KIB: u64 = 4096;
+/// How long memory freed in the last round may take to be handed back: a few of the cores'
+/// once-a-second collections.
+const SETTLE: Duration = Duration::from_secs(5);
 
 /// Waits until `done` holds, polling the relay's state, for at most `within`.
 fn wait_for(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
@@ -99,10 +102,19 @@ fn vanished_peers_are_freed() {
             warm_peak = warm_peak.max(relay.rss_kib());
         }
     }
-    let rss_after_last = relay.rss_kib();
+    // Each core hands freed pages back to the OS once a second (mi_collect,
+    // docs/architecture.md "Memory"), and the last round's were freed just now: what is kept
+    // shows as growth that stays, what is merely not handed back yet goes within a few turns.
+    let deadline = Instant::now() + SETTLE;
+    let mut rss = relay.rss_kib();
+    while rss > warm_peak + MAX_GROWTH_KIB && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        rss = relay.rss_kib();
+    }
     assert!(
-        rss_after_last <= warm_peak + MAX_GROWTH_KIB,
-        "resident memory grew from {warm_peak} KiB to {rss_after_last} KiB over {} rounds",
+        rss <= warm_peak + MAX_GROWTH_KIB,
+        "resident memory grew from {warm_peak} KiB to {rss} KiB over {} rounds and stayed \
+         there for {SETTLE:?}",
         ROUNDS - WARM_UP
     );
 }
