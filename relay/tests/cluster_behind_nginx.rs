@@ -11,8 +11,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use moose_testkit::call::CallProc;
-use moose_testkit::cluster::{Cluster, PER_CLIENT_LIMITS_OFF};
+use moose_testkit::cluster::Cluster;
 use moose_testkit::nginx::Nginx;
+use moose_testkit::relay::PER_CLIENT_LIMITS_OFF;
 use moose_testkit::temp::temp_dir;
 use moose_testkit::tone::{assert_tone, tone_wav};
 

@@ -14,8 +14,9 @@ use moose_testkit::http::http_get;
 use moose_testkit::metrics::wait_metrics;
 use moose_testkit::redis::Redis;
 use moose_testkit::relay::Relay;
-use moose_testkit::sentinel::{Sentinels, wait_for};
+use moose_testkit::sentinel::Sentinels;
 use moose_testkit::vors_member::{VorsMember, settle, talk};
+use moose_testkit::wait::wait_for;
 
 const WITHIN: Duration = Duration::from_secs(10);
 

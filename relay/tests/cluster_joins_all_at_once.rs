@@ -8,7 +8,8 @@
 //! Now they are kept until the room is made (`vors/early.rs`).
 
 use moose_testkit::bench::BenchRun;
-use moose_testkit::cluster::{Cluster, PER_CLIENT_LIMITS_OFF};
+use moose_testkit::cluster::Cluster;
+use moose_testkit::relay::PER_CLIENT_LIMITS_OFF;
 use moose_testkit::temp::temp_dir;
 
 #[test]

@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use moose_testkit::relay::Relay;
+use moose_testkit::wait::wait_for;
 use moose_testkit::ws::WsClient;
 use socket2::Socket;
 
@@ -24,18 +25,6 @@ const MAX_GROWTH_KIB: u64 = 4096;
 /// How long memory freed in the last round may take to be handed back: a few of the cores'
 /// once-a-second collections.
 const SETTLE: Duration = Duration::from_secs(5);
-
-/// Waits until `done` holds, polling the relay's state, for at most `within`.
-fn wait_for(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} not seen within {within:?}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Drops the connection with a reset instead of a FIN.
 fn reset(stream: TcpStream) {

@@ -11,8 +11,6 @@ use crate::redis::Redis;
 use crate::relay::Relay;
 use crate::temp::TempDir;
 
-pub use crate::relay::PER_CLIENT_LIMITS_OFF;
-
 /// A cluster's Redis and key, and the relays started on them.
 #[derive(Debug)]
 pub struct Cluster {

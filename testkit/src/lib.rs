@@ -31,6 +31,7 @@ pub mod temp;
 pub mod tmux;
 pub mod tone;
 pub mod vors_member;
+pub mod wait;
 pub mod workspace;
 pub mod ws;
 pub mod yaml;

@@ -5,9 +5,10 @@
 //! which comes with the server (`Redis::ask`).
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::redis::Redis;
+use crate::wait::wait_for;
 
 /// The name the sentinel monitors the primary under.
 pub const MASTER: &str = "moose";
@@ -73,14 +74,5 @@ impl Sentinels {
         let mut lines = answer.lines();
         let (ip, port) = (lines.next()?, lines.next()?);
         format!("{ip}:{port}").parse().ok()
-    }
-}
-
-/// Polls `done` every 50 ms until it holds; a panic naming `what` after `within`.
-pub fn wait_for(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
